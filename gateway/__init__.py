@@ -1,0 +1,1 @@
+"""Intake Gateway: the front door of a technical-support service."""

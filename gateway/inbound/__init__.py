@@ -1,0 +1,1 @@
+"""Channels through which requests reach the intake door."""

@@ -1,0 +1,114 @@
+"""The acknowledgement e-mail: rendered from templates, with headers no customer text can forge."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("gateway", "templates"),
+    autoescape=False,  # plain-text mail; nothing here is HTML
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+_SERVICE_ZONE = ZoneInfo("Europe/Moscow")
+PRIORITY_NAMES = {
+    "en": {"critical": "1 (critical)", "high": "2 (high)", "medium": "3 (medium)",
+           "low": "4 (low)"},
+    "ru": {"critical": "1 (критический)", "high": "2 (высокий)", "medium": "3 (средний)",
+           "low": "4 (низкий)"},
+}
+
+
+def header_safe(value: str | None, limit: int = 200) -> str:
+    """VALUE on one line: control characters (CR, LF, NUL ...) become spaces; long text is cut."""
+    text = _CONTROL.sub(" ", value or "").strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def safe_address(address: str | None) -> str | None:
+    """ADDRESS if it is one plain addr-spec we can write in a header, else None."""
+    if not address:
+        return None
+    name, parsed = parseaddr(address)
+    if parsed != address.strip() or not re.fullmatch(r"[^\s@<>,;\"()\\]+@[^\s@<>,;\"()\\]+", parsed):
+        return None
+    return parsed
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    message_id: str  # without angle brackets
+    recipient: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What the acknowledgement says about the ticket."""
+
+    number: str
+    subject: str
+    priority: str
+    reaction_due: datetime
+    resolution_due: datetime
+    language: str
+    requester_name: str | None
+    requester_email: str
+    in_reply_to: str | None  # the customer's Message-ID, without brackets
+    references: list[str]
+
+
+def _when(instant: datetime, language: str) -> str:
+    local = instant.astimezone(_SERVICE_ZONE)
+    return local.strftime("%d.%m.%Y %H:%M МСК" if language == "ru" else "%Y-%m-%d %H:%M MSK")
+
+
+def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Acknowledgement:
+    """A complete RFC 5322 message acknowledging the ticket, addressed to the requester."""
+    language = facts.language if facts.language in PRIORITY_NAMES else "en"
+    sender_name, sender_address = parseaddr(sender)
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    subject = header_safe(facts.subject) or ("(без темы)" if language == "ru" else "(no subject)")
+    body = _TEMPLATES.get_template(f"acknowledgement.{language}.txt.j2").render(
+        name=header_safe(facts.requester_name, 100),
+        number=facts.number,
+        subject=subject,
+        priority=PRIORITY_NAMES[language][facts.priority],
+        reaction_due=_when(facts.reaction_due, language),
+        resolution_due=_when(facts.resolution_due, language),
+        signature=header_safe(sender_name) or "Support",
+    )
+    message = EmailMessage(policy=SMTP)
+    message_id = make_msgid(idstring=facts.number, domain=domain)
+    message["Message-ID"] = message_id
+    message["Date"] = format_datetime(now)
+    message["From"] = HeaderAddress(header_safe(sender_name), addr_spec=sender_address)
+    message["To"] = HeaderAddress(header_safe(facts.requester_name, 100),
+                                  addr_spec=facts.requester_email)
+    message["Subject"] = f"[{facts.number}] {subject}"
+    message["Auto-Submitted"] = "auto-replied"
+    # Ask Exchange and friends not to answer our answer.
+    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Intake-Ticket"] = facts.number
+    thread_ids = [i for i in (*facts.references, facts.in_reply_to) if i and _plain_id(i)]
+    if facts.in_reply_to and _plain_id(facts.in_reply_to):
+        message["In-Reply-To"] = f"<{facts.in_reply_to}>"
+    if thread_ids:
+        message["References"] = " ".join(f"<{i}>" for i in dict.fromkeys(thread_ids[-20:]))
+    message.set_content(body, charset="utf-8", cte="quoted-printable")
+    return Acknowledgement(message_id.strip("<>"), facts.requester_email, message.as_bytes())
+
+
+def _plain_id(message_id: str) -> bool:
+    """A Message-ID we can echo back safely: printable, no spaces or brackets."""
+    return bool(re.fullmatch(r"[\x21-\x3b\x3d\x3f-\x7e]{1,500}", message_id))

@@ -1,0 +1,170 @@
+"""The daemon: channels, the intake door, the processor and the outbox in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from email.utils import parseaddr
+
+import structlog
+from sqlalchemy import Engine
+
+from gateway.clock import Clock, SystemClock
+from gateway.customers import Directory, load_customers
+from gateway.db import Database, migrate, transaction
+from gateway.inbound.smtp import IntakeHandler, start_smtp
+from gateway.intake import IntakeDoor
+from gateway.mailer import make_delivery
+from gateway.models import Customer
+from gateway.outbox import OutboxWorker
+from gateway.processing import Context, process_pending
+from gateway.settings import LoadedSettings
+
+log = structlog.get_logger("gateway.app")
+
+# Inputs stored by another process (the `ingest` command, a second instance) are noticed
+# within this many seconds even when nothing wakes the processor.
+POLL_INTERVAL_S = 2.0
+
+
+def sync_customers(engine: Engine, directory: Directory) -> None:
+    """Mirror the customers file into the customers table for joins and reports."""
+    with transaction(engine) as session:
+        for entry in directory.customers:
+            session.merge(Customer(
+                id=entry.id, name=entry.name, tier=entry.tier, language=entry.language,
+                emails=json.dumps(entry.emails), domains=json.dumps(entry.domains),
+                phones=json.dumps(entry.phones), engineer=entry.engineer, manager=entry.manager))
+
+
+def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
+    settings = loaded.settings
+    own = {parseaddr(settings.outgoing.sender)[1].lower()}
+    if settings.smtp:
+        own |= {r.lower() for r in settings.smtp.recipients}
+    own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
+    return Context(settings, load_customers(settings.files.customers), clock, frozenset(own))
+
+
+class Gateway:
+    """One running gateway; `start`, then `stop` (or `run_until_idle` in tests)."""
+
+    def __init__(self, loaded: LoadedSettings, clock: Clock | None = None) -> None:
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.clock = clock or SystemClock()
+        self.context = build_context(loaded, self.clock)
+        self.db = Database(self.settings.database_url())
+        self.delivery = make_delivery(self.settings.outgoing)
+        self.outbox = OutboxWorker(self.db, self.delivery, self.clock,
+                                   self.settings.outgoing.max_attempts)
+        self._work = asyncio.Event()
+        self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
+        self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
+                                          if self.settings.smtp else [])
+        self.smtp_server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._processing = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.db.run(migrate, self.db.engine)
+        await self.db.run(sync_customers, self.db.engine, self.context.directory)
+        self._tasks = [asyncio.create_task(self.door.run(), name="intake"),
+                       asyncio.create_task(self._process_forever(), name="processor"),
+                       asyncio.create_task(self.outbox.run(), name="outbox")]
+        if self.settings.smtp:
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+        log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,
+                 database=self.db.engine.url.render_as_string(hide_password=True),
+                 outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
+
+    async def process_once(self) -> int:
+        """Process one batch of received inputs; the number handled."""
+        async with self._processing:
+            result = await self.db.run(process_pending, self.db.engine, self.context,
+                                       self.settings.intake.processing_batch)
+        if result.enqueued:
+            self.outbox.wake()
+        return result.processed + result.failed
+
+    async def _process_forever(self) -> None:
+        while True:
+            self._work.clear()
+            try:
+                handled = await self.process_once()
+            except Exception as error:  # the database may be down; keep trying
+                log.error("processor.error", error=str(error))
+                handled = 0
+            if handled >= self.settings.intake.processing_batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
+
+    async def run_until_idle(self) -> None:
+        """Process and send everything that is due now (tests, one-shot commands)."""
+        while await self.process_once() or await self.outbox.run_once():
+            pass
+
+    def reload(self) -> None:
+        """Re-read the customers file; a bad file keeps the previous customers."""
+        try:
+            self.context = build_context(self.loaded, self.clock)
+        except Exception as error:
+            log.error("reload.failed", error=str(error))
+            return
+        log.info("reload.done", customers=len(self.context.directory.customers))
+
+    async def stop(self, drain_deadline_s: float = 10.0) -> None:
+        """Stop taking input, finish what was accepted within the deadline, then close."""
+        self.smtp_handler.closing = True
+        if self.smtp_server is not None:
+            self.smtp_server.close()
+        try:
+            await asyncio.wait_for(self.run_until_idle(), drain_deadline_s)
+        except Exception as error:  # TimeoutError included: what is left stays stored
+            log.warning("gateway.drain_incomplete", error=str(error) or type(error).__name__)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.delivery.close()
+        self.db.close()
+        log.info("gateway.stopped")
+
+
+async def run_daemon(loaded: LoadedSettings) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads."""
+    gateway = Gateway(loaded)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    await gateway.start()
+    await stop.wait()
+    log.info("gateway.stopping")
+    await gateway.stop()
+
+
+def deliver_now(loaded: LoadedSettings) -> int:
+    """Process what is waiting and send what is due, once, without listening (CLI commands).
+
+    Safe beside a running daemon: outbox items are leased, so nothing is sent twice.
+    """
+
+    async def once() -> int:
+        gateway = Gateway(loaded)
+        sent = 0
+        try:
+            await gateway.db.run(migrate, gateway.db.engine)
+            while await gateway.process_once():
+                pass
+            while claimed := await gateway.outbox.run_once():
+                sent += claimed
+        finally:
+            await gateway.delivery.close()
+            gateway.db.close()
+        return sent
+
+    return asyncio.run(once())

@@ -1,0 +1,214 @@
+"""The `intake-gateway` command line: the daemon and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.config_errors import ConfigError
+from gateway.settings import LoadedSettings, load_settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _settings(args: argparse.Namespace) -> LoadedSettings:
+    from gateway.logs import configure_logging
+
+    loaded = load_settings(args.config)
+    logging_settings = loaded.settings.logging
+    level = "warning" if args.command != "run" else logging_settings.level
+    configure_logging(level, logging_settings.format)
+    return loaded
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import run_daemon
+
+    asyncio.run(run_daemon(_settings(args)))
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.customers import load_customers
+
+    loaded = load_settings(args.config)
+    load_customers(loaded.settings.files.customers)
+    where = loaded.path or "embedded defaults"
+    print(f"{where}: OK")
+    return EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from parsers.email import parse_email
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as error:
+        print(f"intake-gateway: {args.file}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    request = parse_email(raw)
+    data = request.as_json()
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    sender = data["from"]
+    print(f"From:     {sender['name'] or ''} <{sender['address']}>" if sender else "From:     -")
+    print(f"Subject:  {data['subject']}")
+    print(f"Kind:     {data['kind']}   declared priority: {data['declared_priority']}")
+    print(f"Parts:    {len(data['attachments'])} attachment(s)")
+    for defect in data["defects"]:
+        print(f"Defect:   {defect}")
+    print()
+    print(data["reply_text"])
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from gateway.ingest import ingest_paths
+
+    summary = ingest_paths(_settings(args), [Path(p) for p in args.paths])
+    print(summary.describe())
+    return EXIT_OK if not summary.unreadable else EXIT_FAILURE
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from gateway.db import make_engine, migrate
+
+    engine = make_engine(_settings(args).settings.database_url())
+    migrate(engine)
+    return engine
+
+
+def cmd_tickets_list(args: argparse.Namespace) -> int:
+    from gateway.ticket_view import list_tickets
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        print("intake-gateway: --since needs a time zone, e.g. 2026-11-25T00:00:00Z",
+              file=sys.stderr)
+        return EXIT_USAGE
+    tickets = list_tickets(_engine(args), status=args.status, customer=args.customer,
+                           since=since, limit=args.limit)
+    if args.json:
+        _print_json(tickets)
+        return EXIT_OK
+    for t in tickets:
+        print(f"{t['number']}  {t['status']:<21} {t['priority']:<8} {t['customer'] or '-':<12} "
+              f"{t['received_at']}  {t['subject']}")
+    return EXIT_OK
+
+
+def cmd_tickets_show(args: argparse.Namespace) -> int:
+    from gateway.ticket_view import show_ticket
+
+    ticket = show_ticket(_engine(args), args.number)
+    if ticket is None:
+        print(f"intake-gateway: no ticket {args.number}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        _print_json(ticket)
+        return EXIT_OK
+    for key, value in ticket.items():
+        if key != "messages":
+            print(f"{key + ':':<17} {value}")
+    for message in ticket["messages"]:
+        print(f"  {message['received_at']}  {message['direction']:<3} {message['kind']:<15} "
+              f"{message['message_id']}")
+    return EXIT_OK
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    from gateway.quarantine import list_quarantine
+
+    rows = list_quarantine(_engine(args))
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['id']:>8}  {row['status']:<7} {row['channel']:<6} {row['received_at']}  "
+              f"{row['error']}")
+    return EXIT_OK
+
+
+def cmd_quarantine_retry(args: argparse.Namespace) -> int:
+    from gateway.quarantine import retry
+
+    if not args.all and args.id is None:
+        print("intake-gateway: give an input ID or --all", file=sys.stderr)
+        return EXIT_USAGE
+    outcome = retry(_settings(args), None if args.all else [args.id])
+    print(outcome)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="intake-gateway",
+                                     description="Intake Gateway: support requests in, tickets out.")
+    parser.add_argument("--config", help="TOML config file (default: $INTAKE_GATEWAY_CONFIG, "
+                                         "else the embedded defaults)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+            parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("run", cmd_run, "run the daemon")
+    add("check-config", cmd_check_config, "validate the configuration and exit")
+    parse = add("parse", cmd_parse, "show what we read from one .eml, registering nothing")
+    parse.add_argument("file")
+    parse.add_argument("--json", action="store_true")
+    ingest = add("ingest", cmd_ingest, "import .eml files, mbox files or maildirs")
+    ingest.add_argument("paths", nargs="+")
+
+    tickets = commands.add_parser("tickets", help="list or show tickets")
+    tickets_commands = tickets.add_subparsers(dest="tickets_command", required=True)
+    listing = add("list", cmd_tickets_list, "newest first", tickets_commands)
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--status")
+    listing.add_argument("--customer")
+    listing.add_argument("--since", help="ISO 8601 instant with a zone")
+    listing.add_argument("--limit", type=int)
+    show = add("show", cmd_tickets_show, "one ticket", tickets_commands)
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true")
+
+    quarantine = commands.add_parser("quarantine", help="inputs that failed or are held")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    qlist = add("list", cmd_quarantine_list, "failed and held inputs", quarantine_commands)
+    qlist.add_argument("--json", action="store_true")
+    qretry = add("retry", cmd_quarantine_retry, "process again", quarantine_commands)
+    qretry.add_argument("id", nargs="?", type=int)
+    qretry.add_argument("--all", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Precise `file:line: key: problem` errors for the TOML files admins edit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        key = f" {self.key}:" if self.key else ""
+        return f"{self.file}:{self.line}:{key} {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration file; the daemon keeps what it had."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+_TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("?)([A-Za-z0-9_\-.]+)\1\s*=""")
+
+
+def locate_key(text: str, loc: tuple[str | int, ...]) -> int:
+    """The 1-based line where the key at LOC is written, or the nearest table header.
+
+    Handles `[table]`, `[[array]]` (LOC carries the array index) and `key = value`;
+    good enough for the flat files we document, and 1 when nothing better is found.
+    """
+    path: list[str | int] = []
+    array_counts: dict[str, int] = {}
+    best_line, best_depth = 1, -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _ARRAY_TABLE.match(line):
+            name = m.group(1)
+            index = array_counts.get(name, -1) + 1
+            array_counts[name] = index
+            path = [*name.split("."), index]
+        elif m := _TABLE.match(line):
+            path = list(m.group(1).split("."))
+        elif m := _KEY.match(line):
+            full = [*path, *m.group(2).split(".")]
+            depth = _common_prefix(full, loc)
+            if depth == len(full) and depth > best_depth:
+                best_line, best_depth = number, depth
+            continue
+        else:
+            continue
+        depth = _common_prefix(path, loc)
+        if depth == len(path) and depth > best_depth:
+            best_line, best_depth = number, depth
+    return best_line
+
+
+def _common_prefix(a: list[str | int], b: tuple[str | int, ...]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count

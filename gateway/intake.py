@@ -1,0 +1,145 @@
+"""The one door: store every input durably, idempotently, before any channel says yes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from gateway.clock import Clock
+from gateway.db import Database, transaction
+from gateway.models import Input
+
+log = structlog.get_logger("gateway.intake")
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?<?([^\s<>]{1,900})>?",
+                         re.IGNORECASE | re.MULTILINE)
+_MAX_KEY = 500
+
+
+@dataclass(frozen=True)
+class IncomingInput:
+    """What a channel hands to the door: the raw bytes and where they came from."""
+
+    channel: str
+    raw: bytes
+    source: dict[str, Any] = field(default_factory=dict)
+    # A channel-specific identity (a provider's call id); else Message-ID or a hash.
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    input_id: int
+    duplicate: bool
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID in the header block of RAW, found without parsing the whole message."""
+    head = _HEADER_END.split(raw[:65536], maxsplit=1)[0]
+    match = _MESSAGE_ID.search(head)
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+def idempotency_key(item: IncomingInput) -> str:
+    """Same input -> same key: the explicit key, else the Message-ID, else a content hash."""
+    if item.key:
+        key = f"{item.channel}:{item.key}"
+    elif item.channel == "email" and (message_id := message_id_of(item.raw)):
+        key = f"msgid:{message_id}"
+    else:
+        key = f"sha256:{hashlib.sha256(item.raw).hexdigest()}"
+    if len(key) > _MAX_KEY:
+        key = f"sha256key:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
+def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
+    """Store ITEMS in one transaction; an input seen before returns its first id."""
+    try:
+        return _store(engine, items, clock)
+    except IntegrityError:
+        # Another process stored one of these keys between our look-up and insert:
+        # store one by one so each finds the other's row.
+        if len(items) == 1:
+            return _store(engine, items, clock)
+        return [accepted for item in items for accepted in _store(engine, [item], clock)]
+
+
+def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
+    keys = [idempotency_key(item) for item in items]
+    now = clock.now()
+    with transaction(engine) as session:
+        known = dict(session.exec(
+            select(Input.idempotency_key, Input.id).where(col(Input.idempotency_key).in_(keys))
+        ).all())
+        new_rows: dict[str, Input] = {}
+        for item, key in zip(items, keys, strict=True):
+            if key not in known and key not in new_rows:
+                new_rows[key] = Input(channel=item.channel, idempotency_key=key,
+                                      source=json.dumps(item.source, ensure_ascii=False),
+                                      raw=item.raw, size=len(item.raw), received_at=now)
+        session.add_all(new_rows.values())
+        session.flush()
+        results = []
+        first_of_key: set[str] = set()
+        for key in keys:
+            if key in known:
+                results.append(Accepted(int(known[key]), duplicate=True))
+            else:
+                row_id = new_rows[key].id
+                assert row_id is not None
+                results.append(Accepted(row_id, duplicate=key in first_of_key))
+                first_of_key.add(key)
+    return results
+
+
+class IntakeDoor:
+    """Group commit for the event loop: concurrent accepts share one durable transaction."""
+
+    def __init__(self, db: Database, clock: Clock, on_stored: Callable[[], None],
+                 max_batch: int = 256) -> None:
+        self._db = db
+        self._clock = clock
+        self._on_stored = on_stored
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[IncomingInput, asyncio.Future[Accepted]]] = (
+            asyncio.Queue())
+
+    async def accept(self, item: IncomingInput) -> Accepted:
+        """Return once ITEM is committed; raise if the database could not store it."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def run(self) -> None:
+        """Commit whatever is waiting, as one batch, until cancelled."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [item for item, _ in batch]
+            try:
+                results = await self._db.run(store_inputs, self._db.engine, items, self._clock)
+            except Exception as error:
+                log.error("intake.store_failed", error=str(error), count=len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), accepted in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(accepted)
+            log.debug("intake.stored", count=len(batch),
+                      input_ids=[a.input_id for a in results if not a.duplicate])
+            self._on_stored()

@@ -1,0 +1,40 @@
+"""Structured logs with structlog: JSON when stdout is not a terminal, console otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = {"password", "secret", "token", "admin_token", "authorization"}
+
+
+def _drop_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A last guard: a key that names a secret never reaches the output."""
+    for key in event.keys() & _SECRET_KEYS:
+        event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(level: str = "info", output_format: str = "auto") -> None:
+    use_json = output_format == "json" or (output_format == "auto" and not sys.stdout.isatty())
+    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if use_json
+                     else structlog.dev.ConsoleRenderer())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries that log through stdlib logging (aiosmtpd, alembic) stay quiet below warnings.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -1,0 +1,121 @@
+"""Database tables: inputs as received, tickets, their messages, the outbox, customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Input statuses: received -> processed | failed | held.
+RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
+# Outbox statuses: pending -> sending (leased) -> sent | failed.
+PENDING, SENDING, SENT = "pending", "sending", "sent"
+
+
+class Input(SQLModel, table=True):
+    """Everything that reached a channel, stored raw before the channel said yes."""
+
+    __tablename__ = "inputs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    idempotency_key: str = Field(max_length=600, unique=True)
+    source: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    received_at: datetime
+    status: str = Field(default=RECEIVED, max_length=16, index=True)
+    outcome: str | None = Field(default=None, sa_column=Column(Text))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    processed_at: datetime | None = None
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+
+
+class Customer(SQLModel, table=True):
+    """A mirror of the customers file, kept for joins and reports."""
+
+    __tablename__ = "customers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    tier: str = Field(max_length=16)
+    language: str = Field(default="ru", max_length=8)
+    emails: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    domains: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    phones: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    engineer: str | None = None
+    manager: str | None = None
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=32, index=True)
+    customer_id: str | None = Field(default=None, max_length=64, index=True)
+    tier: str | None = Field(default=None, max_length=16)
+    request_type: str = Field(max_length=32)
+    priority: str = Field(max_length=16)
+    declared_priority: str | None = Field(default=None, max_length=16)
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    requester_name: str | None = None
+    requester_email: str | None = Field(default=None, index=True)
+    requester_phone: str | None = None
+    received_at: datetime = Field(index=True)
+    registered_at: datetime | None = None
+    reaction_due: datetime | None = None
+    resolution_due: datetime | None = None
+    acknowledged_at: datetime | None = None
+    reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+
+
+class TicketMessage(SQLModel, table=True):
+    """One message of a ticket, in (from the customer) or out (from us)."""
+
+    __tablename__ = "ticket_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    input_id: int | None = Field(default=None, foreign_key="inputs.id")
+    direction: str = Field(max_length=3)
+    kind: str = Field(max_length=32)
+    message_id: str | None = Field(default=None, max_length=998, index=True)
+    received_at: datetime
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class OutboxItem(SQLModel, table=True):
+    """A message to send, written in the same commit as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(max_length=200)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    kind: str = Field(max_length=32)
+    sender: str
+    recipient: str
+    message_id: str = Field(max_length=998)
+    message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=PENDING, max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(index=True)
+    lease_until: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class Counter(SQLModel, table=True):
+    """Named gapless counters, incremented inside the transaction that uses them."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = 0

@@ -1,0 +1,168 @@
+"""The transactional outbox: messages enqueued with the change that caused them, sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
+
+from gateway.clock import Clock
+from gateway.db import Database, transaction
+from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
+from gateway.models import FAILED, PENDING, SENDING, SENT, OutboxItem, Ticket
+
+log = structlog.get_logger("gateway.outbox")
+
+LEASE = timedelta(minutes=5)
+BACKOFF_BASE_S = 15.0
+BACKOFF_CAP_S = 3600.0
+
+
+def enqueue(session: Session, item: OutboxItem) -> bool:
+    """Add ITEM unless one with its dedup key exists; True when added."""
+    exists = session.exec(
+        select(OutboxItem.id).where(OutboxItem.dedup_key == item.dedup_key)).first()
+    if exists is not None:
+        return False
+    session.add(item)
+    return True
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    ticket_id: int | None
+    kind: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: int
+    error: str | None = None
+    permanent: bool = False
+
+
+def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
+    """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
+    with transaction(engine) as session:
+        due = session.exec(
+            select(OutboxItem)
+            .where(or_(col(OutboxItem.status) == PENDING,
+                       (col(OutboxItem.status) == SENDING)
+                       & (col(OutboxItem.lease_until) < now)))
+            .where(col(OutboxItem.next_attempt_at) <= now)
+            .order_by(col(OutboxItem.next_attempt_at), col(OutboxItem.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for item in due:
+            item.status = SENDING
+            item.lease_until = now + LEASE
+            item.attempts += 1
+        return [Claimed(int(i.id or 0), i.ticket_id, i.kind, i.sender, i.recipient, i.message)
+                for i in due]
+
+
+def next_due(engine: Engine) -> datetime | None:
+    """When the earliest pending item is due, for the worker's sleep."""
+    with transaction(engine) as session:
+        return session.exec(
+            select(OutboxItem.next_attempt_at).where(OutboxItem.status == PENDING)
+            .order_by(col(OutboxItem.next_attempt_at)).limit(1)).first()
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
+                    max_attempts: int) -> None:
+    """Mark each claimed item sent, due again later, or failed for good."""
+    with transaction(engine) as session:
+        items = {i.id: i for i in session.exec(
+            select(OutboxItem).where(col(OutboxItem.id).in_([o.id for o in outcomes])))}
+        acknowledged: list[int] = []
+        for outcome in outcomes:
+            item = items[outcome.id]
+            item.lease_until = None
+            if outcome.error is None:
+                item.status, item.sent_at, item.last_error = SENT, now, None
+                if item.kind == "acknowledgement" and item.ticket_id is not None:
+                    acknowledged.append(item.ticket_id)
+            elif outcome.permanent or item.attempts >= max_attempts:
+                item.status, item.last_error = FAILED, outcome.error
+            else:
+                item.status, item.last_error = PENDING, outcome.error
+                item.next_attempt_at = now + backoff(item.attempts)
+        if acknowledged:
+            session.exec(update(Ticket).where(col(Ticket.id).in_(acknowledged))
+                         .where(col(Ticket.acknowledged_at).is_(None))
+                         .values(acknowledged_at=now))
+
+
+class OutboxWorker:
+    """Sends due items through a Delivery; woken when something is enqueued."""
+
+    def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
+                 batch: int = 64) -> None:
+        self._db = db
+        self._delivery = delivery
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._batch = batch
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Send one batch of due items; the number claimed."""
+        claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(), self._batch)
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
+        await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
+                           self._max_attempts)
+        return len(claimed)
+
+    async def _send(self, item: Claimed) -> Outcome:
+        try:
+            await self._delivery.send(item.sender, item.recipient, item.data)
+        except PermanentFailure as error:
+            log.warning("outbox.permanent_failure", outbox_id=item.id, error=str(error))
+            return Outcome(item.id, str(error), permanent=True)
+        except TemporaryFailure as error:
+            log.info("outbox.temporary_failure", outbox_id=item.id, error=str(error))
+            return Outcome(item.id, str(error))
+        log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id)
+        return Outcome(item.id)
+
+    async def run(self) -> None:
+        """Deliver until cancelled; sleep until woken or the next retry is due."""
+        while True:
+            self._wake.clear()
+            try:
+                while await self.run_once():
+                    pass
+                due = await self._db.run(next_due, self._db.engine)
+            except Exception as error:  # the database may be down; keep the worker alive
+                log.error("outbox.worker_error", error=str(error))
+                due = None
+            timeout = 30.0
+            if due is not None:
+                timeout = max(0.05, min(timeout, (due - self._clock.now()).total_seconds()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass

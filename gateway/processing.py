@@ -1,0 +1,177 @@
+"""From a stored input to a registered ticket and its acknowledgement, in one transaction."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
+from gateway.clock import Clock
+from gateway.customers import Directory
+from gateway.db import transaction
+from gateway.loops import acknowledgement_suppressed
+from gateway.models import FAILED, HELD, PENDING, PROCESSED, RECEIVED, Input, OutboxItem, Ticket
+from gateway.outbox import enqueue
+from gateway.registration import add_message, add_note, find_ticket_for, register
+from gateway.settings import Settings
+from parsers.email import parse_email
+from parsers.model import Request
+from rules.engine import evaluate
+
+log = structlog.get_logger("gateway.processing")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What processing reads; replaced as a whole when configuration is reloaded."""
+
+    settings: Settings
+    directory: Directory
+    clock: Clock
+    own_addresses: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass
+class BatchResult:
+    processed: int = 0
+    failed: int = 0
+    enqueued: int = 0
+
+
+class Held(Exception):
+    """An outcome, not an error: the input waits for a human decision."""
+
+
+def parse_input(item: Input) -> Request:
+    if item.channel == "email":
+        return parse_email(item.raw)
+    raise ValueError(f"no parser for channel {item.channel!r}")
+
+
+def process_pending(engine: Engine, context: Context, limit: int,
+                    only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
+    """Process up to LIMIT received inputs, oldest first; each in its own savepoint.
+
+    One bad input is marked failed with its error and never stops the others.
+    """
+    result = BatchResult()
+    with transaction(engine) as session:
+        query = select(Input).order_by(col(Input.id)).limit(limit)
+        if only_ids is None:
+            query = query.where(Input.status == RECEIVED)
+        else:
+            query = query.where(col(Input.id).in_(only_ids))
+        inputs = session.exec(query.with_for_update(skip_locked=True)).all()
+        for item in inputs:
+            structlog.contextvars.bind_contextvars(input_id=item.id)
+            try:
+                with session.begin_nested():
+                    result.enqueued += process_one(session, item, context, release_held)
+                result.processed += 1
+            except Held as held:
+                item.status, item.outcome, item.last_error = HELD, str(held), None
+                log.info("input.held", reason=str(held))
+            except Exception as error:
+                result.failed += 1
+                item.status = FAILED
+                item.attempts += 1
+                item.last_error = f"{type(error).__name__}: {error}"
+                log.error("input.failed", error=item.last_error,
+                          where=traceback.format_exc(limit=-3))
+            finally:
+                structlog.contextvars.unbind_contextvars("input_id", "ticket")
+    return result
+
+
+def process_one(session: Session, item: Input, context: Context, release_held: bool) -> int:
+    """Register or thread ITEM; return the number of outgoing messages enqueued."""
+    now = context.clock.now()
+    settings = context.settings
+    request = parse_input(item)
+    source = json.loads(item.source)
+    envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
+    prefix = settings.intake.ticket_prefix
+
+    existing = find_ticket_for(session, request, prefix)
+    if existing is not None:
+        kind = "reply" if request.kind == "normal" else request.kind
+        add_message(session, existing, direction="in", kind=kind, message_id=request.message_id,
+                    at=item.received_at, body=request.reply_text or request.text,
+                    input_id=item.id)
+        _finish(item, existing, f"added to {existing.number} as {kind}", now)
+        structlog.contextvars.bind_contextvars(ticket=existing.number)
+        log.info("input.threaded", kind=kind)
+        return 0
+
+    if request.kind != "normal":
+        _finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)
+        log.info("input.not_registered", kind=request.kind)
+        return 0
+
+    address = request.sender.address if request.sender else None
+    customer = context.directory.match_email(address)
+    if customer is None and settings.intake.hold_unknown_senders and not release_held:
+        raise Held(f"held: sender {address or '(none)'} is not a known customer")
+
+    decision = evaluate(request, settings.intake.detailed_description_words)
+    ticket = register(session, request=request, customer=customer, decision=decision,
+                      prefix=prefix, received_at=item.received_at, now=now,
+                      default_tier=settings.intake.unknown_customer_tier)
+    structlog.contextvars.bind_contextvars(ticket=ticket.number)
+    add_message(session, ticket, direction="in", kind="request", message_id=request.message_id,
+                at=item.received_at, body=request.text, input_id=item.id)
+
+    reason = acknowledgement_suppressed(request, envelope_sender, set(context.own_addresses))
+    recipient = safe_address(request.sender.address if request.sender else None)
+    if reason is None and recipient is None:
+        reason = "sender address cannot be written in a header"
+    enqueued = 0
+    if reason is None and recipient is not None:
+        enqueued = _enqueue_acknowledgement(session, ticket, request, recipient,
+                                            customer.language if customer else "ru",
+                                            context, now, int(item.id or 0))
+    else:
+        add_note(ticket, [f"no acknowledgement: {reason}"])
+    _finish(item, ticket, f"registered {ticket.number}", now)
+    log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
+             acknowledgement=reason or "queued")
+    return enqueued
+
+
+def _enqueue_acknowledgement(session: Session, ticket: Ticket, request: Request, recipient: str,
+                             language: str, context: Context, now: datetime,
+                             input_id: int) -> int:
+    assert ticket.id is not None and ticket.reaction_due and ticket.resolution_due
+    facts = TicketFacts(
+        number=ticket.number, subject=ticket.subject, priority=ticket.priority,
+        reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
+        language=language, requester_name=ticket.requester_name, requester_email=recipient,
+        in_reply_to=request.message_id, references=request.references,
+    )
+    sender = context.settings.outgoing.sender
+    ack = render_acknowledgement(facts, sender, now)
+    # Keyed by the input, so a replayed input can never produce a second acknowledgement.
+    added = enqueue(session, OutboxItem(
+        dedup_key=f"ack:input:{input_id}", ticket_id=ticket.id, kind="acknowledgement",
+        sender=safe_address(parseaddr(sender)[1]) or "", recipient=recipient,
+        message_id=ack.message_id, message=ack.data, status=PENDING,
+        next_attempt_at=now, created_at=now))
+    if added:
+        add_message(session, ticket, direction="out", kind="acknowledgement",
+                    message_id=ack.message_id, at=now)
+    return int(added)
+
+
+def _finish(item: Input, ticket: Ticket | None, outcome: str, now: datetime) -> None:
+    item.status = PROCESSED
+    item.outcome = outcome
+    item.last_error = None
+    item.ticket_id = ticket.id if ticket else None
+    item.processed_at = now

@@ -1,0 +1,262 @@
+"""The daemon's configuration: one TOML file, validated, with secrets read from files or env."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from gateway.config_errors import ConfigError, ConfigProblem, locate_key
+
+CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
+DEFAULT_STATE_DIR = Path("var")
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _host_port(value: str) -> str:
+    """Accept `host:port` and `[v6]:port`; the port must be a number in range."""
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d{1,5})", value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`127.0.0.1:2525` -> ("127.0.0.1", 2525); `[::1]:25` -> ("::1", 25)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class DatabaseSettings(Section):
+    url: str = ""  # empty: SQLite under the state directory
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return value
+
+
+class FilesSettings(Section):
+    policy: Path | None = None
+    customers: Path | None = None
+    rules: Path | None = None
+
+
+class SmtpSettings(Section):
+    listen: str = "127.0.0.1:2525"
+    recipients: list[str] = Field(default_factory=list)
+    max_message_bytes: int = Field(default=26_214_400, gt=0)
+    hostname: str = "intake-gateway"
+
+    _check_listen = field_validator("listen")(_host_port)
+
+
+class HttpSettings(Section):
+    listen: str = "127.0.0.1:8080"
+    admin_token: SecretStr | None = None
+
+    _check_listen = field_validator("listen")(_host_port)
+
+
+class MailboxSettings(Section):
+    name: str
+    host: str
+    port: int = Field(default=993, gt=0, lt=65536)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str
+    password: SecretStr | None = None
+    folder: str = "INBOX"
+    idle: bool = True
+    poll_interval_s: float = Field(default=60, gt=0)
+    after_import: str = "seen"
+
+    @field_validator("after_import")
+    @classmethod
+    def _known_action(cls, value: str) -> str:
+        if value not in ("seen", "delete") and not re.fullmatch(r"move:\S.*", value):
+            raise ValueError("expected seen, delete or move:FolderName")
+        return value
+
+
+class OutgoingSettings(Section):
+    sender: str = Field(default="Support <support@localhost>", alias="from")
+    host: str | None = None
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    maildir: Path = DEFAULT_STATE_DIR / "outgoing"
+    timeout_s: float = Field(default=30, gt=0)
+    connections: int = Field(default=2, ge=1, le=16)
+    max_attempts: int = Field(default=12, ge=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WebhookSettings(Section):
+    name: str
+    provider: str = "generic"
+    secret: SecretStr | None = None
+
+
+class IntakeSettings(Section):
+    ticket_prefix: str = "SUP-"
+    hold_unknown_senders: bool = False
+    # Fewer words than this in the request text counts as "no detailed description".
+    detailed_description_words: int = Field(default=8, ge=0)
+    # The tier whose clock applies to senders we cannot match to a customer.
+    unknown_customer_tier: str = "8/5"
+    state_dir: Path = DEFAULT_STATE_DIR
+    processing_batch: int = Field(default=64, ge=1, le=1000)
+
+    @field_validator("ticket_prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,15}", value):
+            raise ValueError("letters, digits, '-' and '_' only, starting with a letter")
+        return value
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(Section):
+    database: DatabaseSettings = DatabaseSettings()
+    files: FilesSettings = FilesSettings()
+    smtp: SmtpSettings | None = SmtpSettings()
+    http: HttpSettings = HttpSettings()
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    outgoing: OutgoingSettings = OutgoingSettings()
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    intake: IntakeSettings = IntakeSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.intake.state_dir / 'intake.db'}"
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    path: Path | None
+
+
+# Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
+_SECRET_FIELDS = {"password", "admin_token", "secret"}
+
+
+def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],
+                     problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+    """Replace `x_file` / `x_env` keys by the secret they point at, in place, recursively."""
+    for key in list(table):
+        value = table[key]
+        if isinstance(value, dict):
+            _resolve_secrets(value, (*where, key), problems)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    _resolve_secrets(item, (*where, key, index), problems)
+        for suffix in ("_file", "_env"):
+            base = key.removesuffix(suffix)
+            if key.endswith(suffix) and base in _SECRET_FIELDS:
+                del table[key]
+                secret = _read_secret(suffix, value)
+                if isinstance(secret, str):
+                    table[base] = secret
+                else:
+                    problems.append(((*where, key), secret.message))
+
+
+@dataclass(frozen=True)
+class _Missing:
+    message: str
+
+
+def _read_secret(suffix: str, reference: object) -> str | _Missing:
+    if not isinstance(reference, str) or not reference:
+        return _Missing("expected a non-empty string")
+    if suffix == "_env":
+        value = os.environ.get(reference)
+        return value.strip() if value else _Missing(f"environment variable {reference} is not set")
+    try:
+        return Path(reference).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        return _Missing(f"cannot read secret file: {error.strerror}")
+
+
+def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to the file, as operators expect."""
+    for section, keys in {"files": ("policy", "customers", "rules"),
+                          "outgoing": ("maildir",), "intake": ("state_dir",)}.items():
+        table = data.get(section)
+        if isinstance(table, dict):
+            for key in keys:
+                value = table.get(key)
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    table[key] = str(base / value)
+    intake = data.get("intake")
+    state_dir = intake.get("state_dir") if isinstance(intake, dict) else None
+    outgoing = data.setdefault("outgoing", {})
+    if isinstance(outgoing, dict) and "maildir" not in outgoing:
+        outgoing["maildir"] = str(Path(state_dir or base / DEFAULT_STATE_DIR) / "outgoing")
+
+
+def parse_settings(text: str, path: Path | None) -> Settings:
+    """Validate config text; raise ConfigError listing every problem with its line."""
+    name = str(path) if path else "<config>"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        line_match = re.search(r"line (\d+)", str(error))
+        line = int(line_match.group(1)) if line_match else 1
+        raise ConfigError([ConfigProblem(name, line, "", f"TOML syntax: {error}")]) from None
+    secret_problems: list[tuple[tuple[str | int, ...], str]] = []
+    _resolve_secrets(data, (), secret_problems)
+    if path is not None:
+        _make_relative_paths_absolute(data, path.parent)
+    problems = [ConfigProblem(name, locate_key(text, loc), _dotted(loc), message)
+                for loc, message in secret_problems]
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as error:
+        for item in error.errors():
+            loc = tuple(item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(ConfigProblem(name, locate_key(text, loc), _dotted(loc), message))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(f"[{part}]" if isinstance(part, int) else part for part in loc).replace(".[", "[")
+
+
+def load_settings(path: str | Path | None = None) -> LoadedSettings:
+    """The settings from PATH, else $INTAKE_GATEWAY_CONFIG, else the embedded defaults."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        return LoadedSettings(Settings(), None)
+    config_path = Path(chosen)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([ConfigProblem(str(config_path), 0, "", f"cannot read: {error}")]) from None
+    return LoadedSettings(parse_settings(text, config_path.absolute()), config_path)

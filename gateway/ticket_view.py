@@ -1,0 +1,78 @@
+"""Tickets as CONTRACT.md's JSON, and the queries behind `tickets list/show`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from gateway.clock import iso_utc
+from gateway.db import transaction
+from gateway.models import Ticket, TicketMessage
+
+
+def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "channel": ticket.channel,
+        "status": ticket.status,
+        "customer": ticket.customer_id,
+        "tier": ticket.tier,
+        "request_type": ticket.request_type,
+        "priority": ticket.priority,
+        "declared_priority": ticket.declared_priority,
+        "subject": ticket.subject,
+        "requester": {"name": ticket.requester_name, "email": ticket.requester_email,
+                      "phone": ticket.requester_phone},
+        "received_at": iso_utc(ticket.received_at),
+        "registered_at": iso_utc(ticket.registered_at),
+        "reaction_due": iso_utc(ticket.reaction_due),
+        "resolution_due": iso_utc(ticket.resolution_due),
+        "acknowledged_at": iso_utc(ticket.acknowledged_at),
+        "reasons": json.loads(ticket.reasons),
+        "notes": json.loads(ticket.notes),
+        "messages": [
+            {"message_id": f"<{m.message_id}>" if m.message_id else None,
+             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at)}
+            for m in messages
+        ],
+    }
+
+
+def list_tickets(engine: Engine, *, status: str | None = None, customer: str | None = None,
+                 since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Newest first, every match unless LIMIT."""
+    with transaction(engine) as session:
+        query = select(Ticket).order_by(col(Ticket.id).desc())
+        if status:
+            query = query.where(Ticket.status == status)
+        if customer:
+            query = query.where(Ticket.customer_id == customer)
+        if since:
+            query = query.where(col(Ticket.received_at) >= since)
+        if limit:
+            query = query.limit(limit)
+        tickets = session.exec(query).all()
+        by_ticket: dict[int, list[TicketMessage]] = {}
+        ids = [t.id for t in tickets]
+        for start in range(0, len(ids), 500):
+            for message in session.exec(
+                select(TicketMessage).where(col(TicketMessage.ticket_id).in_(ids[start:start + 500]))
+                .order_by(col(TicketMessage.id))
+            ):
+                by_ticket.setdefault(message.ticket_id, []).append(message)
+        return [ticket_json(t, by_ticket.get(t.id or 0, [])) for t in tickets]
+
+
+def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
+    with transaction(engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())).first()
+        if ticket is None:
+            return None
+        messages = list(session.exec(select(TicketMessage)
+                                     .where(TicketMessage.ticket_id == ticket.id)
+                                     .order_by(col(TicketMessage.id))))
+        return ticket_json(ticket, messages)

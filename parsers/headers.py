@@ -1,0 +1,116 @@
+"""Decode raw header values: RFC 2047 words, 8-bit bytes, addresses, message ids and dates."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.header import decode_header
+from email.utils import getaddresses, parsedate_to_datetime
+
+from parsers.charsets import decode_bytes
+from parsers.model import Address
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CRLF = re.compile(r"[\r\n\x00]+")
+_MSGID = re.compile(r"<([^<>]*)>")
+# An encoded word with a space inside its text is malformed but common (broken mailers);
+# stdlib refuses it, so it is repaired before decoding.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?(.*?)\?=")
+
+
+def clean(value: str) -> str:
+    """Unfold a header value and remove any CR, LF or NUL left (safe for outgoing headers)."""
+    return _CRLF.sub(" ", _FOLD.sub("", value))
+
+
+def _encoded_words(value: str) -> list[tuple[bytes | str, str | None]]:
+    def _fix(m: re.Match[str]) -> str:
+        return m.group(0).replace(" ", "_") if m.group(2) in "qQ" else m.group(0).replace(" ", "")
+
+    try:
+        return decode_header(_ENCODED_WORD.sub(_fix, value))
+    except Exception:  # noqa: BLE001 - stdlib raises assorted errors on broken base64
+        return [(value, None)]
+
+
+def decode_value(raw: bytes | str, defects: list[str] | None = None, where: str = "header") -> str:
+    """Decode one raw header value to clean text.
+
+    `raw` is bytes, or text holding bytes as latin-1 (how mime.py carries raw values); text
+    with characters beyond latin-1 is taken as already decoded. Folding line breaks are kept
+    until RFC 2047 decoding, as the stdlib does, so whitespace between words comes out the same.
+    """
+    found: list[str] = []
+    if isinstance(raw, str) and any(ord(ch) > 0xFF for ch in raw):
+        text = raw
+    else:
+        data = raw if isinstance(raw, bytes) else raw.encode("latin-1")
+        text, found = decode_bytes(data, None, where) if not data.isascii() else (data.decode(), [])
+    if "=?" in text:
+        pieces: list[str] = []
+        for chunk, charset in _encoded_words(text):
+            if isinstance(chunk, str):
+                pieces.append(chunk)
+            elif charset is None:
+                pieces.append(chunk.decode("raw-unicode-escape", "replace"))
+            else:
+                piece, more = decode_bytes(chunk, charset, where)
+                found.extend(more)
+                pieces.append(piece)
+        text = "".join(pieces)
+    if defects is not None:
+        defects.extend(found)
+    return clean(text).strip()
+
+
+def parse_addresses(raw: str | None, defects: list[str], where: str) -> list[Address]:
+    """Mailboxes of an address header (raw value, bytes as latin-1); names RFC 2047-decoded."""
+    if not raw:
+        return []
+    out: list[Address] = []
+    try:
+        pairs = getaddresses([clean(raw)])
+    except Exception:  # noqa: BLE001 - getaddresses has raised on odd input in some versions
+        defects.append(f"{where}: address list could not be parsed")
+        return []
+    for name, addr in pairs:
+        name = decode_value(name, defects, where) if name else ""
+        addr = decode_value(addr, defects, where) if addr else ""
+        if not (name or addr):
+            continue
+        out.append(Address(name=name or None, address=addr))
+    return out
+
+
+def first_msgid(raw: str | None) -> str | None:
+    """The first message id in a header value, without angle brackets."""
+    if not raw:
+        return None
+    text = clean(raw).strip()
+    m = _MSGID.search(text)
+    value = m.group(1).strip() if m else (text.split()[0] if text.split() else "")
+    return value or None
+
+
+def msgid_list(raw: str | None) -> list[str]:
+    """All message ids of a References-like value, in order, without angle brackets."""
+    if not raw:
+        return []
+    text = clean(raw)
+    # An id broken by whitespace is invalid (RFC 5322 msg-id has none); drop it, keep the rest.
+    ids = [x.strip() for x in _MSGID.findall(text) if x.strip() and not any(c.isspace() for c in x)]
+    return ids if ids else [x.strip("<>") for x in text.split() if x.strip("<>")]
+
+
+def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
+    """An aware datetime from a Date value; naive (-0000) dates are taken as UTC."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = parsedate_to_datetime(clean(raw).strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append(f"Date header unparseable: {clean(raw).strip()[:80]!r}")
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

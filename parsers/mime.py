@@ -1,0 +1,281 @@
+"""Flatten a raw message into headers and leaf parts: flanker first, the stdlib `email` as fallback."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import email
+import email.parser
+import email.policy
+import io
+import logging
+import quopri
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+# flanker builds its ply address grammars at import and logs "Symbol ... is unreachable"
+# warnings through logging's last-resort stderr handler; that noise would pollute CLI output.
+_PLY_LOGGER = logging.getLogger("flanker.addresslib._parser.parser")
+_saved_level = _PLY_LOGGER.level
+_PLY_LOGGER.setLevel(logging.CRITICAL + 1)
+try:
+    with contextlib.redirect_stderr(io.StringIO()):
+        from flanker import mime as flanker_mime
+finally:
+    _PLY_LOGGER.setLevel(_saved_level)
+# flanker logs parse trouble itself; we report it as defects instead, so keep it off stderr
+# unless the application configures logging.
+logging.getLogger("flanker").addHandler(logging.NullHandler())
+
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Header blocks are parsed as latin-1 text, not bytes: the bytes parser turns 8-bit values into
+# surrogates that compat32 then replaces with U+FFFD before we can decode them properly.
+_HEADER_PARSER = email.parser.HeaderParser(policy=email.policy.compat32)
+
+
+@dataclass
+class Leaf:
+    """One non-multipart part, its payload already transfer-decoded."""
+
+    index: int
+    content_type: str
+    charset: str | None
+    filename: str | None
+    disposition: str | None
+    has_content_id: bool
+    payload: bytes
+    # 0 for the message itself, 1+ inside attached message/rfc822 parts.
+    depth: int
+    # message/rfc822 container: payload is the enclosed message's raw bytes.
+    container: bool = False
+    # Index of the message/rfc822 leaf this part is enclosed in; 0 for the message itself.
+    owner: int = 0
+
+
+@dataclass
+class Flattened:
+    """Headers (raw values, bytes carried as latin-1 text) and leaves of one message."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/plain"
+    params: dict[str, str] = field(default_factory=dict)
+    leaves: list[Leaf] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    parser: str = "flanker"
+
+
+def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list[str]) -> bytes:
+    """Undo base64 / quoted-printable leniently; broken base64 is repaired, not rejected."""
+    enc = (encoding or "").strip().lower()
+    if enc == "base64":
+        clean = _B64_JUNK.sub(b"", data)
+        clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
+        try:
+            return base64.b64decode(clean + b"=" * (-len(clean) % 4))
+        except (binascii.Error, ValueError):
+            defects.append(f"{where}: broken base64 payload kept undecoded")
+            return data
+    if enc == "quoted-printable":
+        return quopri.decodestring(data)
+    return data
+
+
+def _latin1(value: str) -> bytes:
+    return value.encode("latin-1", "replace")
+
+
+def _fix_name(name: str | None) -> str | None:
+    """Filenames that arrived as raw UTF-8 bytes come out of the latin-1 view as mojibake."""
+    if not name:
+        return None
+    if any("\x80" <= ch <= "\xff" for ch in name) and all(ch <= "\xff" for ch in name):
+        with contextlib.suppress(UnicodeDecodeError):
+            return _latin1(name).decode("utf-8")
+    return name.replace("\r", "").replace("\n", "")
+
+
+def _stdlib_filename(part_headers: bytes, where: str, defects: list[str]) -> str | None:
+    """Filename as the stdlib reads it (RFC 2231 and RFC 2047, quirks included)."""
+    from parsers.headers import decode_value
+
+    msg = _HEADER_PARSER.parsestr(part_headers.decode("latin-1"))
+    try:
+        name = msg.get_filename()
+    except Exception:  # noqa: BLE001 - malformed RFC 2231 continuations
+        return None
+    if not name:
+        return None
+    return decode_value(name, defects, where) or None
+
+
+def _flanker_leaf(part: Any, index: int, depth: int, flat: Flattened, container: bool) -> Leaf:
+    ctype = part.content_type
+    where = f"body part {index}"
+    container_obj = part._container  # flanker keeps the raw bytes only on its private container
+    filename: str | None
+    if hasattr(container_obj, "read_body"):
+        raw = _latin1(container_obj.read_body())
+        payload = transfer_decode(raw, part.content_encoding.value, where, flat.defects)
+        whole = _latin1(container_obj.read_message())
+        head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
+        filename = _stdlib_filename(head, where, flat.defects)
+    else:
+        body = part.body
+        payload = body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")
+        filename = _fix_name(part.detected_file_name)
+    disposition = part.content_disposition[0]
+    charset = ctype.params.get("charset")
+    return Leaf(
+        index=index,
+        content_type=f"{ctype.main}/{ctype.sub}".lower(),
+        charset=charset if isinstance(charset, str) else None,
+        filename=filename,
+        disposition=disposition.lower() if isinstance(disposition, str) else None,
+        has_content_id="Content-Id" in part.headers,
+        payload=payload,
+        depth=depth,
+        container=container,
+    )
+
+
+def _walk_flanker(part: Any, depth: int, owner: int, flat: Flattened) -> None:
+    ctype = part.content_type
+    if ctype.is_multipart():
+        for child in part.parts:
+            _walk_flanker(child, depth, owner, flat)
+        return
+    index = len(flat.leaves) + 1
+    leaf = _flanker_leaf(part, index, depth, flat, container=ctype.is_message_container())
+    leaf.owner = owner
+    flat.leaves.append(leaf)
+    if leaf.container and part.enclosed is not None:
+        _walk_flanker(part.enclosed, depth + 1, index, flat)
+
+
+def _with_flanker(raw: bytes) -> Flattened:
+    # latin-1 maps every byte to one character, so flanker never guesses a charset for the
+    # whole message and we can recover each part's exact bytes afterwards.
+    root = flanker_mime.from_string(raw.decode("latin-1"))
+    flat = Flattened(parser="flanker")
+    ctype = root.content_type
+    flat.content_type = f"{ctype.main}/{ctype.sub}".lower()
+    flat.params = {k.lower(): v for k, v in ctype.params.items() if isinstance(v, str)}
+    _walk_flanker(root, 0, 0, flat)
+    return flat
+
+
+def _surrogates_to_latin1(value: Any) -> str:
+    text = str(value)
+    with contextlib.suppress(UnicodeError):
+        return text.encode("ascii", "surrogateescape").decode("latin-1")
+    return text
+
+
+def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, container: bool) -> Leaf:
+    where = f"body part {index}"
+    payload: bytes
+    if container:
+        inner = part.get_payload()
+        try:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                payload = inner[0].as_bytes()
+            else:
+                payload = b""
+        except Exception:  # noqa: BLE001 - as_bytes of a broken tree may raise
+            payload = b""
+    else:
+        try:
+            decoded = part.get_payload(decode=True)
+            payload = decoded if isinstance(decoded, bytes) else b""
+        except Exception:  # noqa: BLE001
+            flat.defects.append(f"{where}: payload could not be decoded")
+            payload = b""
+    try:
+        filename = part.get_filename()
+    except Exception:  # noqa: BLE001
+        filename = None
+    if filename:
+        from parsers.headers import decode_value
+
+        filename = decode_value(_surrogates_to_latin1(filename), flat.defects, where)
+    disposition = part.get_content_disposition()
+    return Leaf(
+        index=index,
+        content_type=part.get_content_type().lower(),
+        charset=part.get_content_charset(),
+        filename=filename or None,
+        disposition=disposition,
+        has_content_id=part.get("Content-ID") is not None,
+        payload=payload,
+        depth=depth,
+        container=container,
+    )
+
+
+def _walk_stdlib(part: Message, depth: int, owner: int, flat: Flattened) -> None:
+    if part.is_multipart() and part.get_content_maintype() == "multipart":
+        children = part.get_payload()
+        for child in children if isinstance(children, list) else []:
+            if isinstance(child, Message):
+                _walk_stdlib(child, depth, owner, flat)
+        return
+    index = len(flat.leaves) + 1
+    container = part.get_content_type() in ("message/rfc822", "message/news")
+    leaf = _stdlib_leaf(part, index, depth, flat, container=container)
+    leaf.owner = owner
+    flat.leaves.append(leaf)
+    inner = part.get_payload() if container else None
+    if isinstance(inner, list):
+        for child in inner:
+            if isinstance(child, Message):
+                _walk_stdlib(child, depth + 1, index, flat)
+
+
+def _with_stdlib(raw: bytes) -> Flattened:
+    flat = Flattened(parser="stdlib")
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    flat.content_type = msg.get_content_type().lower()
+    for key, value in msg.get_params() or []:
+        if isinstance(value, str):
+            flat.params[key.lower()] = value
+    _walk_stdlib(msg, 0, 0, flat)
+    for defect in msg.defects:
+        flat.defects.append(f"MIME structure: {type(defect).__name__}")
+    return flat
+
+
+def top_headers(raw: bytes) -> list[tuple[str, str]]:
+    """The message's own header fields, raw (folding kept, bytes carried as latin-1 text).
+
+    The stdlib header parser splits fields exactly as imap_tools-style consumers expect and,
+    unlike flanker's, keeps the folding that RFC 2047 whitespace rules depend on.
+    """
+    end = _HEADER_END.search(raw)
+    block = raw[: end.end()] if end else raw
+    msg = _HEADER_PARSER.parsestr(block.decode("latin-1"))
+    return [(str(k), str(v)) for k, v in msg.raw_items()]
+
+
+def flatten(raw: bytes) -> Flattened:
+    """Headers and leaves of `raw`; never raises (an empty result carries a defect)."""
+    try:
+        flat = _with_flanker(raw)
+    except Exception as exc:  # noqa: BLE001 - flanker raises anything from DecodingError to IndexError
+        reason = f"{type(exc).__name__}: {exc}"[:160]
+        try:
+            flat = _with_stdlib(raw)
+        except Exception as exc2:  # noqa: BLE001
+            flat = Flattened(parser="none")
+            flat.defects.append(f"message could not be parsed: {type(exc2).__name__}: {exc2}"[:200])
+        else:
+            flat.defects.insert(
+                0, f"flanker could not parse the message ({reason}); used the stdlib parser")
+    try:
+        flat.headers = top_headers(raw)
+    except Exception as exc:  # noqa: BLE001
+        flat.defects.append(f"header block could not be read: {type(exc).__name__}: {exc}"[:200])
+    return flat

@@ -122,19 +122,23 @@ class OutboxWorker:
         self._max_attempts = max_attempts
         self._batch = batch
         self._wake = asyncio.Event()
+        # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
+        self._busy = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run_once(self) -> int:
         """Send one batch of due items; the number claimed."""
-        claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(), self._batch)
-        if not claimed:
-            return 0
-        outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
-        await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
-                           self._max_attempts)
-        return len(claimed)
+        async with self._busy:
+            claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
+                                         self._batch)
+            if not claimed:
+                return 0
+            outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
+            await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
+                               self._max_attempts)
+            return len(claimed)
 
     async def _send(self, item: Claimed) -> Outcome:
         try:

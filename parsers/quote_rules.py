@@ -1,0 +1,95 @@
+"""Line classes for the reply stripper: what quoted history, headers and signatures look like."""
+
+from __future__ import annotations
+
+import re
+
+# Localised "wrote:" verbs that end an attribution line ("On <date>, X wrote:").
+_WROTE = (r"(?:wrote|writes|a écrit|schrieb|escribió|escribio|ha scritto|scrive|schreef|"
+          r"napisał\(a\)|napisała|napisał|escreveu|skrev|kirjoitti|napsal|napisao|"
+          r"написал\(а\)|написала|написал|пишет|писал\(а\)|писал|написав|написала|пише|"
+          r"写道|寫道|wrote the following)")
+_LEAD = (r"(?:On|Le|Am|El|Il|Op|Em|Den|På|Dne|W dniu|Op \w+|В|Вт|Пн|Ср|Чт|Пт|Сб|Вс|пн|вт|ср|чт|"
+         r"пт|сб|вс|在)")
+
+_DELIMITER = re.compile(r"^[ \t]*[-_,=+~#*ᐧ—–]+[ \t]*$")
+_MOBILE_SIGNATURE = re.compile(
+    r"^[ \t]*(?:Sent from (?:my |Mail for |Yahoo|Outlook|Samsung)|Sent via |Sent with |"
+    r"Get Outlook for |Envoyé de mon |Envoyé depuis |Von meinem .* gesendet|Gesendet von |"
+    r"Enviado desde mi |Enviado do meu |Inviato da(?:l mio)? |Verzonden (?:met|vanaf) mijn |"
+    r"Wysłane z |Отправлено с |Отправлено из |Надіслано з |Скинуто з |发自我的|從我的)",
+    re.IGNORECASE)
+_EMBEDDED = (
+    re.compile(rf"^[ \t]*{_LEAD}\b.{{0,300}}\b{_WROTE}[ \t]*[:：][ \t]*$", re.IGNORECASE),
+    re.compile(rf"^[ \t]*.{{0,300}}(?:\d|@|\)).{{0,300}}{_WROTE}[ \t]*[:：]?[ \t]*$", re.IGNORECASE),
+    re.compile(r"^[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|"
+               r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Oryginalna wiadomość|"
+               r"Исходное сообщение|Пересылаемое сообщение|Forwarded message|Původní zpráva|"
+               r"Mensagem original|Weitergeleitete Nachricht|原始邮件)[ \t]*-*[ \t]*$",
+               re.IGNORECASE),
+    re.compile(r"^[ \t]*(?:Begin forwarded message|Anfang der weitergeleiteten Nachricht|"
+               r"Début du message réexpédié)[ \t]*:[ \t]*$", re.IGNORECASE),
+    re.compile(r"^[ \t]*_{5,}[ \t]*$"),
+    # Gmail's date-first attribution: "2013/7/20 sam <info@example.org>" (optionally ":").
+    re.compile(r"^[ \t]*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b.{0,200}(?:<[^<>\s]+@[^<>\s]+>|\S+@\S+)"
+               r"[ \t]*[:：]?[ \t]*$"),
+    # "Thu, 26 Jun 2014 14:00 +0400 от Alexander <a@example.com>:" and similar.
+    re.compile(r"^[ \t]*.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>[ \t]*[:：][ \t]*$"),
+)
+# Wrapped attribution lines; joined into one line before classification.
+EMBEDDED_MULTILINE = (
+    re.compile(rf"^[ \t]*{_LEAD}\b[^\n]*(?:\n[^\n]*){{1,4}}?\b{_WROTE}[ \t]*[:：][ \t]*$",
+               re.IGNORECASE | re.MULTILINE),
+    re.compile(rf"^[ \t]*\d[^\n]*(?:\n(?![ \t]*\n)[^\n]*){{1,3}}?{_WROTE}[ \t]*[:：][ \t]*$",
+               re.IGNORECASE | re.MULTILINE),
+    re.compile(r"^[ \t]*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b[^\n]*<[ \t]*\n[^\n]*@[^\n]*>[ \t]*[:：][ \t]*$",
+               re.MULTILINE),
+)
+_HEADER = re.compile(
+    r"^[ \t]*[*_]{0,2}(?:From|Sent|To|Cc|Bcc|Subject|Date|Reply-To|"
+    r"От|Отправлено|Кому|Копия|Тема|Дата|"
+    r"Von|Gesendet|An|Betreff|Datum|Kopie|"
+    r"De|Envoyé|À|Objet|Date|"
+    r"Da|Inviato|Risposta|A|Oggetto|Data|"
+    r"Enviado|Para|Asunto|Fecha|Assunto|"
+    r"Van|Verzonden|Aan|Onderwerp|"
+    r"Od|Wysłano|Do|Temat|Data|"
+    r"Від|Надіслано|"
+    r"发件人|发送时间|收件人|主题|日期|寄件者|收件者|主旨)[ \t]*[*_]{0,2}[ \t]*[:：]",
+    re.IGNORECASE)
+_QUOTE = re.compile(r"^[ \t]*>")
+_SIGNOFF = re.compile(
+    r"^[ \t]*(?:best regards|kind regards|warm regards|warmest regards|regards|best wishes|"
+    r"sincerely|yours sincerely|yours truly|с уважением|с наилучшими пожеланиями|"
+    r"всего доброго|всего наилучшего|mit freundlichen grüßen|viele grüße|cordialement|"
+    r"saludos|cordiali saluti|met vriendelijke groet)[ \t]*[,.!]?[ \t]*$",
+    re.IGNORECASE)
+
+
+def is_header_line(line: str) -> bool:
+    """A line like "From: x", "*Sent:* y", "Тема: z" (only meaningful in a block of them)."""
+    return bool(_HEADER.match(line))
+
+
+def is_signoff(line: str) -> bool:
+    """A closing line such as "Best regards," or "С уважением,"."""
+    return bool(_SIGNOFF.match(line))
+
+
+def classify_line(line: str) -> str:
+    """One letter: e(mpty) d(elimiter) s(ignature) b (embedded marker) h(eader) q(uote) t(ext)."""
+    if not line.strip():
+        return "e"
+    if len(line) > 1000:
+        return "t"
+    if _QUOTE.match(line):
+        return "q"
+    if any(r.match(line) for r in _EMBEDDED):
+        return "b"
+    if _DELIMITER.match(line):
+        return "d"
+    if _MOBILE_SIGNATURE.match(line):
+        return "s"
+    if _HEADER.match(line):
+        return "h"
+    return "t"

@@ -1,0 +1,201 @@
+"""Shared fixtures: both databases, a relay sink, and a gateway running in its own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.app import Gateway
+from gateway.clock import ManualClock
+from gateway.settings import LoadedSettings, parse_settings
+
+T = TypeVar("T")
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, dropped at the end."""
+    name = f"intake_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable ({error}); "
+                    "start it to run the PostgreSQL half of the suite")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs on SQLite and on PostgreSQL (a fresh schema per test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'intake.db'}"
+    base: str = request.getfixturevalue("postgres_database")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+@dataclass
+class SinkHandler:
+    """A relay that records what it is given and answers with the codes it is told to."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)  # consumed one per DATA; then 250
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.replies:
+            return self.replies.pop(0)
+        raw = envelope.original_content or b""
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        parsed["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        self.messages.append(parsed)
+        return "250 OK"
+
+
+@dataclass
+class Sink:
+    handler: SinkHandler
+    port: int
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.handler.messages
+
+
+@pytest.fixture
+def relay_sink() -> Iterator[Sink]:
+    """An aiosmtpd relay on loopback that keeps every message it receives."""
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Sink(handler, port)
+    finally:
+        controller.stop()
+
+
+def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,
+                extra: str = "", smtp: str = "") -> str:
+    outgoing = (f'host = "127.0.0.1"\nport = {relay_port}\nsecurity = "none"\n'
+                if relay_port else f'maildir = "{state / "outgoing"}"\n')
+    return (f'[database]\nurl = "{database_url}"\n\n'
+            f'[intake]\nstate_dir = "{state}"\n\n'
+            f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n{smtp}\n'
+            f'[outgoing]\nfrom = "Support <support@example.com>"\ntimeout_s = 5\n{outgoing}\n'
+            f"{extra}")
+
+
+class LoopThread:
+    """An event loop in a thread, so blocking clients (smtplib) can talk to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    loop: LoopThread
+    smtp_port: int
+    clock: ManualClock
+    state: Path
+
+    def settle(self) -> None:
+        """Process everything accepted and send everything due, then return."""
+        self.loop.run(self.gateway.run_until_idle())
+
+    def call(self, function: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return self.loop.run(function())
+
+
+START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Moscow
+
+
+@pytest.fixture
+def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., RunningGateway]]:
+    """Start a gateway (SMTP listener, processor, outbox) on a free port with a manual clock."""
+    running: list[RunningGateway] = []
+
+    def start(relay_port: int | None = None, extra: str = "", smtp: str = "") -> RunningGateway:
+        state = tmp_path / f"state{len(running)}"
+        port = free_port()
+        text = config_text(database_url, state, port, relay_port=relay_port, extra=extra,
+                           smtp=smtp)
+        config_path = tmp_path / f"config{len(running)}.toml"
+        config_path.write_text(text, encoding="utf-8")
+        settings = parse_settings(text, config_path)
+        clock = ManualClock(START)
+        loop = LoopThread()
+        gateway = loop.run(_construct(LoadedSettings(settings, config_path), clock))
+        loop.run(gateway.start())
+        handle = RunningGateway(gateway, loop, port, clock, state)
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        handle.loop.run(handle.gateway.stop(drain_deadline_s=5))
+        handle.loop.close()
+
+
+async def _construct(loaded: LoadedSettings, clock: ManualClock) -> Gateway:
+    return Gateway(loaded, clock)
+
+
+def make_mail(subject: str = "Messages are not delivered", *,
+              sender: str = "Ivan Petrov <ivan@acme.example>",
+              body: str = "Since this morning messages are not delivered to most users of ours.",
+              message_id: str | None = None, headers: dict[str, str] | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "support@example.com"
+    message["Subject"] = subject
+    message["Message-ID"] = message_id or f"<{uuid.uuid4().hex}@acme.example>"
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message.as_bytes(policy=policy.SMTP)

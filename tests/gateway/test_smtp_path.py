@@ -1,0 +1,184 @@
+"""The e-mail path end to end over real SMTP conversations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import subprocess
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.ticket_view import list_tickets, show_ticket
+from tests.conftest import RunningGateway, Sink, make_mail
+
+
+def send(port: int, raw: bytes, sender: str = "ivan@acme.example",
+         recipients: tuple[str, ...] = ("support@example.com",)) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail(sender, list(recipients), raw)
+
+
+def test_mail_becomes_ticket_and_acknowledgement(make_gateway, relay_sink: Sink) -> None:
+    """A message answered 250 is a registered ticket whose acknowledgement reaches the relay."""
+    running: RunningGateway = make_gateway(relay_port=relay_sink.port)
+    send(running.smtp_port, make_mail(message_id="<m1@acme.example>"))
+    running.settle()
+
+    tickets = list_tickets(running.gateway.db.engine)
+    assert [t["number"] for t in tickets] == ["SUP-000001"]
+    ticket = tickets[0]
+    assert ticket["status"] == "registered"
+    assert ticket["requester"] == {"name": "Ivan Petrov", "email": "ivan@acme.example",
+                                   "phone": None}
+    assert ticket["acknowledged_at"] == "2026-11-25T08:00:00Z"
+    assert [m["kind"] for m in ticket["messages"]] == ["request", "acknowledgement"]
+
+    [ack] = relay_sink.messages
+    assert ack["Subject"] == "[SUP-000001] Messages are not delivered"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == "<m1@acme.example>"
+    assert ack["References"] == "<m1@acme.example>"
+    assert ack["X-Envelope-To"] == "ivan@acme.example"
+    assert ticket["messages"][1]["message_id"] == ack["Message-ID"]
+    body = ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "SUP-000001" in body and "3 (" in body
+
+
+def test_same_message_twice_registers_once(make_gateway, relay_sink: Sink) -> None:
+    """A redelivered message (same Message-ID) is one ticket and one acknowledgement."""
+    running = make_gateway(relay_port=relay_sink.port)
+    raw = make_mail(message_id="<twice@acme.example>")
+    send(running.smtp_port, raw)
+    running.settle()
+    send(running.smtp_port, raw)
+    send(running.smtp_port, raw)
+    running.settle()
+    assert len(list_tickets(running.gateway.db.engine)) == 1
+    assert len(relay_sink.messages) == 1
+
+
+def test_numbers_are_sequential(make_gateway) -> None:
+    """Ticket numbers count up from SUP-000001 without gaps."""
+    running = make_gateway()
+    for index in range(5):
+        send(running.smtp_port, make_mail(f"request {index}"))
+    running.settle()
+    numbers = sorted(t["number"] for t in list_tickets(running.gateway.db.engine))
+    assert numbers == [f"SUP-00000{i}" for i in range(1, 6)]
+    acknowledgements = list((running.state / "outgoing" / "new").iterdir())
+    assert len(acknowledgements) == 5
+
+
+def test_unknown_recipient_gets_550(make_gateway) -> None:
+    """With a recipient allow-list, any other RCPT TO is refused with 550 and nothing is stored."""
+    running = make_gateway(smtp='recipients = ["support@example.com"]')
+    with smtplib.SMTP("127.0.0.1", running.smtp_port) as client:
+        client.ehlo()
+        client.mail("ivan@acme.example")
+        code, _ = client.rcpt("sales@example.com")
+        assert code == 550
+        code, _ = client.rcpt("Support@Example.com")
+        assert code == 250
+
+
+def test_oversize_message_gets_552(make_gateway) -> None:
+    """A message above max_message_bytes is refused with 552 at DATA and not stored."""
+    running = make_gateway(smtp="max_message_bytes = 10000")
+    big = make_mail(body=("x" * 70 + "\n") * 300)
+    with smtplib.SMTP("127.0.0.1", running.smtp_port) as client:
+        client.ehlo()
+        # No SIZE= on MAIL FROM, so the limit can only be enforced on the data itself.
+        assert client.mail("ivan@acme.example")[0] == 250
+        assert client.rcpt("support@example.com")[0] == 250
+        code, answer = client.data(big)
+    assert code == 552, answer
+    # A client that declares the size is refused before it sends anything.
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send(running.smtp_port, big)
+    assert refused.value.smtp_code == 552
+    running.settle()
+    assert list_tickets(running.gateway.db.engine) == []
+
+
+def test_database_failure_answers_451_then_recovers(make_gateway) -> None:
+    """When the input cannot be committed the sender gets 451 (and retries); later it works."""
+    running = make_gateway()
+    engine = running.gateway.db.engine
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inputs RENAME TO inputs_away"))
+    raw = make_mail(message_id="<retry@acme.example>")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(running.smtp_port, raw)
+    assert refused.value.smtp_code == 451
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inputs_away RENAME TO inputs"))
+    send(running.smtp_port, raw)
+    running.settle()
+    assert len(list_tickets(engine)) == 1
+
+
+def test_shutdown_answers_421(make_gateway) -> None:
+    """While stopping, a new transaction is told 421 so the sender keeps the mail."""
+    running = make_gateway()
+    running.gateway.smtp_handler.closing = True
+    with smtplib.SMTP("127.0.0.1", running.smtp_port) as client:
+        client.ehlo()
+        code, _ = client.mail("ivan@acme.example")
+    assert code == 421
+
+
+def test_reply_with_ticket_tag_joins_ticket(make_gateway, relay_sink: Sink) -> None:
+    """A reply naming [SUP-000001] or our acknowledgement's Message-ID adds to that ticket."""
+    running = make_gateway(relay_port=relay_sink.port)
+    send(running.smtp_port, make_mail(message_id="<first@acme.example>"))
+    running.settle()
+    [ack] = relay_sink.messages
+    send(running.smtp_port, make_mail("Re: [SUP-000001] Messages are not delivered",
+                                      body="It is still broken for everyone here, please hurry."))
+    send(running.smtp_port, make_mail("Re: your mail", body="Logs attached as promised today.",
+                                      headers={"In-Reply-To": str(ack["Message-ID"])}))
+    running.settle()
+    engine = running.gateway.db.engine
+    assert len(list_tickets(engine)) == 1
+    ticket = show_ticket(engine, "SUP-000001")
+    assert ticket is not None
+    assert [m["kind"] for m in ticket["messages"]] == [
+        "request", "acknowledgement", "reply", "reply"]
+    assert len(relay_sink.messages) == 1
+
+
+def test_auto_reply_is_stored_but_never_acknowledged(make_gateway, relay_sink: Sink) -> None:
+    """An out-of-office answer registers a ticket at most, and never gets an acknowledgement."""
+    running = make_gateway(relay_port=relay_sink.port)
+    send(running.smtp_port, make_mail("Out of office", headers={"Auto-Submitted": "auto-replied"},
+                                      body="I am out of the office until Monday, 30 November."))
+    send(running.smtp_port, make_mail("Bulk", headers={"Precedence": "bulk"},
+                                      body="Our monthly newsletter with many words in it here."))
+    running.settle()
+    assert relay_sink.messages == []
+    engine = running.gateway.db.engine
+    with engine.connect() as connection:
+        statuses = connection.execute(text("SELECT status FROM inputs")).scalars().all()
+    assert statuses == ["processed", "processed"]
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed (apt swaks)")
+def test_swaks_as_independent_client(make_gateway, tmp_path: Path) -> None:
+    """An SMTP client we did not write (swaks) gets its mail registered and acknowledged."""
+    running = make_gateway()
+    result = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{running.smtp_port}", "--from", "olga@acme.example",
+         "--to", "support@example.com", "--header", "Subject: Calls drop after ten seconds",
+         "--body", "Calls drop after ten seconds for every user in our Moscow office today."],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "<~  250" in result.stdout
+    running.settle()
+    [ticket] = list_tickets(running.gateway.db.engine)
+    assert ticket["subject"] == "Calls drop after ten seconds"
+    [ack_file] = (running.state / "outgoing" / "new").iterdir()
+    ack = message_from_bytes(ack_file.read_bytes(), policy=policy.default)
+    assert ack["To"] == "olga@acme.example"

@@ -175,7 +175,7 @@ def test_swaks_as_independent_client(make_gateway, tmp_path: Path) -> None:
          "--body", "Calls drop after ten seconds for every user in our Moscow office today."],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "<~  250" in result.stdout
+    assert "<-  250 2.0.0 OK stored as input 1" in result.stdout
     running.settle()
     [ticket] = list_tickets(running.gateway.db.engine)
     assert ticket["subject"] == "Calls drop after ten seconds"

@@ -382,6 +382,18 @@ def run_sink() -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of PID (Linux /proc), or of this process and its threads."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -744,6 +756,8 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
     profiler = Profiler(daemon.proc.pid, profile, args.profile_rate) if profile else None
     submitter = Submitter(daemon.port, messages, args.clients, args.per_session, stop)
     ids = [m.message_id for m in messages]
+    cpu_before = {"daemon": cpu_seconds(daemon.proc.pid), "sink": cpu_seconds(sink.proc.pid),
+                  "bench": cpu_seconds()}
     try:
         progress = threading.Thread(target=_progress, args=(sink, ids, submitter, stop, args),
                                     daemon=True)
@@ -755,6 +769,8 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
         backlog = len(accepted_ids) - sink.received(accepted_ids)
         wait_for_acks(sink, accepted_ids, daemon, args.stall_timeout, args.deadline,
                       "throughput", args.json)
+        cpu = {"daemon": cpu_seconds(daemon.proc.pid), "sink": cpu_seconds(sink.proc.pid),
+               "bench": cpu_seconds()}
     finally:
         if profiler:
             profiler.stop()
@@ -767,6 +783,8 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
     summary = {
         "messages": len(messages), "accepted": n, "failed": len(messages) - n,
         "clients": args.clients, "per_session": args.per_session,
+        "cpu_seconds": {k: cpu[k] - cpu_before[k] for k in cpu},
+        "daemon_cpu_ms_per_message": 1000 * (cpu["daemon"] - cpu_before["daemon"]) / max(1, n),
         "smtp_connections": submitter.connections, "client_errors": dict(submitter.errors),
         "accept_seconds": submitted_at - begun,
         "accept_rate": n / max(1e-9, submitted_at - begun),
@@ -1045,6 +1063,12 @@ def render(result: dict[str, Any]) -> str:
             f"{t['ack_backlog_when_accepted']} unacknowledged when submission ended, drained in "
             f"{t['drain_seconds']:.1f} s",
         ]
+        c = t["cpu_seconds"]
+        wall = t["end_to_end_seconds"]
+        lines.append(
+            f"  CPU          daemon {c['daemon']:.1f} s ({100 * c['daemon'] / wall:.0f}% of one "
+            f"core, {t['daemon_cpu_ms_per_message']:.1f} ms/message), sink {c['sink']:.1f} s, "
+            f"load generator {c['bench']:.1f} s")
         if t["client_errors"]:
             lines.append(f"  client errors {t['client_errors']}")
     lat = result.get("latency")

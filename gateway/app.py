@@ -68,12 +68,15 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
 
-    async def start(self) -> None:
+    async def start(self, workers: bool = True) -> None:
+        """Migrate, then listen. Without WORKERS nothing is processed or sent until
+        `run_until_idle` is called (tests drive the pipeline step by step that way)."""
         await self.db.run(migrate, self.db.engine)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
-        self._tasks = [asyncio.create_task(self.door.run(), name="intake"),
-                       asyncio.create_task(self._process_forever(), name="processor"),
-                       asyncio.create_task(self.outbox.run(), name="outbox")]
+        self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
+        if workers:
+            self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
+                            asyncio.create_task(self.outbox.run(), name="outbox")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
         log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,

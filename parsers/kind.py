@@ -28,7 +28,7 @@ class MailFacts:
 
 
 _BOUNCE_SENDER = re.compile(
-    r"^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|mdaemon|"
+    r"^(?:mailer-daemon|post_?master|mail-daemon|maildaemon|mailerdaemon|mdaemon|"
     r"mail\.?delivery\.?(?:system|subsystem)|bounces?|double-bounce|"
     r"microsoftexchange[0-9a-f]*|nobody-bounce|mailer)@", re.IGNORECASE)
 _BOUNCE_SUBJECT = re.compile(
@@ -38,7 +38,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"non[- ]?delivery|nondeliverable|delivery problem|warning: could not send|"
     r"message not delivered|mail could not be delivered|rejected:|delayed mail|"
     r"not yet been delivered|delivery delay|message .{0,40}delayed|mail failed|"
-    r"returning to sender|automatically rejected mail|"
+    r"returning to sender|automatically rejected mail|\bmail error\b|"
     r"недоставленное сообщение|не удалось доставить|сообщение не доставлено|"
     r"unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar",
     re.IGNORECASE)
@@ -50,7 +50,7 @@ _AUTO_SUBJECT = re.compile(
 _FEEDBACK_SUBJECT = re.compile(r"^\s*complaint about message from\b", re.IGNORECASE)
 _FEEDBACK_FIELD = re.compile(rb"^Feedback-Type:[ \t]*\w", re.IGNORECASE | re.MULTILINE)
 # Amazon SES delivers bounce and complaint notifications as JSON through SNS.
-_SES_TYPE = re.compile(r'"notificationType"\s*:\s*"(Bounce|Complaint)"')
+_SES_TYPE = re.compile(r'\\?"notificationType\\?"\s*:\s*\\?"(Bounce|Complaint)\\?"')
 _DSN_FIELD = re.compile(r"^([A-Za-z-]+)[ \t]*:[ \t]*(.*)$")
 _ADDR_IN = re.compile(r"<?([^\s<>;\"']+@[^\s<>;\"']+?)>?[ \t]*$")
 
@@ -139,13 +139,12 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
     return_path = _first(headers, "return-path")
     null_path = return_path.replace(" ", "") in ("<>", "")
     bounce_subject = bool(_BOUNCE_SUBJECT.search(facts.subject))
-    # Mailer daemons and postmasters send nothing but delivery reports.
-    if _is_bounce_sender(facts) or (
-        bounce_subject and (null_path or looks_like_bounce_text(facts.text))
-    ):
+    auto_submitted = _first(headers, "auto-submitted").lower()
+    bounce_text = looks_like_bounce_text(facts.text)
+    if (_is_bounce_sender(facts) and (bounce_subject or bounce_text or null_path or auto_submitted)
+            ) or (bounce_subject and (null_path or bounce_text)):
         return _bounce_result(facts)
 
-    auto_submitted = _first(headers, "auto-submitted").lower()
     precedence = _first(headers, "precedence").lower()
     if (
         (auto_submitted and not auto_submitted.startswith("no"))

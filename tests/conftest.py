@@ -109,11 +109,11 @@ def relay_sink() -> Iterator[Sink]:
 
 
 def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,
-                extra: str = "", smtp: str = "") -> str:
+                extra: str = "", smtp: str = "", intake: str = "") -> str:
     outgoing = (f'host = "127.0.0.1"\nport = {relay_port}\nsecurity = "none"\n'
                 if relay_port else f'maildir = "{state / "outgoing"}"\n')
     return (f'[database]\nurl = "{database_url}"\n\n'
-            f'[intake]\nstate_dir = "{state}"\n\n'
+            f'[intake]\nstate_dir = "{state}"\n{intake}\n'
             f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n{smtp}\n'
             f'[outgoing]\nfrom = "Support <support@example.com>"\ntimeout_s = 5\n{outgoing}\n'
             f"{extra}")
@@ -160,7 +160,8 @@ def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Ru
     """Start a gateway (SMTP listener, processor, outbox) on a free port with a manual clock."""
     running: list[RunningGateway] = []
 
-    def start(relay_port: int | None = None, extra: str = "", smtp: str = "") -> RunningGateway:
+    def start(relay_port: int | None = None, extra: str = "", smtp: str = "",
+              workers: bool = False) -> RunningGateway:
         state = tmp_path / f"state{len(running)}"
         port = free_port()
         text = config_text(database_url, state, port, relay_port=relay_port, extra=extra,
@@ -171,7 +172,7 @@ def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Ru
         clock = ManualClock(START)
         loop = LoopThread()
         gateway = loop.run(_construct(LoadedSettings(settings, config_path), clock))
-        loop.run(gateway.start())
+        loop.run(gateway.start(workers=workers))
         handle = RunningGateway(gateway, loop, port, clock, state)
         running.append(handle)
         return handle

@@ -23,7 +23,7 @@ def send(port: int, raw: bytes, sender: str = "ivan@acme.example",
 
 def test_mail_becomes_ticket_and_acknowledgement(make_gateway, relay_sink: Sink) -> None:
     """A message answered 250 is a registered ticket whose acknowledgement reaches the relay."""
-    running: RunningGateway = make_gateway(relay_port=relay_sink.port)
+    running: RunningGateway = make_gateway(relay_port=relay_sink.port, workers=True)
     send(running.smtp_port, make_mail(message_id="<m1@acme.example>"))
     running.settle()
 

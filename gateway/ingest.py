@@ -50,8 +50,11 @@ def messages_in(path: Path, problems: list[str]) -> Iterator[tuple[bytes, str]]:
             yield from messages_in(child, problems)
     elif path.is_file() and _is_mbox(path):
         mbox = mailbox.mbox(path, create=False)
-        for index, key in enumerate(mbox.iterkeys()):
-            yield mbox.get_bytes(key), f"{path}#{index}"
+        try:
+            for index, key in enumerate(mbox.iterkeys()):
+                yield mbox.get_bytes(key), f"{path}#{index}"
+        finally:
+            mbox.close()
     elif path.is_file():
         try:
             yield path.read_bytes(), str(path)

@@ -162,23 +162,23 @@ _SECRET_FIELDS = {"password", "admin_token", "secret"}
 
 
 def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],
-                     problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+                     problems: list[tuple[tuple[str | int, ...], str]], base: Path) -> None:
     """Replace `x_file` / `x_env` keys by the secret they point at, in place, recursively."""
     for key in list(table):
         value = table[key]
         if isinstance(value, dict):
-            _resolve_secrets(value, (*where, key), problems)
+            _resolve_secrets(value, (*where, key), problems, base)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    _resolve_secrets(item, (*where, key, index), problems)
+                    _resolve_secrets(item, (*where, key, index), problems, base)
         for suffix in ("_file", "_env"):
-            base = key.removesuffix(suffix)
-            if key.endswith(suffix) and base in _SECRET_FIELDS:
+            field_name = key.removesuffix(suffix)
+            if key.endswith(suffix) and field_name in _SECRET_FIELDS:
                 del table[key]
-                secret = _read_secret(suffix, value)
+                secret = _read_secret(suffix, value, base)
                 if isinstance(secret, str):
-                    table[base] = secret
+                    table[field_name] = secret
                 else:
                     problems.append(((*where, key), secret.message))
 
@@ -188,14 +188,14 @@ class _Missing:
     message: str
 
 
-def _read_secret(suffix: str, reference: object) -> str | _Missing:
+def _read_secret(suffix: str, reference: object, base: Path) -> str | _Missing:
     if not isinstance(reference, str) or not reference:
         return _Missing("expected a non-empty string")
     if suffix == "_env":
         value = os.environ.get(reference)
         return value.strip() if value else _Missing(f"environment variable {reference} is not set")
     try:
-        return Path(reference).read_text(encoding="utf-8").strip()
+        return (base / reference).read_text(encoding="utf-8").strip()
     except OSError as error:
         return _Missing(f"cannot read secret file: {error.strerror}")
 
@@ -227,7 +227,8 @@ def parse_settings(text: str, path: Path | None) -> Settings:
         line = int(line_match.group(1)) if line_match else 1
         raise ConfigError([ConfigProblem(name, line, "", f"TOML syntax: {error}")]) from None
     secret_problems: list[tuple[tuple[str | int, ...], str]] = []
-    _resolve_secrets(data, (), secret_problems)
+    # A relative secret file is relative to the config file, like every other path in it.
+    _resolve_secrets(data, (), secret_problems, path.parent if path else Path.cwd())
     if path is not None:
         _make_relative_paths_absolute(data, path.parent)
     problems = [ConfigProblem(name, locate_key(text, loc), _dotted(loc), message)

@@ -20,6 +20,7 @@ _TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
+_ADDR_SPEC = re.compile(r"[^\s@<>,;\"()\\]+@[^\s@<>,;\"()\\]+")
 _SERVICE_ZONE = ZoneInfo("Europe/Moscow")
 PRIORITY_NAMES = {
     "en": {"critical": "1 (critical)", "high": "2 (high)", "medium": "3 (medium)",
@@ -39,8 +40,8 @@ def safe_address(address: str | None) -> str | None:
     """ADDRESS if it is one plain addr-spec we can write in a header, else None."""
     if not address:
         return None
-    name, parsed = parseaddr(address)
-    if parsed != address.strip() or not re.fullmatch(r"[^\s@<>,;\"()\\]+@[^\s@<>,;\"()\\]+", parsed):
+    parsed = parseaddr(address)[1]
+    if parsed != address.strip() or not _ADDR_SPEC.fullmatch(parsed):
         return None
     return parsed
 

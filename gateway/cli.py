@@ -153,8 +153,8 @@ def cmd_quarantine_retry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="intake-gateway",
-                                     description="Intake Gateway: support requests in, tickets out.")
+    parser = argparse.ArgumentParser(
+        prog="intake-gateway", description="Intake Gateway: support requests in, tickets out.")
     parser.add_argument("--config", help="TOML config file (default: $INTAKE_GATEWAY_CONFIG, "
                                          "else the embedded defaults)")
     commands = parser.add_subparsers(dest="command", required=True)

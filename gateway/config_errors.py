@@ -26,6 +26,20 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def dotted(loc: tuple[str | int, ...]) -> str:
+    """("mailboxes", 0, "port") -> "mailboxes[0].port"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def problem_of(file: str, text: str, loc: tuple[str | int, ...], message: str) -> ConfigProblem:
+    """A problem at LOC of a TOML document, located to its line; pydantic's prefix dropped."""
+    return ConfigProblem(file, locate_key(text, loc), dotted(loc),
+                         message.removeprefix("Value error, "))
+
+
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("?)([A-Za-z0-9_\-.]+)\1\s*=""")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.config_errors import ConfigError, ConfigProblem, locate_key
+from gateway.config_errors import ConfigError, ConfigProblem, problem_of
 
 TIERS = ("8/5", "24/7", "premium")
 
@@ -99,15 +99,12 @@ def load_customers(path: Path | None) -> Directory:
     try:
         parsed = CustomersFile.model_validate(data)
     except ValidationError as error:
-        raise ConfigError([
-            ConfigProblem(str(path), locate_key(text, tuple(e["loc"])),
-                          ".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
-            for e in error.errors()
-        ]) from None
+        raise ConfigError([problem_of(str(path), text, tuple(e["loc"]), e["msg"])
+                           for e in error.errors()]) from None
     seen: set[str] = set()
     for index, entry in enumerate(parsed.customer):
         if entry.id in seen:
-            raise ConfigError([ConfigProblem(str(path), locate_key(text, ("customer", index, "id")),
-                                             f"customer[{index}].id", f"duplicate id {entry.id!r}")])
+            raise ConfigError([problem_of(str(path), text, ("customer", index, "id"),
+                                          f"duplicate id {entry.id!r}")])
         seen.add(entry.id)
     return Directory.of(list(parsed.customer))

@@ -80,9 +80,11 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
     keys = [idempotency_key(item) for item in items]
     now = clock.now()
     with transaction(engine) as session:
-        known = dict(session.exec(
-            select(Input.idempotency_key, Input.id).where(col(Input.idempotency_key).in_(keys))
-        ).all())
+        known: dict[str, int] = {
+            key: row_id for key, row_id in session.exec(
+                select(Input.idempotency_key, Input.id)
+                .where(col(Input.idempotency_key).in_(keys))).all()
+            if row_id is not None}
         new_rows: dict[str, Input] = {}
         for item, key in zip(items, keys, strict=True):
             if key not in known and key not in new_rows:
@@ -95,7 +97,7 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
         first_of_key: set[str] = set()
         for key in keys:
             if key in known:
-                results.append(Accepted(int(known[key]), duplicate=True))
+                results.append(Accepted(known[key], duplicate=True))
             else:
                 row_id = new_rows[key].id
                 assert row_id is not None

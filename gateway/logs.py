@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,8 @@ import structlog
 _SECRET_KEYS = {"password", "secret", "token", "admin_token", "authorization"}
 
 
-def _drop_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_secrets(_logger: Any, _method: str,
+                  event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A last guard: a key that names a secret never reaches the output."""
     for key in event.keys() & _SECRET_KEYS:
         event[key] = "[redacted]"

@@ -73,7 +73,7 @@ class SmtpRelay:
         s = self._settings
         return aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout_s,
-            use_tls=s.security == "tls", start_tls=True if s.security == "starttls" else False,
+            use_tls=s.security == "tls", start_tls=s.security == "starttls",
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
         )

@@ -21,10 +21,9 @@ REGISTERED = "registered"
 
 def next_ticket_number(session: Session, prefix: str) -> str:
     """The next number, gapless: the counter row is locked until this transaction ends."""
-    value = session.exec(  # type: ignore[call-overload]
-        update(Counter).where(col(Counter.name) == "ticket")
-        .values(value=Counter.value + 1).returning(Counter.value)
-    ).scalar_one()
+    statement = (update(Counter).where(col(Counter.name) == "ticket")
+                 .values(value=col(Counter.value) + 1).returning(col(Counter.value)))
+    value: int = session.execute(statement).scalar_one()
     return f"{prefix}{value:06d}"
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from gateway.config_errors import ConfigError, ConfigProblem, locate_key
+from gateway.config_errors import ConfigError, ConfigProblem, problem_of
 
 CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
 DEFAULT_STATE_DIR = Path("var")
@@ -231,23 +231,15 @@ def parse_settings(text: str, path: Path | None) -> Settings:
     _resolve_secrets(data, (), secret_problems, path.parent if path else Path.cwd())
     if path is not None:
         _make_relative_paths_absolute(data, path.parent)
-    problems = [ConfigProblem(name, locate_key(text, loc), _dotted(loc), message)
-                for loc, message in secret_problems]
+    problems = [problem_of(name, text, loc, message) for loc, message in secret_problems]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as error:
-        for item in error.errors():
-            loc = tuple(item["loc"])
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(ConfigProblem(name, locate_key(text, loc), _dotted(loc), message))
+        problems += [problem_of(name, text, tuple(e["loc"]), e["msg"]) for e in error.errors()]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    return ".".join(f"[{part}]" if isinstance(part, int) else part for part in loc).replace(".[", "[")
 
 
 def load_settings(path: str | Path | None = None) -> LoadedSettings:
@@ -259,5 +251,6 @@ def load_settings(path: str | Path | None = None) -> LoadedSettings:
     try:
         text = config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([ConfigProblem(str(config_path), 0, "", f"cannot read: {error}")]) from None
+        problem = ConfigProblem(str(config_path), 0, "", f"cannot read: {error}")
+        raise ConfigError([problem]) from None
     return LoadedSettings(parse_settings(text, config_path.absolute()), config_path)

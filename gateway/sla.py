@@ -42,7 +42,9 @@ class Deadlines:
 
 
 def due(start: datetime, target: Target, calendar: WorkingCalendar) -> datetime:
-    return add_working(start, target.duration, calendar) if target.working else start + target.duration
+    if target.working:
+        return add_working(start, target.duration, calendar)
+    return start + target.duration
 
 
 def deadlines(registered_at: datetime, tier: str, priority: str, request_type: str,

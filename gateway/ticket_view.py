@@ -59,10 +59,10 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
         by_ticket: dict[int, list[TicketMessage]] = {}
         ids = [t.id for t in tickets]
         for start in range(0, len(ids), 500):
-            for message in session.exec(
-                select(TicketMessage).where(col(TicketMessage.ticket_id).in_(ids[start:start + 500]))
-                .order_by(col(TicketMessage.id))
-            ):
+            chunk = ids[start:start + 500]
+            for message in session.exec(select(TicketMessage)
+                                        .where(col(TicketMessage.ticket_id).in_(chunk))
+                                        .order_by(col(TicketMessage.id))):
                 by_ticket.setdefault(message.ticket_id, []).append(message)
         return [ticket_json(t, by_ticket.get(t.id or 0, [])) for t in tickets]
 

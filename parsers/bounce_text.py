@@ -11,7 +11,8 @@ _PHRASES = re.compile(
     r"message could not be delivered|undeliverable|user unknown|mailbox unavailable|"
     r"no such user|address rejected|recipient address rejected|delivery has failed|"
     r"unable to deliver|couldn't be delivered|was not delivered|delivery failed|"
-    r"i'm sorry to have to inform you|mail delivery failed|"
+    r"i'm sorry to have to inform you|mail delivery failed|cannot be delivered|"
+    r"could not be delivered|"
     r"недоставлен|не может быть доставлено|не удалось доставить",
     re.IGNORECASE)
 _ADDR = r"[A-Za-z0-9._%+'=/-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"

@@ -108,7 +108,7 @@ def _detect(data: bytes) -> tuple[str, str]:
             name = normalise_charset(match.encoding)
             if name:
                 return data.decode(name, "replace"), name
-    except Exception:  # noqa: BLE001 - a detector bug must not stop the parse
+    except Exception:
         pass
     return data.decode("cp1252", "replace"), "cp1252"
 

@@ -45,6 +45,11 @@ def _raw_first(flat: Flattened, name: str) -> str | None:
     return None
 
 
+def _raw_all(flat: Flattened, name: str) -> str:
+    """All raw values of a header joined as one address list (some mailers repeat To/Cc)."""
+    return ",".join(value for key, value in flat.headers if key.lower() == name)
+
+
 def _is_inline_text(leaf: Leaf) -> bool:
     return (not leaf.container and not leaf.filename and leaf.disposition != "attachment"
             and leaf.content_type.startswith("text/"))
@@ -97,10 +102,20 @@ def _attachments(leaves: list[Leaf], used: set[int]) -> list[Attachment]:
     for leaf in leaves:
         if leaf.index in used:
             continue
-        if leaf.container or leaf.filename or leaf.has_content_id or leaf.disposition == "attachment":
+        # Unnamed binary leaves count too: an agent must see that a file came with the mail.
+        binary = leaf.content_type.split("/")[0] in ("application", "image", "audio", "video")
+        if (leaf.container or leaf.filename or leaf.has_content_id or binary
+                or leaf.disposition == "attachment"):
             out.append(Attachment(filename=leaf.filename, content_type=leaf.content_type,
                                   size=len(leaf.payload)))
     return out
+
+
+def _looks_binary(text: str) -> bool:
+    """Control characters (other than tab/newline) in over 10% of a sample: not prose."""
+    sample = text[:4000]
+    controls = sum(1 for ch in sample if (ch < " " and ch not in "\t\n\f") or "\x7f" <= ch < "\xa0")
+    return len(sample) >= 16 and controls * 10 > len(sample)
 
 
 def _input_defects(raw: bytes, flat: Flattened) -> list[str]:
@@ -124,8 +139,8 @@ def _fill(req: Request, raw: bytes) -> None:
     req.headers = _decoded_headers(flat, defects)
     senders = parse_addresses(_raw_first(flat, "from"), defects, "From")
     req.sender = senders[0] if senders else None
-    req.to = parse_addresses(",".join(v for k, v in flat.headers if k.lower() == "to"), defects, "To")
-    req.cc = parse_addresses(",".join(v for k, v in flat.headers if k.lower() == "cc"), defects, "Cc")
+    req.to = parse_addresses(_raw_all(flat, "to"), defects, "To")
+    req.cc = parse_addresses(_raw_all(flat, "cc"), defects, "Cc")
     subject = req.header("subject")
     req.subject = subject if subject is not None else None
     req.message_id = first_msgid(req.header("message-id"))
@@ -133,6 +148,10 @@ def _fill(req: Request, raw: bytes) -> None:
     req.references = msgid_list(" ".join(req.headers.get("references", [])))
     req.date = parse_date(req.header("date"), defects)
     own, text, used = _choose_text(flat.leaves, defects)
+    if raw.startswith(_OLE2_MAGIC) or _looks_binary(text):
+        if text:
+            defects.append("body is binary data, not text; text omitted")
+        own = text = ""
     if len(text) > MAX_TEXT_CHARS:
         defects.append(f"body text truncated to {MAX_TEXT_CHARS} characters")
         text = text[:MAX_TEXT_CHARS]
@@ -157,7 +176,7 @@ def parse_email(raw: bytes) -> Request:
     req = Request(channel="email")
     try:
         _fill(req, bytes(raw))
-    except Exception as exc:  # noqa: BLE001 - last line of defence: input must never crash intake
+    except Exception as exc:
         req.defects.append(f"parser error: {type(exc).__name__}: {exc}"[:300])
     return req
 

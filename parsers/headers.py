@@ -29,7 +29,7 @@ def _encoded_words(value: str) -> list[tuple[bytes | str, str | None]]:
 
     try:
         return decode_header(_ENCODED_WORD.sub(_fix, value))
-    except Exception:  # noqa: BLE001 - stdlib raises assorted errors on broken base64
+    except Exception:
         return [(value, None)]
 
 
@@ -70,7 +70,7 @@ def parse_addresses(raw: str | None, defects: list[str], where: str) -> list[Add
     out: list[Address] = []
     try:
         pairs = getaddresses([clean(raw)])
-    except Exception:  # noqa: BLE001 - getaddresses has raised on odd input in some versions
+    except Exception:
         defects.append(f"{where}: address list could not be parsed")
         return []
     for name, addr in pairs:

@@ -31,7 +31,7 @@ def html_to_text(markup: str) -> str:
         from inscriptis import get_text
 
         text = str(get_text(markup))
-    except Exception:  # noqa: BLE001 - lxml raises many kinds of errors on broken markup
+    except Exception:
         text = _crude(markup)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip("\n")

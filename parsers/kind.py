@@ -38,7 +38,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"non[- ]?delivery|nondeliverable|delivery problem|warning: could not send|"
     r"message not delivered|mail could not be delivered|rejected:|delayed mail|"
     r"not yet been delivered|delivery delay|message .{0,40}delayed|mail failed|"
-    r"returning to sender|automatically rejected mail|\bmail error\b|"
+    r"returning to sender|automatically rejected mail|\bmail error\b|failed mail|"
+    r"delivery warning|"
     r"недоставленное сообщение|не удалось доставить|сообщение не доставлено|"
     r"unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar",
     re.IGNORECASE)
@@ -50,7 +51,7 @@ _AUTO_SUBJECT = re.compile(
 _FEEDBACK_SUBJECT = re.compile(r"^\s*complaint about message from\b", re.IGNORECASE)
 _FEEDBACK_FIELD = re.compile(rb"^Feedback-Type:[ \t]*\w", re.IGNORECASE | re.MULTILINE)
 # Amazon SES delivers bounce and complaint notifications as JSON through SNS.
-_SES_TYPE = re.compile(r'\\?"notificationType\\?"\s*:\s*\\?"(Bounce|Complaint)\\?"')
+_SES_TYPE = re.compile(r'\\?"notificationType\\?"\s*:\s*\\?"(Bounce|Complaint|Delivery)\\?"')
 _DSN_FIELD = re.compile(r"^([A-Za-z-]+)[ \t]*:[ \t]*(.*)$")
 _ADDR_IN = re.compile(r"<?([^\s<>;\"']+@[^\s<>;\"']+?)>?[ \t]*$")
 
@@ -103,6 +104,11 @@ def _bounce_result(facts: MailFacts) -> tuple[Kind, list[str]]:
     return "bounce", _dedupe(failed)
 
 
+def _is_daemon_sender(facts: MailFacts) -> bool:
+    """MAILER-DAEMON sends nothing but delivery reports (postmaster is a person too)."""
+    return bool(re.search(r"\bmailer-daemon\b", _first(facts.headers, "from"), re.IGNORECASE))
+
+
 def _is_bounce_sender(facts: MailFacts) -> bool:
     return_path = _first(facts.headers, "return-path").strip("<> ")
     return bool(_BOUNCE_SENDER.match(facts.sender or "")) or bool(
@@ -128,7 +134,7 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
         return "feedback_report", []
     ses = _SES_TYPE.search(facts.text[:20000])
     if ses:
-        return ("bounce", []) if ses.group(1) == "Bounce" else ("feedback_report", [])
+        return ("feedback_report", []) if ses.group(1) == "Complaint" else ("bounce", [])
     if "message/delivery-status" in ctypes:
         return _bounce_result(facts)
     if "message/disposition-notification" in ctypes and not _is_bounce_sender(facts):
@@ -137,12 +143,17 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
         return _bounce_result(facts)
 
     return_path = _first(headers, "return-path")
-    null_path = return_path.replace(" ", "") in ("<>", "")
+    null_path = ("return-path" in headers and return_path.replace(" ", "") in ("<>", "")) or (
+        "from" in headers and not facts.sender)
+    # Mail addressed to a VERP/bounce-processing mailbox is a reply from a mail system.
+    to_bounce_box = bool(re.search(r"[-+.]bounces?[-+@]|^bounces?[-+@]", _first(headers, "to"),
+                                   re.IGNORECASE))
     bounce_subject = bool(_BOUNCE_SUBJECT.search(facts.subject))
     auto_submitted = _first(headers, "auto-submitted").lower()
     bounce_text = looks_like_bounce_text(facts.text)
-    if (_is_bounce_sender(facts) and (bounce_subject or bounce_text or null_path or auto_submitted)
-            ) or (bounce_subject and (null_path or bounce_text)):
+    if _is_daemon_sender(facts) or (
+        _is_bounce_sender(facts) and (bounce_subject or bounce_text or null_path or auto_submitted)
+    ) or (bounce_subject and (null_path or bounce_text or to_bounce_box)):
         return _bounce_result(facts)
 
     precedence = _first(headers, "precedence").lower()
@@ -152,8 +163,8 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
         or headers.get("x-autorespond")
         or headers.get("x-autoresponse")
         or precedence == "auto_reply"
-        or _first(headers, "x-auto-response-suppress") and _AUTO_SUBJECT.search(facts.subject)
-        or _AUTO_SUBJECT.search(facts.subject) and null_path
+        or (_first(headers, "x-auto-response-suppress") and _AUTO_SUBJECT.search(facts.subject))
+        or (_AUTO_SUBJECT.search(facts.subject) and null_path)
     ):
         return "auto_reply", []
     if _AUTO_SUBJECT.match(facts.subject):

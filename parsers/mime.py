@@ -1,4 +1,4 @@
-"""Flatten a raw message into headers and leaf parts: flanker first, the stdlib `email` as fallback."""
+"""Flatten a raw message into headers and leaf parts: flanker first, stdlib `email` as fallback."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _stdlib_filename(part_headers: bytes, where: str, defects: list[str]) -> str
     msg = _HEADER_PARSER.parsestr(part_headers.decode("latin-1"))
     try:
         name = msg.get_filename()
-    except Exception:  # noqa: BLE001 - malformed RFC 2231 continuations
+    except Exception:
         return None
     if not name:
         return None
@@ -185,18 +185,18 @@ def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, contain
                 payload = inner[0].as_bytes()
             else:
                 payload = b""
-        except Exception:  # noqa: BLE001 - as_bytes of a broken tree may raise
+        except Exception:
             payload = b""
     else:
         try:
             decoded = part.get_payload(decode=True)
             payload = decoded if isinstance(decoded, bytes) else b""
-        except Exception:  # noqa: BLE001
+        except Exception:
             flat.defects.append(f"{where}: payload could not be decoded")
             payload = b""
     try:
         filename = part.get_filename()
-    except Exception:  # noqa: BLE001
+    except Exception:
         filename = None
     if filename:
         from parsers.headers import decode_value
@@ -227,6 +227,10 @@ def _walk_stdlib(part: Message, depth: int, owner: int, flat: Flattened) -> None
     container = part.get_content_type() in ("message/rfc822", "message/news")
     leaf = _stdlib_leaf(part, index, depth, flat, container=container)
     leaf.owner = owner
+    if leaf.content_type.startswith("multipart/"):
+        # Boundary never found: the stdlib keeps the body as one string; show it as text.
+        leaf.content_type = "text/plain"
+        flat.defects.append(f"body part {index}: multipart body without its boundary, kept as text")
     flat.leaves.append(leaf)
     inner = part.get_payload() if container else None
     if isinstance(inner, list):
@@ -264,11 +268,11 @@ def flatten(raw: bytes) -> Flattened:
     """Headers and leaves of `raw`; never raises (an empty result carries a defect)."""
     try:
         flat = _with_flanker(raw)
-    except Exception as exc:  # noqa: BLE001 - flanker raises anything from DecodingError to IndexError
+    except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"[:160]
         try:
             flat = _with_stdlib(raw)
-        except Exception as exc2:  # noqa: BLE001
+        except Exception as exc2:
             flat = Flattened(parser="none")
             flat.defects.append(f"message could not be parsed: {type(exc2).__name__}: {exc2}"[:200])
         else:
@@ -276,6 +280,6 @@ def flatten(raw: bytes) -> Flattened:
                 0, f"flanker could not parse the message ({reason}); used the stdlib parser")
     try:
         flat.headers = top_headers(raw)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         flat.defects.append(f"header block could not be read: {type(exc).__name__}: {exc}"[:200])
     return flat

@@ -21,7 +21,8 @@ _MOBILE_SIGNATURE = re.compile(
     re.IGNORECASE)
 _EMBEDDED = (
     re.compile(rf"^[ \t]*{_LEAD}\b.{{0,300}}\b{_WROTE}[ \t]*[:：][ \t]*$", re.IGNORECASE),
-    re.compile(rf"^[ \t]*.{{0,300}}(?:\d|@|\)).{{0,300}}{_WROTE}[ \t]*[:：]?[ \t]*$", re.IGNORECASE),
+    re.compile(rf"^[ \t]*.{{0,300}}(?:\d|@|\)).{{0,300}}{_WROTE}[ \t]*[:：]?[ \t]*$",
+               re.IGNORECASE),
     re.compile(r"^[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|"
                r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Oryginalna wiadomość|"
                r"Исходное сообщение|Пересылаемое сообщение|Forwarded message|Původní zpráva|"
@@ -42,8 +43,8 @@ EMBEDDED_MULTILINE = (
                re.IGNORECASE | re.MULTILINE),
     re.compile(rf"^[ \t]*\d[^\n]*(?:\n(?![ \t]*\n)[^\n]*){{1,3}}?{_WROTE}[ \t]*[:：][ \t]*$",
                re.IGNORECASE | re.MULTILINE),
-    re.compile(r"^[ \t]*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b[^\n]*<[ \t]*\n[^\n]*@[^\n]*>[ \t]*[:：][ \t]*$",
-               re.MULTILINE),
+    re.compile(r"^[ \t]*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b[^\n]*<[ \t]*\n"
+               r"[^\n]*@[^\n]*>[ \t]*[:：][ \t]*$", re.MULTILINE),
 )
 _HEADER = re.compile(
     r"^[ \t]*[*_]{0,2}(?:From|Sent|To|Cc|Bcc|Subject|Date|Reply-To|"

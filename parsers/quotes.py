@@ -13,7 +13,6 @@ from pathlib import Path
 from parsers.quote_rules import (
     EMBEDDED_MULTILINE,
     classify_line,
-    is_header_line,
     is_signoff,
 )
 
@@ -74,9 +73,9 @@ def _strip_signoff(lines: list[str]) -> list[str]:
             tail = [x for x in lines[idx + 1:] if x.strip()]
             # A lone name under the sign-off is part of the message; a block with title,
             # phone or company is a signature.
-            if 2 <= len(tail) <= 6 and all(len(x.strip()) <= _SHORT_LINE for x in tail):
-                if any(x.strip() for x in lines[:idx]):
-                    return lines[:idx]
+            if (2 <= len(tail) <= 6 and all(len(x.strip()) <= _SHORT_LINE for x in tail)
+                    and any(x.strip() for x in lines[:idx])):
+                return lines[:idx]
             break
     return lines
 

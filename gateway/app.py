@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from email.utils import parseaddr
 
 import structlog
@@ -19,7 +22,7 @@ from gateway.intake import IntakeDoor
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.outbox import OutboxWorker
-from gateway.processing import Context, process_pending
+from gateway.processing import Context, Loaded, Parsed, apply_parsed, load_pending, parse_many
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
@@ -48,6 +51,11 @@ def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
     return Context(settings, load_customers(settings.files.customers), clock, frozenset(own))
 
 
+def _new_parse_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: the parent has threads (database, to_thread) that fork would copy.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 class Gateway:
     """One running gateway; `start`, then `stop` (or `run_until_idle` in tests)."""
 
@@ -67,6 +75,7 @@ class Gateway:
         self.smtp_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
+        self._parse_pool: ProcessPoolExecutor | None = None
 
     async def start(self, workers: bool = True) -> None:
         """Migrate, then listen. Without WORKERS nothing is processed or sent until
@@ -74,6 +83,8 @@ class Gateway:
         await self.db.run(migrate, self.db.engine)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
+        if workers and self.settings.intake.parse_workers:
+            self._parse_pool = _new_parse_pool(self.settings.intake.parse_workers)
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox")]
@@ -84,13 +95,33 @@ class Gateway:
                  outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
 
     async def process_once(self) -> int:
-        """Process one batch of received inputs; the number handled."""
+        """Process one batch of received inputs; the number handled.
+
+        Parsing, the costly part, runs in a worker process when one is configured, so the
+        event loop and the database thread keep the other core.
+        """
         async with self._processing:
-            result = await self.db.run(process_pending, self.db.engine, self.context,
+            loaded = await self.db.run(load_pending, self.db.engine,
                                        self.settings.intake.processing_batch)
+            if not loaded:
+                return 0
+            parsed = await self._parse(loaded)
+            result = await self.db.run(apply_parsed, self.db.engine, self.context, parsed)
         if result.enqueued:
             self.outbox.wake()
         return result.processed + result.failed
+
+    async def _parse(self, loaded: list[Loaded]) -> Parsed:
+        if self._parse_pool is None:
+            return await self.db.run(parse_many, loaded)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._parse_pool, parse_many, loaded)
+        except BrokenProcessPool as error:
+            # A worker died (killed, out of memory): start a new pool, parse this batch here.
+            log.error("parse_pool.broken", error=str(error))
+            self._parse_pool = _new_parse_pool(self.settings.intake.parse_workers)
+            return await self.db.run(parse_many, loaded)
 
     async def _process_forever(self) -> None:
         while True:
@@ -132,6 +163,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
         log.info("gateway.stopped")
 

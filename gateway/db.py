@@ -50,8 +50,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade;
+        # read-only work begins deferred and never waits for writers (WAL).
+        read_only = connection.get_execution_options().get("read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> None:
@@ -67,6 +69,14 @@ def migrate(engine: Engine) -> None:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: committed when the block ends, rolled back if it raises."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock."""
+    with Session(engine.execution_options(read_only=True), expire_on_commit=False) as session, \
+            session.begin():
         yield session
 
 

@@ -10,12 +10,13 @@ from email.utils import parseaddr
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
 from gateway.clock import Clock
 from gateway.customers import Directory
-from gateway.db import transaction
+from gateway.db import read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed
 from gateway.models import FAILED, HELD, PENDING, PROCESSED, RECEIVED, Input, OutboxItem, Ticket
 from gateway.outbox import enqueue
@@ -49,31 +50,79 @@ class Held(Exception):
     """An outcome, not an error: the input waits for a human decision."""
 
 
-def parse_input(item: Input) -> Request:
-    if item.channel == "email":
-        return parse_email(item.raw)
-    raise ValueError(f"no parser for channel {item.channel!r}")
+@dataclass(frozen=True)
+class Loaded:
+    """An input as the parse step needs it: picklable, for a worker process."""
+
+    id: int
+    channel: str
+    raw: bytes
 
 
-def process_pending(engine: Engine, context: Context, limit: int,
-                    only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
-    """Process up to LIMIT received inputs, oldest first; each in its own savepoint.
+# What the parse step returns per input: the request, or the error that stopped it.
+Parsed = dict[int, Request | str]
 
-    One bad input is marked failed with its error and never stops the others.
-    """
-    result = BatchResult()
-    with transaction(engine) as session:
-        query = select(Input).order_by(col(Input.id)).limit(limit)
+
+def parse_raw(channel: str, raw: bytes) -> Request:
+    if channel == "email":
+        return parse_email(raw)
+    raise ValueError(f"no parser for channel {channel!r}")
+
+
+def parse_many(items: list[Loaded]) -> Parsed:
+    """Parse each input; pure, so it can run in another process. Errors become text."""
+    parsed: Parsed = {}
+    for item in items:
+        try:
+            parsed[item.id] = parse_raw(item.channel, item.raw)
+        except Exception as error:
+            parsed[item.id] = f"{type(error).__name__}: {error}"
+    return parsed
+
+
+def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None) -> list[Loaded]:
+    """Up to LIMIT inputs to process, oldest first (received ones, or exactly ONLY_IDS)."""
+    with read_transaction(engine) as session:
+        query = select(Input.id, Input.channel, Input.raw).order_by(col(Input.id)).limit(limit)
         if only_ids is None:
             query = query.where(Input.status == RECEIVED)
         else:
             query = query.where(col(Input.id).in_(only_ids))
-        inputs = session.exec(query.with_for_update(skip_locked=True)).all()
+        return [Loaded(int(i or 0), c, r) for i, c, r in session.exec(query).all()]
+
+
+def process_pending(engine: Engine, context: Context, limit: int,
+                    only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
+    """Load, parse and register up to LIMIT inputs in this thread (CLI and tests)."""
+    loaded = load_pending(engine, limit, only_ids)
+    if not loaded:
+        return BatchResult()
+    return apply_parsed(engine, context, parse_many(loaded), release_held)
+
+
+def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
+                 release_held: bool = False) -> BatchResult:
+    """Register or thread each parsed input in one transaction, each in its own savepoint.
+
+    Inputs processed meanwhile by someone else are skipped; one bad input is marked failed
+    with its error and never stops the others.
+    """
+    result = BatchResult()
+    open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
+    with transaction(engine) as session:
+        inputs = session.exec(
+            select(Input).options(defer(Input.raw))  # type: ignore[arg-type]
+            .where(col(Input.id).in_(list(parsed)))
+            .where(col(Input.status).in_(open_statuses))
+            .order_by(col(Input.id)).with_for_update(skip_locked=True)).all()
         for item in inputs:
             structlog.contextvars.bind_contextvars(input_id=item.id)
+            request = parsed[int(item.id or 0)]
             try:
+                if isinstance(request, str):
+                    raise ParseFailure(request)
                 with session.begin_nested():
-                    result.enqueued += process_one(session, item, context, release_held)
+                    result.enqueued += process_one(session, item, request, context, release_held)
                 result.processed += 1
             except Held as held:
                 item.status, item.outcome, item.last_error = HELD, str(held), None
@@ -82,7 +131,8 @@ def process_pending(engine: Engine, context: Context, limit: int,
                 result.failed += 1
                 item.status = FAILED
                 item.attempts += 1
-                item.last_error = f"{type(error).__name__}: {error}"
+                item.last_error = str(error) if isinstance(error, ParseFailure) else (
+                    f"{type(error).__name__}: {error}")
                 log.error("input.failed", error=item.last_error,
                           where=traceback.format_exc(limit=-3))
             finally:
@@ -90,11 +140,15 @@ def process_pending(engine: Engine, context: Context, limit: int,
     return result
 
 
-def process_one(session: Session, item: Input, context: Context, release_held: bool) -> int:
+class ParseFailure(Exception):
+    """The parse step's error, carried over from wherever it ran."""
+
+
+def process_one(session: Session, item: Input, request: Request, context: Context,
+                release_held: bool) -> int:
     """Register or thread ITEM; return the number of outgoing messages enqueued."""
     now = context.clock.now()
     settings = context.settings
-    request = parse_input(item)
     source = json.loads(item.source)
     envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
     prefix = settings.intake.ticket_prefix

@@ -37,6 +37,11 @@ _EMBEDDED = (
     # "Thu, 26 Jun 2014 14:00 +0400 от Alexander <a@example.com>:" and similar.
     re.compile(r"^[ \t]*.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>[ \t]*[:：][ \t]*$"),
 )
+# Cheap necessary conditions for _EMBEDDED, so most lines skip those regexes (the 2nd one
+# backtracks heavily): an attribution ends with a "wrote" verb, optionally followed by a colon.
+_WROTE_AT_END = re.compile(rf"{_WROTE}\Z", re.IGNORECASE)
+# Longer than the longest _WROTE alternative ("wrote the following", 19 characters).
+_WROTE_TAIL = 40
 # Wrapped attribution lines; joined into one line before classification.
 EMBEDDED_MULTILINE = (
     re.compile(rf"^[ \t]*{_LEAD}\b[^\n]*(?:\n[^\n]*){{1,4}}?\b{_WROTE}[ \t]*[:：][ \t]*$",
@@ -77,6 +82,28 @@ def is_signoff(line: str) -> bool:
     return bool(_SIGNOFF.match(line))
 
 
+def _is_embedded_marker(line: str) -> bool:
+    """Whether any _EMBEDDED pattern matches; each is tried only where it can match."""
+    if "\n" in line:
+        # "$" could then match before a final newline; the guards below assume a single line.
+        return any(r.match(line) for r in _EMBEDDED)
+    attribution, loose, original, forwarded, rule, date_first, dated_address = _EMBEDDED
+    head = line.lstrip(" \t")
+    end = line.rstrip(" \t")
+    colon = end.endswith((":", "："))
+    core = end[:-1].rstrip(" \t") if colon else end
+    if _WROTE_AT_END.search(core[-_WROTE_TAIL:]) and (
+            attribution.match(line) or loose.match(line)):
+        return True
+    if head.startswith("--") and original.match(line):
+        return True
+    if colon and forwarded.match(line):
+        return True
+    if head.startswith("_") and rule.match(line):
+        return True
+    return "@" in line and bool(date_first.match(line) or (colon and dated_address.match(line)))
+
+
 def classify_line(line: str) -> str:
     """One letter: e(mpty) d(elimiter) s(ignature) b (embedded marker) h(eader) q(uote) t(ext)."""
     if not line.strip():
@@ -85,7 +112,7 @@ def classify_line(line: str) -> str:
         return "t"
     if _QUOTE.match(line):
         return "q"
-    if any(r.match(line) for r in _EMBEDDED):
+    if _is_embedded_marker(line):
         return "b"
     if _DELIMITER.match(line):
         return "d"

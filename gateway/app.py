@@ -124,17 +124,46 @@ class Gateway:
             return await self.db.run(parse_many, loaded)
 
     async def _process_forever(self) -> None:
+        """A two-stage pipeline: while one batch is registered, the next one is parsed."""
+        parsed_batches: asyncio.Queue[Parsed] = asyncio.Queue(maxsize=1)
+        applier = asyncio.create_task(self._apply_forever(parsed_batches), name="applier")
+        # Inputs up to this id are in the pipeline already; reset to 0 whenever the pipeline
+        # is empty, so inputs stored out of id order (other writers) are found as well.
+        after_id = 0
+        try:
+            while True:
+                self._work.clear()
+                try:
+                    loaded = await self.db.run(load_pending, self.db.engine,
+                                               self.settings.intake.processing_batch, None,
+                                               after_id)
+                    if loaded:
+                        after_id = loaded[-1].id
+                        await parsed_batches.put(await self._parse(loaded))
+                        continue
+                except Exception as error:  # the database may be down; keep trying
+                    log.error("processor.error", error=str(error))
+                await parsed_batches.join()
+                after_id = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
+        finally:
+            applier.cancel()
+            await asyncio.gather(applier, return_exceptions=True)
+
+    async def _apply_forever(self, parsed_batches: asyncio.Queue[Parsed]) -> None:
         while True:
-            self._work.clear()
+            parsed = await parsed_batches.get()
             try:
-                handled = await self.process_once()
-            except Exception as error:  # the database may be down; keep trying
+                async with self._processing:
+                    result = await self.db.run(apply_parsed, self.db.engine, self.context,
+                                               parsed)
+                if result.enqueued:
+                    self.outbox.wake()
+            except Exception as error:  # the inputs stay received and are loaded again
                 log.error("processor.error", error=str(error))
-                handled = 0
-            if handled >= self.settings.intake.processing_batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
+            finally:
+                parsed_batches.task_done()
 
     async def run_until_idle(self) -> None:
         """Process and send everything that is due now (tests, one-shot commands)."""
@@ -155,6 +184,12 @@ class Gateway:
         self.smtp_handler.closing = True
         if self.smtp_server is not None:
             self.smtp_server.close()
+        # The pipeline stops first (a batch half-way is simply loaded again), then what was
+        # accepted is processed and sent in this task, within the deadline.
+        workers = [t for t in self._tasks if t.get_name() != "intake"]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         try:
             await asyncio.wait_for(self.run_until_idle(), drain_deadline_s)
         except Exception as error:  # TimeoutError included: what is left stays stored

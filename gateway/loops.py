@@ -14,7 +14,7 @@ _SUPPRESS_VALUES = {"all", "autoreply", "oof"}
 
 
 def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
-                               own_addresses: set[str]) -> str | None:
+                               own_addresses: frozenset[str] | set[str]) -> str | None:
     """A human reason not to acknowledge REQUEST, or None when an acknowledgement is fine.
 
     `envelope_sender` is the SMTP MAIL FROM ("" for a null return path, None when unknown).

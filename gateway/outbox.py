@@ -8,9 +8,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
@@ -25,13 +26,17 @@ BACKOFF_BASE_S = 15.0
 BACKOFF_CAP_S = 3600.0
 
 
-def enqueue(session: Session, item: OutboxItem) -> bool:
-    """Add ITEM unless one with its dedup key exists; True when added."""
-    exists = session.exec(
-        select(OutboxItem.id).where(OutboxItem.dedup_key == item.dedup_key)).first()
+_OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+
+
+def enqueue(session: Session, values: dict[str, Any]) -> bool:
+    """Add an outbox row unless one with its dedup key exists; True when added."""
+    connection = session.connection()
+    exists = connection.execute(select(_OUTBOX.c.id).where(
+        _OUTBOX.c.dedup_key == values["dedup_key"])).first()
     if exists is not None:
         return False
-    session.add(item)
+    connection.execute(insert(_OUTBOX), {"status": PENDING, "attempts": 0, **values})
     return True
 
 

@@ -18,9 +18,9 @@ from gateway.clock import Clock
 from gateway.customers import Directory
 from gateway.db import read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed
-from gateway.models import FAILED, HELD, PENDING, PROCESSED, RECEIVED, Input, OutboxItem, Ticket
+from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
-from gateway.registration import add_message, add_note, find_ticket_for, register
+from gateway.registration import NewTicket, add_message, find_ticket_for, register
 from gateway.settings import Settings
 from parsers.email import parse_email
 from parsers.model import Request
@@ -80,12 +80,14 @@ def parse_many(items: list[Loaded]) -> Parsed:
     return parsed
 
 
-def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None) -> list[Loaded]:
-    """Up to LIMIT inputs to process, oldest first (received ones, or exactly ONLY_IDS)."""
+def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None,
+                 after_id: int = 0) -> list[Loaded]:
+    """Up to LIMIT inputs to process, oldest first: received ones with an id above AFTER_ID,
+    or exactly ONLY_IDS."""
     with read_transaction(engine) as session:
         query = select(Input.id, Input.channel, Input.raw).order_by(col(Input.id)).limit(limit)
         if only_ids is None:
-            query = query.where(Input.status == RECEIVED)
+            query = query.where(Input.status == RECEIVED).where(col(Input.id) > after_id)
         else:
             query = query.where(col(Input.id).in_(only_ids))
         return [Loaded(int(i or 0), c, r) for i, c, r in session.exec(query).all()]
@@ -156,10 +158,10 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     existing = find_ticket_for(session, request, prefix)
     if existing is not None:
         kind = "reply" if request.kind == "normal" else request.kind
-        add_message(session, existing, direction="in", kind=kind, message_id=request.message_id,
-                    at=item.received_at, body=request.reply_text or request.text,
-                    input_id=item.id)
-        _finish(item, existing, f"added to {existing.number} as {kind}", now)
+        add_message(session, int(existing.id or 0), direction="in", kind=kind,
+                    message_id=request.message_id, at=item.received_at,
+                    body=request.reply_text or request.text, input_id=item.id)
+        _finish(item, existing.id, f"added to {existing.number} as {kind}", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("input.threaded", kind=kind)
         return 0
@@ -175,34 +177,32 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
         raise Held(f"held: sender {address or '(none)'} is not a known customer")
 
     decision = evaluate(request, settings.intake.detailed_description_words)
-    ticket = register(session, request=request, customer=customer, decision=decision,
-                      prefix=prefix, received_at=item.received_at, now=now,
-                      default_tier=settings.intake.unknown_customer_tier)
-    structlog.contextvars.bind_contextvars(ticket=ticket.number)
-    add_message(session, ticket, direction="in", kind="request", message_id=request.message_id,
-                at=item.received_at, body=request.text, input_id=item.id)
-
-    reason = acknowledgement_suppressed(request, envelope_sender, set(context.own_addresses))
+    reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
     recipient = safe_address(request.sender.address if request.sender else None)
     if reason is None and recipient is None:
         reason = "sender address cannot be written in a header"
+    ticket = register(session, request=request, customer=customer, decision=decision,
+                      prefix=prefix, received_at=item.received_at, now=now,
+                      default_tier=settings.intake.unknown_customer_tier,
+                      notes=[f"no acknowledgement: {reason}"] if reason else [])
+    structlog.contextvars.bind_contextvars(ticket=ticket.number)
+    add_message(session, ticket.id, direction="in", kind="request",
+                message_id=request.message_id, at=item.received_at, body=request.text,
+                input_id=item.id)
     enqueued = 0
     if reason is None and recipient is not None:
         enqueued = _enqueue_acknowledgement(session, ticket, request, recipient,
                                             customer.language if customer else "ru",
                                             context, now, int(item.id or 0))
-    else:
-        add_note(ticket, [f"no acknowledgement: {reason}"])
-    _finish(item, ticket, f"registered {ticket.number}", now)
+    _finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
              acknowledgement=reason or "queued")
     return enqueued
 
 
-def _enqueue_acknowledgement(session: Session, ticket: Ticket, request: Request, recipient: str,
-                             language: str, context: Context, now: datetime,
+def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
+                             recipient: str, language: str, context: Context, now: datetime,
                              input_id: int) -> int:
-    assert ticket.id is not None and ticket.reaction_due and ticket.resolution_due
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
@@ -212,20 +212,20 @@ def _enqueue_acknowledgement(session: Session, ticket: Ticket, request: Request,
     sender = context.settings.outgoing.sender
     ack = render_acknowledgement(facts, sender, now)
     # Keyed by the input, so a replayed input can never produce a second acknowledgement.
-    added = enqueue(session, OutboxItem(
-        dedup_key=f"ack:input:{input_id}", ticket_id=ticket.id, kind="acknowledgement",
-        sender=safe_address(parseaddr(sender)[1]) or "", recipient=recipient,
-        message_id=ack.message_id, message=ack.data, status=PENDING,
-        next_attempt_at=now, created_at=now))
+    added = enqueue(session, {
+        "dedup_key": f"ack:input:{input_id}", "ticket_id": ticket.id, "kind": "acknowledgement",
+        "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
+        "message_id": ack.message_id, "message": ack.data,
+        "next_attempt_at": now, "created_at": now})
     if added:
-        add_message(session, ticket, direction="out", kind="acknowledgement",
+        add_message(session, ticket.id, direction="out", kind="acknowledgement",
                     message_id=ack.message_id, at=now)
     return int(added)
 
 
-def _finish(item: Input, ticket: Ticket | None, outcome: str, now: datetime) -> None:
+def _finish(item: Input, ticket_id: int | None, outcome: str, now: datetime) -> None:
     item.status = PROCESSED
     item.outcome = outcome
     item.last_error = None
-    item.ticket_id = ticket.id if ticket else None
+    item.ticket_id = ticket_id
     item.processed_at = now

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from gateway.customers import CustomerEntry
@@ -19,11 +19,13 @@ from rules.engine import Decision
 REGISTERED = "registered"
 
 
+_NEXT_NUMBER = (update(Counter).where(col(Counter.name) == "ticket")
+                .values(value=col(Counter.value) + 1).returning(col(Counter.value)))
+
+
 def next_ticket_number(session: Session, prefix: str) -> str:
     """The next number, gapless: the counter row is locked until this transaction ends."""
-    statement = (update(Counter).where(col(Counter.name) == "ticket")
-                 .values(value=col(Counter.value) + 1).returning(col(Counter.value)))
-    value: int = session.execute(statement).scalar_one()
+    value: int = session.connection().execute(_NEXT_NUMBER).scalar_one()
     return f"{prefix}{value:06d}"
 
 
@@ -46,45 +48,66 @@ def find_ticket_for(session: Session, request: Request, prefix: str) -> Ticket |
         .order_by(col(Ticket.id).desc()).limit(1)).first()
 
 
+@dataclass(frozen=True)
+class NewTicket:
+    """What the rest of processing needs to know of a ticket just registered."""
+
+    id: int
+    number: str
+    priority: str
+    customer_id: str | None
+    subject: str
+    requester_name: str | None
+    reaction_due: datetime
+    resolution_due: datetime
+
+
+_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+_MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
+
+
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
              decision: Decision, prefix: str, received_at: datetime, now: datetime,
-             default_tier: str) -> Ticket:
-    """A new ticket in status registered, with its SLA deadlines computed from NOW."""
+             default_tier: str, notes: list[str]) -> NewTicket:
+    """A new ticket in status registered, with its SLA deadlines computed from NOW.
+
+    Written with a Core insert: the ORM unit of work cost more than everything else here.
+    """
     tier = customer.tier if customer else None
     due = deadlines(now, tier or default_tier, decision.priority, decision.request_type)
-    ticket = Ticket(
-        number=next_ticket_number(session, prefix),
-        channel=request.channel,
-        status=REGISTERED,
-        customer_id=customer.id if customer else None,
-        tier=tier,
-        request_type=decision.request_type,
-        priority=decision.priority,
-        declared_priority=request.declared_priority,
-        subject=request.subject or "",
-        requester_name=request.sender.name if request.sender else None,
-        requester_email=request.sender.address.lower() if request.sender else None,
-        requester_phone=request.phone,
-        received_at=received_at,
-        registered_at=now,
-        reaction_due=due.reaction_due,
-        resolution_due=due.resolution_due,
-        reasons=json.dumps(decision.reasons, ensure_ascii=False),
-    )
-    session.add(ticket)
-    session.flush()
-    return ticket
+    number = next_ticket_number(session, prefix)
+    customer_id = customer.id if customer else None
+    subject = request.subject or ""
+    requester_name = request.sender.name if request.sender else None
+    values: dict[str, object] = {
+        "number": number,
+        "channel": request.channel,
+        "status": REGISTERED,
+        "customer_id": customer_id,
+        "tier": tier,
+        "request_type": decision.request_type,
+        "priority": decision.priority,
+        "declared_priority": request.declared_priority,
+        "subject": subject,
+        "requester_name": requester_name,
+        "requester_email": request.sender.address.lower() if request.sender else None,
+        "requester_phone": request.phone,
+        "received_at": received_at,
+        "registered_at": now,
+        "reaction_due": due.reaction_due,
+        "resolution_due": due.resolution_due,
+        "reasons": json.dumps(decision.reasons, ensure_ascii=False),
+        "notes": json.dumps(notes, ensure_ascii=False),
+    }
+    ticket_id = session.connection().execute(
+        insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()
+    return NewTicket(ticket_id, number, decision.priority, customer_id, subject, requester_name,
+                     due.reaction_due, due.resolution_due)
 
 
-def add_message(session: Session, ticket: Ticket, *, direction: str, kind: str,
+def add_message(session: Session, ticket_id: int, *, direction: str, kind: str,
                 message_id: str | None, at: datetime, body: str = "",
-                input_id: int | None = None) -> TicketMessage:
-    assert ticket.id is not None
-    message = TicketMessage(ticket_id=ticket.id, input_id=input_id, direction=direction,
-                            kind=kind, message_id=message_id, received_at=at, body=body)
-    session.add(message)
-    return message
-
-
-def add_note(ticket: Ticket, notes: Iterable[str]) -> None:
-    ticket.notes = json.dumps([*json.loads(ticket.notes), *notes], ensure_ascii=False)
+                input_id: int | None = None) -> None:
+    session.connection().execute(insert(_MESSAGES), {
+        "ticket_id": ticket_id, "input_id": input_id, "direction": direction, "kind": kind,
+        "message_id": message_id, "received_at": at, "body": body})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from parsers.quotes import strip_reply
 MAX_TEXT_CHARS = 1_000_000
 
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# C0 controls other than tab, newline and form feed; DEL and the C1 controls.
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0d-\x1f\x7f-\x9f]")
 
 
 def _decoded_headers(flat: Flattened, defects: list[str]) -> dict[str, list[str]]:
@@ -114,7 +117,7 @@ def _attachments(leaves: list[Leaf], used: set[int]) -> list[Attachment]:
 def _looks_binary(text: str) -> bool:
     """Control characters (other than tab/newline) in over 10% of a sample: not prose."""
     sample = text[:4000]
-    controls = sum(1 for ch in sample if (ch < " " and ch not in "\t\n\f") or "\x7f" <= ch < "\xa0")
+    controls = len(_CONTROL_CHAR.findall(sample))
     return len(sample) >= 16 and controls * 10 > len(sample)
 
 

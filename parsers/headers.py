@@ -41,7 +41,7 @@ def decode_value(raw: bytes | str, defects: list[str] | None = None, where: str 
     until RFC 2047 decoding, as the stdlib does, so whitespace between words comes out the same.
     """
     found: list[str] = []
-    if isinstance(raw, str) and any(ord(ch) > 0xFF for ch in raw):
+    if isinstance(raw, str) and raw and max(raw) > "\xff":
         text = raw
     else:
         data = raw if isinstance(raw, bytes) else raw.encode("latin-1")

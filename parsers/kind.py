@@ -150,10 +150,14 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
                                    re.IGNORECASE))
     bounce_subject = bool(_BOUNCE_SUBJECT.search(facts.subject))
     auto_submitted = _first(headers, "auto-submitted").lower()
-    bounce_text = looks_like_bounce_text(facts.text)
+    bounce_sender = _is_bounce_sender(facts)
+    # The body scan is the costly test, so it comes last and only when the sender or the
+    # subject already points to a bounce (it decides nothing on its own).
     if _is_daemon_sender(facts) or (
-        _is_bounce_sender(facts) and (bounce_subject or bounce_text or null_path or auto_submitted)
-    ) or (bounce_subject and (null_path or bounce_text or to_bounce_box)):
+        bounce_sender and (bounce_subject or null_path or auto_submitted)
+    ) or (bounce_subject and (null_path or to_bounce_box)) or (
+        (bounce_sender or bounce_subject) and looks_like_bounce_text(facts.text)
+    ):
         return _bounce_result(facts)
 
     precedence = _first(headers, "precedence").lower()

@@ -30,7 +30,9 @@ finally:
 # unless the application configures logging.
 logging.getLogger("flanker").addHandler(logging.NullHandler())
 
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Every byte outside the alphabet; bytes.translate deletes them far faster than a regex sub.
+_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # Header blocks are parsed as latin-1 text, not bytes: the bytes parser turns 8-bit values into
 # surrogates that compat32 then replaces with U+FFFD before we can decode them properly.
@@ -72,7 +74,7 @@ def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list
     """Undo base64 / quoted-printable leniently; broken base64 is repaired, not rejected."""
     enc = (encoding or "").strip().lower()
     if enc == "base64":
-        clean = _B64_JUNK.sub(b"", data)
+        clean = data.translate(None, _B64_JUNK)
         clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
         try:
             return base64.b64decode(clean + b"=" * (-len(clean) % 4))
@@ -102,6 +104,10 @@ def _stdlib_filename(part_headers: bytes, where: str, defects: list[str]) -> str
     """Filename as the stdlib reads it (RFC 2231 and RFC 2047, quirks included)."""
     from parsers.headers import decode_value
 
+    # Both places a filename can come from, the "filename" and "name" parameters (RFC 2231
+    # pieces included), spell "name"; most parts have neither, and parsing costs.
+    if b"name" not in part_headers.lower():
+        return None
     msg = _HEADER_PARSER.parsestr(part_headers.decode("latin-1"))
     try:
         name = msg.get_filename()

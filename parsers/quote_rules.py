@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 # Localised "wrote:" verbs that end an attribution line ("On <date>, X wrote:").
-_WROTE = (r"(?:wrote|writes|a écrit|schrieb|escribió|escribio|ha scritto|scrive|schreef|"
-          r"napisał\(a\)|napisała|napisał|escreveu|skrev|kirjoitti|napsal|napisao|"
-          r"написал\(а\)|написала|написал|пишет|писал\(а\)|писал|написав|написала|пише|"
-          r"写道|寫道|wrote the following)")
+_WROTE_WORDS = (
+    "wrote", "writes", "a écrit", "schrieb", "escribió", "escribio", "ha scritto", "scrive",
+    "schreef", "napisał(a)", "napisała", "napisał", "escreveu", "skrev", "kirjoitti", "napsal",
+    "napisao", "написал(а)", "написала", "написал", "пишет", "писал(а)", "писал", "написав",
+    "написала", "пише", "写道", "寫道", "wrote the following",
+)
+_WROTE = "(?:" + "|".join(re.escape(word) for word in _WROTE_WORDS) + ")"
 _LEAD = (r"(?:On|Le|Am|El|Il|Op|Em|Den|På|Dne|W dniu|Op \w+|В|Вт|Пн|Ср|Чт|Пт|Сб|Вс|пн|вт|ср|чт|"
          r"пт|сб|вс|在)")
 
@@ -39,9 +42,9 @@ _EMBEDDED = (
 )
 # Cheap necessary conditions for _EMBEDDED, so most lines skip those regexes (the 2nd one
 # backtracks heavily): an attribution ends with a "wrote" verb, optionally followed by a colon.
-_WROTE_AT_END = re.compile(rf"{_WROTE}\Z", re.IGNORECASE)
-# Longer than the longest _WROTE alternative ("wrote the following", 19 characters).
-_WROTE_TAIL = 40
+# The verbs are spelt backwards so that one anchored match on the reversed line end finds them.
+_WROTE_REVERSED = re.compile("|".join(re.escape(word[::-1]) for word in _WROTE_WORDS),
+                             re.IGNORECASE)
 # Wrapped attribution lines; joined into one line before classification.
 EMBEDDED_MULTILINE = (
     re.compile(rf"^[ \t]*{_LEAD}\b[^\n]*(?:\n[^\n]*){{1,4}}?\b{_WROTE}[ \t]*[:：][ \t]*$",
@@ -92,7 +95,7 @@ def _is_embedded_marker(line: str) -> bool:
     end = line.rstrip(" \t")
     colon = end.endswith((":", "："))
     core = end[:-1].rstrip(" \t") if colon else end
-    if _WROTE_AT_END.search(core[-_WROTE_TAIL:]) and (
+    if _WROTE_REVERSED.match(core[::-1]) and (
             attribution.match(line) or loose.match(line)):
         return True
     if head.startswith("--") and original.match(line):

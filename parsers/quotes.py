@@ -17,6 +17,7 @@ from parsers.quote_rules import (
 )
 
 _SHORT_LINE = 60
+_COLON_AT_LINE_END = re.compile(r"[:：][ \t]*$", re.MULTILINE)
 
 
 def _join_multiline_markers(text: str) -> str:
@@ -26,6 +27,9 @@ def _join_multiline_markers(text: str) -> str:
         block = m.group(0)
         return block if block.count("\n") > 4 else re.sub(r"\n[ \t]*", " ", block)
 
+    # Every such marker ends a line with a colon; most texts have no such line at all.
+    if not _COLON_AT_LINE_END.search(text):
+        return text
     for regex in EMBEDDED_MULTILINE:
         text = regex.sub(_join, text)
     return text

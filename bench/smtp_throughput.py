@@ -558,7 +558,7 @@ class Profiler:
 
 
 def write_config(directory: Path, smtp_port: int, sink_port: int,
-                 relay_connections: int | None) -> Path:
+                 relay_connections: int | None, workers: int | None = None) -> Path:
     config = directory / "gateway.toml"
     extra = f"connections = {relay_connections}\n" if relay_connections else ""
     config.write_text(f"""\
@@ -582,6 +582,7 @@ maildir = "{directory / 'outgoing'}"
 {extra}
 [intake]
 state_dir = "{directory / 'state'}"
+{f"workers = {workers}" if workers is not None else ""}
 
 [logging]
 level = "warning"
@@ -940,6 +941,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="throughput phase: concurrent SMTP sessions (default 8)")
     parser.add_argument("--per-session", type=int, default=20,
                         help="messages per SMTP session before QUIT and reconnect (default 20)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="[intake] workers: processes that parse and register (default: 1)")
     parser.add_argument("--seed", type=int, default=20261125, help="message generator seed")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 500 messages + 100 at the rate (under a minute)")
@@ -1003,7 +1006,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["generation_seconds"] = gen_s
         sink = Sink(directory / "sink.log")
         smtp_port = free_port()
-        config = write_config(directory, smtp_port, sink.port, args.relay_connections)
+        config = write_config(directory, smtp_port, sink.port, args.relay_connections,
+                              args.workers)
         daemon = Daemon(config, smtp_port, directory / "daemon.log")
         result["daemon_start_seconds"] = daemon.wait_ready(120)
         _log(args, f"bench: daemon pid {daemon.proc.pid} on 127.0.0.1:{smtp_port}, relay sink on "

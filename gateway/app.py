@@ -19,10 +19,11 @@ from gateway.customers import Directory, load_customers
 from gateway.db import Database, migrate, transaction
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
+from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.outbox import OutboxWorker
-from gateway.processing import Context, Loaded, Parsed, apply_parsed, load_pending, parse_many
+from gateway.processing import BatchResult, Context, pending_ids, process_ids, process_pending
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
@@ -51,11 +52,6 @@ def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
     return Context(settings, load_customers(settings.files.customers), clock, frozenset(own))
 
 
-def _new_parse_pool(workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: the parent has threads (database, to_thread) that fork would copy.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-
 class Gateway:
     """One running gateway; `start`, then `stop` (or `run_until_idle` in tests)."""
 
@@ -75,7 +71,7 @@ class Gateway:
         self.smtp_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
-        self._parse_pool: ProcessPoolExecutor | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     async def start(self, workers: bool = True) -> None:
         """Migrate, then listen. Without WORKERS nothing is processed or sent until
@@ -83,8 +79,8 @@ class Gateway:
         await self.db.run(migrate, self.db.engine)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
-        if workers and self.settings.intake.parse_workers:
-            self._parse_pool = _new_parse_pool(self.settings.intake.parse_workers)
+        if workers and self.settings.intake.workers:
+            self._pool = self._new_pool()
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox")]
@@ -95,75 +91,78 @@ class Gateway:
                  outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
 
     async def process_once(self) -> int:
-        """Process one batch of received inputs; the number handled.
-
-        Parsing, the costly part, runs in a worker process when one is configured, so the
-        event loop and the database thread keep the other core.
-        """
-        async with self._processing:
-            loaded = await self.db.run(load_pending, self.db.engine,
-                                       self.settings.intake.processing_batch)
-            if not loaded:
-                return 0
-            parsed = await self._parse(loaded)
-            result = await self.db.run(apply_parsed, self.db.engine, self.context, parsed)
-        if result.enqueued:
-            self.outbox.wake()
+        """Process one batch of received inputs here; the number handled (tests, drains)."""
+        ids = await self.db.run(pending_ids, self.db.engine,
+                                self.settings.intake.processing_batch, 0)
+        if not ids:
+            return 0
+        result = await self._process_batch(ids, in_worker=False)
         return result.processed + result.failed
 
-    async def _parse(self, loaded: list[Loaded]) -> Parsed:
-        if self._parse_pool is None:
-            return await self.db.run(parse_many, loaded)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._parse_pool, parse_many, loaded)
-        except BrokenProcessPool as error:
-            # A worker died (killed, out of memory): start a new pool, parse this batch here.
-            log.error("parse_pool.broken", error=str(error))
-            self._parse_pool = _new_parse_pool(self.settings.intake.parse_workers)
-            return await self.db.run(parse_many, loaded)
+    async def _process_batch(self, ids: list[int], in_worker: bool = True) -> BatchResult:
+        """Parse and register the inputs IDS, in a worker process when there is a pool.
+
+        The workers open their own database connections, so this process keeps its core for
+        SMTP, the intake door and the outbox.
+        """
+        if in_worker and self._pool is not None:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, process_ids, self.settings.database_url(), self.context, ids)
+            except BrokenProcessPool as error:
+                # A worker died (killed, out of memory): the inputs are still received.
+                log.error("worker_pool.broken", error=str(error))
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                raise
+        else:
+            async with self._processing:
+                result = await self.db.run(process_pending, self.db.engine, self.context,
+                                           len(ids), ids)
+        if result.enqueued:
+            self.outbox.wake()
+        return result
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        logging_settings = self.settings.logging
+        # spawn, not fork: this process has threads (database, to_thread) that fork would copy.
+        return ProcessPoolExecutor(
+            self.settings.intake.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=configure_logging,
+            initargs=(logging_settings.level, logging_settings.format))
 
     async def _process_forever(self) -> None:
-        """A two-stage pipeline: while one batch is registered, the next one is parsed."""
-        parsed_batches: asyncio.Queue[Parsed] = asyncio.Queue(maxsize=1)
-        applier = asyncio.create_task(self._apply_forever(parsed_batches), name="applier")
-        # Inputs up to this id are in the pipeline already; reset to 0 whenever the pipeline
-        # is empty, so inputs stored out of id order (other writers) are found as well.
+        """Hand batches of received inputs to the workers, a few in flight at a time."""
+        in_flight: set[asyncio.Task[BatchResult]] = set()
+        most_in_flight = 2 * max(1, self.settings.intake.workers)
+        # Inputs up to this id are handed out already; reset to 0 whenever nothing is in
+        # flight, so inputs committed out of id order (other writers) are found as well.
         after_id = 0
-        try:
-            while True:
-                self._work.clear()
-                try:
-                    loaded = await self.db.run(load_pending, self.db.engine,
-                                               self.settings.intake.processing_batch, None,
-                                               after_id)
-                    if loaded:
-                        after_id = loaded[-1].id
-                        await parsed_batches.put(await self._parse(loaded))
-                        continue
-                except Exception as error:  # the database may be down; keep trying
-                    log.error("processor.error", error=str(error))
-                await parsed_batches.join()
+        while True:
+            self._work.clear()
+            try:
+                ids = await self.db.run(pending_ids, self.db.engine,
+                                        self.settings.intake.processing_batch, after_id)
+            except Exception as error:  # the database may be down; keep trying
+                log.error("processor.error", error=str(error))
+                ids = []
+            if ids:
+                after_id = ids[-1]
+                in_flight.add(asyncio.create_task(self._process_batch(ids)))
+                if len(in_flight) < most_in_flight:
+                    continue
+                done, in_flight = await asyncio.wait(in_flight,
+                                                     return_when=asyncio.FIRST_COMPLETED)
+            else:
+                done, in_flight = (await asyncio.wait(in_flight) if in_flight
+                                   else (set(), set()))
                 after_id = 0
+            for task in done:
+                if task.exception() is not None:
+                    log.error("processor.error", error=str(task.exception()))
+            if not ids:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
-        finally:
-            applier.cancel()
-            await asyncio.gather(applier, return_exceptions=True)
-
-    async def _apply_forever(self, parsed_batches: asyncio.Queue[Parsed]) -> None:
-        while True:
-            parsed = await parsed_batches.get()
-            try:
-                async with self._processing:
-                    result = await self.db.run(apply_parsed, self.db.engine, self.context,
-                                               parsed)
-                if result.enqueued:
-                    self.outbox.wake()
-            except Exception as error:  # the inputs stay received and are loaded again
-                log.error("processor.error", error=str(error))
-            finally:
-                parsed_batches.task_done()
 
     async def run_until_idle(self) -> None:
         """Process and send everything that is due now (tests, one-shot commands)."""
@@ -198,8 +197,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
-        if self._parse_pool is not None:
-            self._parse_pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
         log.info("gateway.stopped")
 

@@ -42,8 +42,6 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before we tell a sender "250"; WAL keeps it cheap.
-        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -52,8 +50,15 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade;
         # read-only work begins deferred and never waits for writers (WAL).
-        read_only = connection.get_execution_options().get("read_only", False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get("read_only", False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        # WAL is written sequentially, so a FULL commit also makes every NORMAL one before
+        # it durable.
+        level = "FULL" if options.get("flush_to_disk", True) else "NORMAL"
+        connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> None:
@@ -66,9 +71,16 @@ def migrate(engine: Engine) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: committed when the block ends, rolled back if it raises."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+def transaction(engine: Engine, flush_to_disk: bool = True) -> Iterator[Session]:
+    """One unit of work: committed when the block ends, rolled back if it raises.
+
+    FLUSH_TO_DISK=False (SQLite only) commits without waiting for the disk: safe against a
+    crash of the process, and made durable by the next flushing commit. Use it only for work
+    that can be redone from what is already on disk (processing a stored input, outbox
+    bookkeeping); the intake door, which answers senders, always flushes.
+    """
+    bound = engine if flush_to_disk else engine.execution_options(flush_to_disk=False)
+    with Session(bound, expire_on_commit=False) as session, session.begin():
         yield session
 
 

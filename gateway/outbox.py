@@ -59,7 +59,7 @@ class Outcome:
 
 def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
     """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
-    with transaction(engine) as session:
+    with transaction(engine, flush_to_disk=False) as session:
         due = session.exec(
             select(OutboxItem)
             .where(or_(col(OutboxItem.status) == PENDING,
@@ -95,7 +95,7 @@ def backoff(attempts: int) -> timedelta:
 def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                     max_attempts: int) -> None:
     """Mark each claimed item sent, due again later, or failed for good."""
-    with transaction(engine) as session:
+    with transaction(engine, flush_to_disk=False) as session:
         items = {i.id: i for i in session.exec(
             select(OutboxItem).where(col(OutboxItem.id).in_([o.id for o in outcomes])))}
         acknowledged: list[int] = []

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
 from gateway.clock import Clock
 from gateway.customers import Directory
-from gateway.db import read_transaction, transaction
+from gateway.db import make_engine, read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
@@ -93,6 +93,25 @@ def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None,
         return [Loaded(int(i or 0), c, r) for i, c, r in session.exec(query).all()]
 
 
+def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
+    """Ids of up to LIMIT received inputs above AFTER_ID, oldest first."""
+    with read_transaction(engine) as session:
+        return [int(i or 0) for i in session.exec(
+            select(Input.id).where(Input.status == RECEIVED).where(col(Input.id) > after_id)
+            .order_by(col(Input.id)).limit(limit)).all()]
+
+
+_worker_engines: dict[str, Engine] = {}
+
+
+def process_ids(database_url: str, context: Context, ids: list[int]) -> BatchResult:
+    """Process the received inputs IDS in a worker process, on its own connection."""
+    engine = _worker_engines.get(database_url)
+    if engine is None:
+        engine = _worker_engines[database_url] = make_engine(database_url)
+    return process_pending(engine, context, len(ids), ids)
+
+
 def process_pending(engine: Engine, context: Context, limit: int,
                     only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
     """Load, parse and register up to LIMIT inputs in this thread (CLI and tests)."""
@@ -111,7 +130,7 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
     """
     result = BatchResult()
     open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
-    with transaction(engine) as session:
+    with transaction(engine, flush_to_disk=False) as session:
         inputs = session.exec(
             select(Input).options(defer(Input.raw))  # type: ignore[arg-type]
             .where(col(Input.id).in_(list(parsed)))

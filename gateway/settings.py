@@ -120,8 +120,8 @@ class IntakeSettings(Section):
     unknown_customer_tier: str = "8/5"
     state_dir: Path = DEFAULT_STATE_DIR
     processing_batch: int = Field(default=64, ge=1, le=1000)
-    # Processes that parse mail beside the daemon's own (0: parse in the daemon itself).
-    parse_workers: int = Field(default=1, ge=0, le=32)
+    # Processes that parse and register beside the daemon's own (0: all in the daemon).
+    workers: int = Field(default=1, ge=0, le=32)
 
     @field_validator("ticket_prefix")
     @classmethod

@@ -9,9 +9,11 @@ import email
 import email.parser
 import email.policy
 import io
+import itertools
 import logging
 import quopri
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -24,6 +26,8 @@ _PLY_LOGGER.setLevel(logging.CRITICAL + 1)
 try:
     with contextlib.redirect_stderr(io.StringIO()):
         from flanker import mime as flanker_mime
+        from flanker.mime.message import scanner as flanker_scanner
+        from flanker.mime.message.errors import DecodingError
 finally:
     _PLY_LOGGER.setLevel(_saved_level)
 # flanker logs parse trouble itself; we report it as defects instead, so keep it off stderr
@@ -162,10 +166,63 @@ def _walk_flanker(part: Any, depth: int, owner: int, flat: Flattened) -> None:
         _walk_flanker(part.enclosed, depth + 1, index, flat)
 
 
+# flanker's tokenizer tries its regex at every character of the message, most of the parse time.
+# Every alternative of that regex starts at a line start with "c"/"C" (Content-Type), "-"
+# (boundary) or a line break (empty line), so trying it at just those line starts gives the
+# same tokens several times faster. Nothing else of flanker's scanner is replaced.
+_TOKEN_LINE = re.compile(r"\n(?=[cC\r\n-])")
+_SCANNER_PARTS = ("parsing", "_RE_TOKENIZER", "_EMPTY_LINE", "Boundary", "_grab_newline",
+                  "_filter_false_tokens", "default_content_type", "traverse", "Start",
+                  "TokensIterator")
+# A flanker release without these internals is parsed by its own, slower, scanner.
+_FAST_SCAN = all(hasattr(flanker_scanner, name) for name in _SCANNER_PARTS)
+
+
+def _flanker_tokens(string: str) -> Any:
+    """What flanker's scanner.tokenize(string) returns, trying its regex only where it can match."""
+    sc = flanker_scanner
+    tokenizer = sc._RE_TOKENIZER
+    tokens: deque[Any] = deque()
+    end = 0
+    for start in itertools.chain((0,), (m.end() for m in _TOKEN_LINE.finditer(string))):
+        if start < end:  # inside the previous token (a folded Content-Type)
+            continue
+        m = tokenizer.match(string, start)
+        if m is None:
+            continue
+        end = m.end()
+        if m.group("ctype"):
+            token = sc.parsing.parse_header(m.group("ctype"))[1]
+        elif m.group("boundary"):
+            token = sc.Boundary(m.group("boundary").strip("\t\r\n"),
+                                sc._grab_newline(m.start(), string, -1),
+                                sc._grab_newline(m.end(), string, 1))
+        else:
+            token = sc._EMPTY_LINE
+        tokens.append(token)
+    return sc._filter_false_tokens(tokens)
+
+
+def _flanker_scan(string: str) -> Any:
+    """flanker.mime.from_string(string) (its scanner.scan), with the tokenizer above."""
+    if not _FAST_SCAN:
+        return flanker_mime.from_string(string)
+    sc = flanker_scanner
+    tokens = _flanker_tokens(string)
+    if not tokens:
+        tokens = [sc.default_content_type()]
+    try:
+        return sc.traverse(sc.Start(), sc.TokensIterator(tokens, string))
+    except DecodingError:
+        raise
+    except Exception as cause:
+        raise DecodingError("Malformed MIME message") from cause
+
+
 def _with_flanker(raw: bytes) -> Flattened:
     # latin-1 maps every byte to one character, so flanker never guesses a charset for the
     # whole message and we can recover each part's exact bytes afterwards.
-    root = flanker_mime.from_string(raw.decode("latin-1"))
+    root = _flanker_scan(raw.decode("latin-1"))
     flat = Flattened(parser="flanker")
     ctype = root.content_type
     flat.content_type = f"{ctype.main}/{ctype.sub}".lower()

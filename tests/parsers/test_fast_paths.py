@@ -1,0 +1,108 @@
+"""The parser's shortcuts give exactly what the plain computations they replace give."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flanker.mime.message import scanner
+
+from parsers import charsets, mime, quote_rules
+from parsers.email import parse_email
+
+CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
+
+_TRICKY_MESSAGES = [
+    "",
+    "\n",
+    "\r\n\r\n",
+    "--",
+    "Content-Type: text/plain\n\nbody",
+    "content-type: multipart/mixed; boundary=x\n\n--x\nCONTENT-TYPE: text/plain\n\na\n--x--\n",
+    "Content-Type: multipart/mixed;\n boundary=\"b\"\n\npre\n--b\r\nContent-Type: text/html\r\n"
+    "\r\n<p>x</p>\r\n--b\n\n--b--\r\n\r\nepilogue\n--notours\n",
+    "Subject: x\nContent-type:text/plain\n\n--\n-- \nc\nC\n\r\r\n\n\ncontent-type: x/y\n",
+    "Content-Type: multipart/alternative; boundary=q\n\n--q\nContent-Type: text/plain\n"
+    " ; charset=utf-8\n\nx\n--q--",
+]
+
+
+def _token_key(tokens: Any) -> list[str]:
+    return [repr(t) for t in tokens]
+
+
+def _corpus_messages() -> list[str]:
+    if not CORPORA.is_dir():
+        return []
+    return [p.read_bytes().decode("latin-1") for p in sorted(CORPORA.rglob("*.eml"))]
+
+
+def test_flanker_tokens_match_flanker_tokenizer() -> None:
+    """Trying flanker's tokenizer regex at candidate line starts only finds the same tokens."""
+    assert mime._FAST_SCAN, "flanker internals changed: the fast scan is off"
+    rng = random.Random(7)
+    pieces = ["Content-Type: text/plain", "content-type: multipart/mixed; boundary=b", "--b",
+              "--b--", "", "\r", " folded", "text", "c", "-", "--", "\t"]
+    samples = list(_TRICKY_MESSAGES) + _corpus_messages()
+    for _ in range(2000):
+        samples.append("".join(rng.choice(pieces) + rng.choice(["\n", "\r\n", "\r", ""])
+                               for _ in range(rng.randrange(1, 30))))
+    for text in samples:
+        expected = _token_key(scanner.tokenize(text))
+        assert _token_key(mime._flanker_tokens(text)) == expected, text[:200]
+
+
+@pytest.mark.parametrize("line", [
+    "On Mon, 1 Jan 2024, Bob <b@x.org> wrote:", "  2013/7/20 sam <info@example.org>",
+    "Le 3 mai 2020 à 10:00, Jean a écrit :", "В пн, 3 мая 2021 г. в 10:00, Иван написал(а):",
+    "-----Original Message-----", "Begin forwarded message:", "________________________________",
+    "Thu, 26 Jun 2014 14:00 +0400 от Alexander <a@example.com>:", "Bob WROTE THE FOLLOWING：",
+    "1 x ſcrive", "just text:", "a@b.c", "-- ", "_", "wrote", "", "\twrote \t: \t",
+])
+def test_embedded_marker_shortcut(line: str) -> None:
+    """The guarded embedded-marker test agrees with trying every pattern."""
+    expected = any(r.match(line) for r in quote_rules._EMBEDDED)
+    assert quote_rules._is_embedded_marker(line) == expected
+    assert quote_rules._is_embedded_marker(line + "\n") == any(
+        r.match(line + "\n") for r in quote_rules._EMBEDDED)
+
+
+def test_cyrillic_score_bound() -> None:
+    """No single-byte Cyrillic decoding of the same bytes scores above the bound."""
+    rng = random.Random(3)
+    alphabet = "Добрый день ОШИБКА «тест» — № Lьtke ёЁ abc 123\n"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 400)))
+        data = text.encode(rng.choice(["cp1251", "koi8_r", "cp866"]), "replace")
+        for codec in ("cp1251", "koi8_r", "koi8_u", "iso8859_5", "cp866", "mac_cyrillic"):
+            decoded = data.decode(codec, "replace")
+            bound = charsets._best_possible_score(decoded)
+            for other in ("cp1251", "koi8_r", "iso8859_5", "cp866"):
+                assert charsets._cyrillic_score(data.decode(other, "replace")) <= bound
+
+
+def test_mislabelled_koi8_still_detected() -> None:
+    """KOI8-R text labelled windows-1251 is still decoded as KOI8-R."""
+    data = "Добрый день, не работает вход в систему.".encode("koi8_r")
+    text, defects = charsets.decode_bytes(data, "windows-1251", "body part 1")
+    assert text.startswith("Добрый день") and defects
+
+
+def _message(subject: str, sender: str, body: str) -> bytes:
+    return (f"From: {sender}\r\nTo: support@x.org\r\nSubject: {subject}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
+
+
+def test_bounce_wording_far_into_text() -> None:
+    """Bounce wording counts within the first 20000 characters, only with a bounce subject."""
+    filler = "A long line of ordinary customer prose, nothing special here.\r\n" * 250
+    phrase = "\r\nThis message could not be delivered to one or more recipients.\r\n"
+    body = filler + phrase
+    assert len(filler) < 20000
+    subject = "Returned mail: see transcript"
+    assert parse_email(_message(subject, "a@x.org", body)).kind == "bounce"
+    assert parse_email(_message("Question", "a@x.org", body)).kind == "normal"
+    far = filler * 2 + phrase
+    assert parse_email(_message(subject, "a@x.org", far)).kind == "normal"

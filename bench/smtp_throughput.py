@@ -383,7 +383,8 @@ def run_sink() -> int:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of PID (Linux /proc), or of this process and its threads."""
+    """User + system CPU seconds of PID and its live child processes (the daemon's workers),
+    from Linux /proc; without PID, of this process and its threads."""
     if pid is None:
         times = os.times()
         return times.user + times.system
@@ -391,7 +392,12 @@ def cpu_seconds(pid: int | None = None) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 def free_port() -> int:

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from gateway.clock import Clock
 from gateway.db import Database, transaction
-from gateway.models import Input
+from gateway.models import RECEIVED, Input
 
 log = structlog.get_logger("gateway.intake")
 
@@ -25,6 +25,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?<?([^\s<>]{1,900})>?",
                          re.IGNORECASE | re.MULTILINE)
 _MAX_KEY = 500
+_INPUTS = Input.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -85,23 +86,29 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
                 select(Input.idempotency_key, Input.id)
                 .where(col(Input.idempotency_key).in_(keys))).all()
             if row_id is not None}
-        new_rows: dict[str, Input] = {}
+        new_rows: dict[str, dict[str, Any]] = {}
         for item, key in zip(items, keys, strict=True):
             if key not in known and key not in new_rows:
-                new_rows[key] = Input(channel=item.channel, idempotency_key=key,
-                                      source=json.dumps(item.source, ensure_ascii=False),
-                                      raw=item.raw, size=len(item.raw), received_at=now)
-        session.add_all(new_rows.values())
-        session.flush()
+                new_rows[key] = {
+                    "channel": item.channel, "idempotency_key": key,
+                    "source": json.dumps(item.source, ensure_ascii=False), "raw": item.raw,
+                    "size": len(item.raw), "received_at": now, "status": RECEIVED,
+                    "attempts": 0}
+        known_new: dict[str, int] = {}
+        if new_rows:
+            # A Core insert of the whole batch; the ORM would build an object per row.
+            inserted = session.connection().execute(
+                insert(_INPUTS).returning(_INPUTS.c.idempotency_key, _INPUTS.c.id,
+                                          sort_by_parameter_order=True),
+                list(new_rows.values()))
+            known_new = {key: row_id for key, row_id in inserted}
         results = []
         first_of_key: set[str] = set()
         for key in keys:
             if key in known:
                 results.append(Accepted(known[key], duplicate=True))
             else:
-                row_id = new_rows[key].id
-                assert row_id is not None
-                results.append(Accepted(row_id, duplicate=key in first_of_key))
+                results.append(Accepted(known_new[key], duplicate=key in first_of_key))
                 first_of_key.add(key)
     return results
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
@@ -48,34 +49,37 @@ class Claimed:
     sender: str
     recipient: str
     data: bytes
+    attempts: int  # including this one
 
 
 @dataclass(frozen=True)
 class Outcome:
-    id: int
+    item: Claimed
     error: str | None = None
     permanent: bool = False
 
 
 def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
     """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
+    table = _OUTBOX
     with transaction(engine, flush_to_disk=False) as session:
-        due = session.exec(
-            select(OutboxItem)
-            .where(or_(col(OutboxItem.status) == PENDING,
-                       (col(OutboxItem.status) == SENDING)
-                       & (col(OutboxItem.lease_until) < now)))
-            .where(col(OutboxItem.next_attempt_at) <= now)
-            .order_by(col(OutboxItem.next_attempt_at), col(OutboxItem.id))
+        connection = session.connection()
+        rows = connection.execute(
+            sa_select(table.c.id, table.c.ticket_id, table.c.kind, table.c.sender,
+                   table.c.recipient, table.c.message, table.c.attempts)
+            .where(or_(table.c.status == PENDING,
+                       (table.c.status == SENDING) & (table.c.lease_until < now)))
+            .where(table.c.next_attempt_at <= now)
+            .order_by(table.c.next_attempt_at, table.c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for item in due:
-            item.status = SENDING
-            item.lease_until = now + LEASE
-            item.attempts += 1
-        return [Claimed(int(i.id or 0), i.ticket_id, i.kind, i.sender, i.recipient, i.message)
-                for i in due]
+            .with_for_update(skip_locked=True)).all()
+        if not rows:
+            return []
+        connection.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
+                           .values(status=SENDING, lease_until=now + LEASE,
+                                   attempts=table.c.attempts + 1))
+        return [Claimed(r.id, r.ticket_id, r.kind, r.sender, r.recipient, r.message,
+                        r.attempts + 1) for r in rows]
 
 
 def next_due(engine: Engine) -> datetime | None:
@@ -95,26 +99,29 @@ def backoff(attempts: int) -> timedelta:
 def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                     max_attempts: int) -> None:
     """Mark each claimed item sent, due again later, or failed for good."""
+    table = _OUTBOX
+    sent = [o.item.id for o in outcomes if o.error is None]
+    acknowledged = [o.item.ticket_id for o in outcomes if o.error is None
+                    and o.item.kind == "acknowledgement" and o.item.ticket_id is not None]
     with transaction(engine, flush_to_disk=False) as session:
-        items = {i.id: i for i in session.exec(
-            select(OutboxItem).where(col(OutboxItem.id).in_([o.id for o in outcomes])))}
-        acknowledged: list[int] = []
+        connection = session.connection()
+        if sent:
+            connection.execute(update(table).where(table.c.id.in_(sent)).values(
+                status=SENT, sent_at=now, last_error=None, lease_until=None))
         for outcome in outcomes:
-            item = items[outcome.id]
-            item.lease_until = None
             if outcome.error is None:
-                item.status, item.sent_at, item.last_error = SENT, now, None
-                if item.kind == "acknowledgement" and item.ticket_id is not None:
-                    acknowledged.append(item.ticket_id)
-            elif outcome.permanent or item.attempts >= max_attempts:
-                item.status, item.last_error = FAILED, outcome.error
+                continue
+            if outcome.permanent or outcome.item.attempts >= max_attempts:
+                values: dict[str, Any] = {"status": FAILED}
             else:
-                item.status, item.last_error = PENDING, outcome.error
-                item.next_attempt_at = now + backoff(item.attempts)
+                values = {"status": PENDING,
+                          "next_attempt_at": now + backoff(outcome.item.attempts)}
+            connection.execute(update(table).where(table.c.id == outcome.item.id).values(
+                last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
-            session.exec(update(Ticket).where(col(Ticket.id).in_(acknowledged))
-                         .where(col(Ticket.acknowledged_at).is_(None))
-                         .values(acknowledged_at=now))
+            connection.execute(update(Ticket).where(col(Ticket.id).in_(acknowledged))
+                               .where(col(Ticket.acknowledged_at).is_(None))
+                               .values(acknowledged_at=now))
 
 
 class OutboxWorker:
@@ -151,12 +158,12 @@ class OutboxWorker:
             await self._delivery.send(item.sender, item.recipient, item.data)
         except PermanentFailure as error:
             log.warning("outbox.permanent_failure", outbox_id=item.id, error=str(error))
-            return Outcome(item.id, str(error), permanent=True)
+            return Outcome(item, str(error), permanent=True)
         except TemporaryFailure as error:
             log.info("outbox.temporary_failure", outbox_id=item.id, error=str(error))
-            return Outcome(item.id, str(error))
+            return Outcome(item, str(error))
         log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id)
-        return Outcome(item.id)
+        return Outcome(item)
 
     async def run(self) -> None:
         """Deliver until cancelled; sleep until woken or the next retry is due."""

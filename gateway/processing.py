@@ -121,14 +121,38 @@ def process_pending(engine: Engine, context: Context, limit: int,
     return apply_parsed(engine, context, parse_many(loaded), release_held)
 
 
+# Inputs registered per transaction: a small number keeps the write lock short, so the
+# intake door (which commits before every "250") never waits long behind processing.
+COMMIT_EVERY = 8
+
+
 def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
                  release_held: bool = False) -> BatchResult:
-    """Register or thread each parsed input in one transaction, each in its own savepoint.
+    """Register or thread each parsed input, a few per transaction, each in its own savepoint.
 
     Inputs processed meanwhile by someone else are skipped; one bad input is marked failed
     with its error and never stops the others.
     """
     result = BatchResult()
+    ids = sorted(parsed)
+    for start in range(0, len(ids), COMMIT_EVERY):
+        chunk = {i: parsed[i] for i in ids[start:start + COMMIT_EVERY]}
+        # Optimistic first: no savepoints. Should any input fail half-way, the chunk rolls
+        # back and is redone with a savepoint per input, so only that input fails.
+        attempt = BatchResult()
+        try:
+            _apply_chunk(engine, context, chunk, release_held, attempt, isolate=False)
+        except Exception:
+            attempt = BatchResult()
+            _apply_chunk(engine, context, chunk, release_held, attempt, isolate=True)
+        result.processed += attempt.processed
+        result.failed += attempt.failed
+        result.enqueued += attempt.enqueued
+    return result
+
+
+def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held: bool,
+                 result: BatchResult, isolate: bool) -> None:
     open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
     with transaction(engine, flush_to_disk=False) as session:
         inputs = session.exec(
@@ -142,13 +166,19 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
             try:
                 if isinstance(request, str):
                     raise ParseFailure(request)
-                with session.begin_nested():
+                if isolate:
+                    with session.begin_nested():
+                        result.enqueued += process_one(session, item, request, context,
+                                                       release_held)
+                else:
                     result.enqueued += process_one(session, item, request, context, release_held)
                 result.processed += 1
             except Held as held:
                 item.status, item.outcome, item.last_error = HELD, str(held), None
                 log.info("input.held", reason=str(held))
             except Exception as error:
+                if not isolate and not isinstance(error, ParseFailure):
+                    raise
                 result.failed += 1
                 item.status = FAILED
                 item.attempts += 1
@@ -158,7 +188,6 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
                           where=traceback.format_exc(limit=-3))
             finally:
                 structlog.contextvars.unbind_contextvars("input_id", "ticket")
-    return result
 
 
 class ParseFailure(Exception):

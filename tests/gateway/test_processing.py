@@ -173,3 +173,28 @@ def test_source_is_kept_with_the_input(database_url: str, tmp_path: Path) -> Non
     with engine.connect() as connection:
         source = connection.execute(text("SELECT source FROM inputs")).scalar_one()
     assert json.loads(source) == {"mail_from": "x@y.example"}
+
+
+def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input that fails after its ticket was written leaves no trace; its neighbours in the
+    same transaction register with gapless numbers."""
+    import gateway.processing as processing
+
+    real_render = processing.render_acknowledgement
+
+    def render_failing_on_poison(facts, sender, now):  # type: ignore[no-untyped-def]
+        if facts.subject == "poison":
+            raise RuntimeError("template exploded")
+        return real_render(facts, sender, now)
+
+    monkeypatch.setattr(processing, "render_acknowledgement", render_failing_on_poison)
+    engine, loaded, clock = setup(database_url, tmp_path)
+    ingest(engine, loaded, clock, make_mail("first"), make_mail("poison"), make_mail("third"))
+    rows = statuses(engine)
+    assert [r[0] for r in rows] == ["processed", "failed", "processed"]
+    assert rows[1][2] == "RuntimeError: template exploded"
+    tickets = {t["subject"]: t["number"] for t in list_tickets(engine)}
+    assert tickets == {"first": "SUP-000001", "third": "SUP-000002"}
+    with Session(engine) as session:
+        assert len(session.exec(select(OutboxItem)).all()) == 2

@@ -549,7 +549,7 @@ class Profiler:
         fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(output.suffix, "raw")
         self.proc = subprocess.Popen(
             [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", fmt,
-             "--threads", "--nonblocking", "--output", str(output)],
+             "--threads", "--subprocesses", "--nonblocking", "--output", str(output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         time.sleep(0.5)
 

@@ -23,7 +23,14 @@ from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.outbox import OutboxWorker
-from gateway.processing import BatchResult, Context, pending_ids, process_ids, process_pending
+from gateway.processing import (
+    BatchResult,
+    Context,
+    pending_ids,
+    process_ids,
+    process_pending,
+    worker_ready,
+)
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
@@ -81,6 +88,10 @@ class Gateway:
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if workers and self.settings.intake.workers:
             self._pool = self._new_pool()
+            # Start every worker now, so their imports do not delay the first messages.
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(self._pool, worker_ready)
+                                   for _ in range(self.settings.intake.workers)))
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox")]
@@ -134,7 +145,7 @@ class Gateway:
     async def _process_forever(self) -> None:
         """Hand batches of received inputs to the workers, a few in flight at a time."""
         in_flight: set[asyncio.Task[BatchResult]] = set()
-        most_in_flight = 2 * max(1, self.settings.intake.workers)
+        most_in_flight = 4 * max(1, self.settings.intake.workers)
         # Inputs up to this id are handed out already; reset to 0 whenever nothing is in
         # flight, so inputs committed out of id order (other writers) are found as well.
         after_id = 0

@@ -104,6 +104,11 @@ def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
 _worker_engines: dict[str, Engine] = {}
 
 
+def worker_ready() -> bool:
+    """Run once in each new worker process: importing this module is the warm-up."""
+    return True
+
+
 def process_ids(database_url: str, context: Context, ids: list[int]) -> BatchResult:
     """Process the received inputs IDS in a worker process, on its own connection."""
     engine = _worker_engines.get(database_url)
@@ -123,7 +128,7 @@ def process_pending(engine: Engine, context: Context, limit: int,
 
 # Inputs registered per transaction: a small number keeps the write lock short, so the
 # intake door (which commits before every "250") never waits long behind processing.
-COMMIT_EVERY = 8
+COMMIT_EVERY = 4
 
 
 def apply_parsed(engine: Engine, context: Context, parsed: Parsed,

@@ -943,8 +943,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="latency phase: messages at --rate (default 1000; 0 skips)")
     parser.add_argument("--rate", type=float, default=20.0,
                         help="latency phase: messages per second (default 20)")
-    parser.add_argument("--clients", type=int, default=8,
-                        help="throughput phase: concurrent SMTP sessions (default 8)")
+    parser.add_argument("--clients", type=int, default=16,
+                        help="throughput phase: concurrent SMTP sessions (default 16, "
+                             "an MTA delivering in parallel)")
     parser.add_argument("--per-session", type=int, default=20,
                         help="messages per SMTP session before QUIT and reconnect (default 20)")
     parser.add_argument("--workers", type=int, default=None,

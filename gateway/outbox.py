@@ -30,13 +30,18 @@ BACKOFF_CAP_S = 3600.0
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 
 
-def enqueue(session: Session, values: dict[str, Any]) -> bool:
-    """Add an outbox row unless one with its dedup key exists; True when added."""
+def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -> bool:
+    """Add an outbox row unless one with its dedup key exists; True when added.
+
+    Without LOOK_FIRST a duplicate key raises IntegrityError (the unique constraint), for
+    callers that redo their work with LOOK_FIRST when that happens.
+    """
     connection = session.connection()
-    exists = connection.execute(select(_OUTBOX.c.id).where(
-        _OUTBOX.c.dedup_key == values["dedup_key"])).first()
-    if exists is not None:
-        return False
+    if look_first:
+        exists = connection.execute(select(_OUTBOX.c.id).where(
+            _OUTBOX.c.dedup_key == values["dedup_key"])).first()
+        if exists is not None:
+            return False
     connection.execute(insert(_OUTBOX), {"status": PENDING, "attempts": 0, **values})
     return True
 

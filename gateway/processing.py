@@ -20,7 +20,13 @@ from gateway.db import make_engine, read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
-from gateway.registration import NewTicket, add_message, find_ticket_for, register
+from gateway.registration import (
+    NewTicket,
+    add_messages,
+    find_ticket_for,
+    message_row,
+    register,
+)
 from gateway.settings import Settings
 from parsers.email import parse_email
 from parsers.model import Request
@@ -176,7 +182,8 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
                         result.enqueued += process_one(session, item, request, context,
                                                        release_held)
                 else:
-                    result.enqueued += process_one(session, item, request, context, release_held)
+                    result.enqueued += process_one(session, item, request, context, release_held,
+                                                   isolate=False)
                 result.processed += 1
             except Held as held:
                 item.status, item.outcome, item.last_error = HELD, str(held), None
@@ -200,7 +207,7 @@ class ParseFailure(Exception):
 
 
 def process_one(session: Session, item: Input, request: Request, context: Context,
-                release_held: bool) -> int:
+                release_held: bool, isolate: bool = True) -> int:
     """Register or thread ITEM; return the number of outgoing messages enqueued."""
     now = context.clock.now()
     settings = context.settings
@@ -211,9 +218,9 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     existing = find_ticket_for(session, request, prefix)
     if existing is not None:
         kind = "reply" if request.kind == "normal" else request.kind
-        add_message(session, int(existing.id or 0), direction="in", kind=kind,
-                    message_id=request.message_id, at=item.received_at,
-                    body=request.reply_text or request.text, input_id=item.id)
+        add_messages(session, [message_row(
+            int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
+            at=item.received_at, body=request.reply_text or request.text, input_id=item.id)])
         _finish(item, existing.id, f"added to {existing.number} as {kind}", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("input.threaded", kind=kind)
@@ -239,14 +246,19 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
                       default_tier=settings.intake.unknown_customer_tier,
                       notes=[f"no acknowledgement: {reason}"] if reason else [])
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
-    add_message(session, ticket.id, direction="in", kind="request",
-                message_id=request.message_id, at=item.received_at, body=request.text,
-                input_id=item.id)
+    messages = [message_row(ticket.id, direction="in", kind="request",
+                            message_id=request.message_id, at=item.received_at,
+                            body=request.text, input_id=item.id)]
     enqueued = 0
     if reason is None and recipient is not None:
-        enqueued = _enqueue_acknowledgement(session, ticket, request, recipient,
-                                            customer.language if customer else "ru",
-                                            context, now, int(item.id or 0))
+        acknowledgement_id = _enqueue_acknowledgement(
+            session, ticket, request, recipient, customer.language if customer else "ru",
+            context, now, int(item.id or 0), look_first=isolate)
+        if acknowledgement_id is not None:
+            enqueued = 1
+            messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
+                                        message_id=acknowledgement_id, at=now))
+    add_messages(session, messages)
     _finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
              acknowledgement=reason or "queued")
@@ -255,7 +267,8 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
 
 def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
                              recipient: str, language: str, context: Context, now: datetime,
-                             input_id: int) -> int:
+                             input_id: int, look_first: bool) -> str | None:
+    """Queue the acknowledgement; its Message-ID, or None when one was queued before."""
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
@@ -269,11 +282,8 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
         "dedup_key": f"ack:input:{input_id}", "ticket_id": ticket.id, "kind": "acknowledgement",
         "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
         "message_id": ack.message_id, "message": ack.data,
-        "next_attempt_at": now, "created_at": now})
-    if added:
-        add_message(session, ticket.id, direction="out", kind="acknowledgement",
-                    message_id=ack.message_id, at=now)
-    return int(added)
+        "next_attempt_at": now, "created_at": now}, look_first=look_first)
+    return ack.message_id if added else None
 
 
 def _finish(item: Input, ticket_id: int | None, outcome: str, now: datetime) -> None:

@@ -105,9 +105,12 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
                      due.reaction_due, due.resolution_due)
 
 
-def add_message(session: Session, ticket_id: int, *, direction: str, kind: str,
-                message_id: str | None, at: datetime, body: str = "",
-                input_id: int | None = None) -> None:
-    session.connection().execute(insert(_MESSAGES), {
-        "ticket_id": ticket_id, "input_id": input_id, "direction": direction, "kind": kind,
-        "message_id": message_id, "received_at": at, "body": body})
+def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | None,
+                at: datetime, body: str = "", input_id: int | None = None) -> dict[str, object]:
+    return {"ticket_id": ticket_id, "input_id": input_id, "direction": direction, "kind": kind,
+            "message_id": message_id, "received_at": at, "body": body}
+
+
+def add_messages(session: Session, rows: list[dict[str, object]]) -> None:
+    """Insert ticket messages, several in one statement."""
+    session.connection().execute(insert(_MESSAGES), rows)

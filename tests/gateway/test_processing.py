@@ -198,3 +198,23 @@ def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path
     assert tickets == {"first": "SUP-000001", "third": "SUP-000002"}
     with Session(engine) as session:
         assert len(session.exec(select(OutboxItem)).all()) == 2
+
+
+def test_acknowledgement_already_queued_is_not_queued_again(database_url: str,
+                                                            tmp_path: Path) -> None:
+    """If an input's acknowledgement is in the outbox already (a replay), registration keeps
+    that one: the unique dedup key sends the batch down the careful path, not into an error."""
+    engine, loaded, clock = setup(database_url, tmp_path)
+    store_inputs(engine, [IncomingInput("email", make_mail("replayed"))], clock)
+    with engine.begin() as connection:
+        connection.execute(OutboxItem.__table__.insert(), {  # type: ignore[attr-defined]
+            "dedup_key": "ack:input:1", "kind": "acknowledgement", "sender": "s@x.example",
+            "recipient": "ivan@acme.example", "message_id": "old@x.example",
+            "message": b"old", "status": "sent", "attempts": 1, "next_attempt_at": START,
+            "created_at": START})
+    result = process_pending(engine, build_context(loaded, clock), 10)
+    assert (result.processed, result.failed, result.enqueued) == (1, 0, 0)
+    [ticket] = list_tickets(engine)
+    assert [m["kind"] for m in ticket["messages"]] == ["request"]
+    with Session(engine) as session:
+        assert [i.message_id for i in session.exec(select(OutboxItem))] == ["old@x.example"]

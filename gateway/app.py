@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from gateway.clock import Clock, SystemClock
 from gateway.customers import Directory, load_customers
 from gateway.db import Database, migrate, transaction
+from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
 from gateway.logs import configure_logging
@@ -76,6 +77,8 @@ class Gateway:
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
                                           if self.settings.smtp else [])
         self.smtp_server: asyncio.Server | None = None
+        self.mailboxes: list[MailboxWorker] = mailbox_workers(
+            self.settings.mailboxes, self.door, self.db, self.clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -97,9 +100,18 @@ class Gateway:
                             asyncio.create_task(self.outbox.run(), name="outbox")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+        if workers:
+            await self.start_mailboxes()
         log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,
+                 mailboxes=[m.name for m in self.mailboxes],
                  database=self.db.engine.url.render_as_string(hide_password=True),
                  outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
+
+    async def start_mailboxes(self) -> None:
+        """Follow every configured IMAP mailbox, one task each (`start` does this with workers;
+        tests without workers call it, or drive `mailboxes[i].poll_once()` themselves)."""
+        for mailbox in self.mailboxes:
+            mailbox.start()
 
     async def process_once(self) -> int:
         """Process one batch of received inputs here; the number handled (tests, drains)."""
@@ -194,6 +206,7 @@ class Gateway:
         self.smtp_handler.closing = True
         if self.smtp_server is not None:
             self.smtp_server.close()
+        await asyncio.gather(*(mailbox.stop() for mailbox in self.mailboxes))
         # The pipeline stops first (a batch half-way is simply loaded again), then what was
         # accepted is processed and sent in this task, within the deadline.
         workers = [t for t in self._tasks if t.get_name() != "intake"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Input statuses: received -> processed | failed | held.
@@ -119,3 +119,16 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = 0
+
+
+class MailboxCheckpoint(SQLModel, table=True):
+    """How far an IMAP mailbox has been imported: its UIDVALIDITY and the last UID taken."""
+
+    __tablename__ = "mailbox_checkpoints"
+
+    name: str = Field(primary_key=True, max_length=128)
+    folder: str = Field(default="INBOX", sa_column=Column(Text, nullable=False))
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: beyond PostgreSQL's INTEGER.
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime

@@ -75,12 +75,22 @@ class MailboxSettings(Section):
     host: str
     port: int = Field(default=993, gt=0, lt=65536)
     security: Literal["tls", "starttls", "none"] = "tls"
+    # CA bundle (PEM) to verify the server's certificate against; absent: the system's CAs.
+    ca_file: Path | None = None
     username: str
     password: SecretStr | None = None
     folder: str = "INBOX"
     idle: bool = True
+    # IDLE is re-issued at least this often (RFC 2177: servers may drop it after 30 min).
+    idle_timeout_s: float = Field(default=25 * 60, gt=0, le=25 * 60)
     poll_interval_s: float = Field(default=60, gt=0)
     after_import: str = "seen"
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    # Messages fetched at once are also limited by their total size.
+    batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    timeout_s: float = Field(default=60, gt=0)
+    # Reconnects wait exponentially longer (with jitter), up to this many seconds.
+    reconnect_max_s: float = Field(default=60, gt=0)
 
     @field_validator("after_import")
     @classmethod
@@ -212,6 +222,11 @@ def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
                 value = table.get(key)
                 if isinstance(value, str) and not Path(value).is_absolute():
                     table[key] = str(base / value)
+    mailboxes = data.get("mailboxes")
+    for mailbox in mailboxes if isinstance(mailboxes, list) else []:
+        ca_file = mailbox.get("ca_file") if isinstance(mailbox, dict) else None
+        if isinstance(ca_file, str) and not Path(ca_file).is_absolute():
+            mailbox["ca_file"] = str(base / ca_file)
     intake = data.get("intake")
     state_dir = intake.get("state_dir") if isinstance(intake, dict) else None
     outgoing = data.setdefault("outgoing", {})

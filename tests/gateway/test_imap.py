@@ -1,0 +1,255 @@
+"""The IMAP channel against a real private Dovecot, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+
+import pytest
+import structlog
+from imapclient.exceptions import LoginError
+from sqlalchemy import Engine, text
+
+from gateway.db import transaction
+from gateway.inbound.imap import MailboxWorker, load_checkpoint
+from gateway.intake import IncomingInput, store_inputs
+from gateway.ticket_view import list_tickets
+from tests.conftest import RunningGateway, Sink, make_mail
+from tests.dovecot import Dovecot, dovecot_fixture, dovecot_tls_fixture  # noqa: F401 (fixtures)
+
+SEEN, DELETED = b"\\Seen", b"\\Deleted"
+
+
+def worker(running: RunningGateway, index: int = 0) -> MailboxWorker:
+    return running.gateway.mailboxes[index]
+
+
+def poll(running: RunningGateway, index: int = 0) -> int:
+    """One explicit round of the mailbox worker: catch up with the server."""
+    return running.call(worker(running, index).poll_once)
+
+
+def tickets(running: RunningGateway) -> list[dict[str, object]]:
+    return list_tickets(running.gateway.db.engine)
+
+
+def inputs_count(engine: Engine) -> int:
+    with transaction(engine) as session:
+        return len(session.exec(text("SELECT id FROM inputs")).all())  # type: ignore[call-overload]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0,
+               running: RunningGateway | None = None) -> None:
+    """Poll CONDITION (settling RUNNING's pipeline in between) until true or the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running is not None:
+            running.settle()
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_appended_message_is_registered_and_acknowledged(dovecot: Dovecot, relay_sink: Sink,
+                                                         make_gateway) -> None:
+    """A message APPENDed to INBOX becomes a ticket with an acknowledgement, then is \\Seen."""
+    running = make_gateway(relay_port=relay_sink.port, extra=dovecot.mailbox_config())
+    dovecot.append(make_mail(message_id="<imap1@acme.example>"))
+    assert poll(running) == 1
+    running.settle()
+    [ticket] = tickets(running)
+    assert ticket["subject"] == "Messages are not delivered"
+    [ack] = relay_sink.messages
+    assert ack["In-Reply-To"] == "<imap1@acme.example>"
+    assert ack["Subject"] == f"[{ticket['number']}] Messages are not delivered"
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [True]
+    checkpoint = load_checkpoint(running.gateway.db.engine, "support")
+    assert checkpoint is not None and checkpoint.last_uid == 1
+    with transaction(running.gateway.db.engine) as session:
+        [source] = session.exec(text("SELECT source FROM inputs")).one()  # type: ignore[call-overload]
+    assert '"via": "imap"' in source and '"uid": 1' in source
+
+
+@pytest.mark.parametrize("after_import", ["seen", "delete", "move:Imported"])
+def test_after_import_only_after_commit(dovecot: Dovecot, make_gateway, after_import: str) -> None:
+    """Until the door commits the mailbox stays untouched; after the commit it is acted on."""
+    running = make_gateway(extra=dovecot.mailbox_config(after_import=after_import))
+    dovecot.append(make_mail(message_id="<commit@acme.example>"))
+    engine = running.gateway.db.engine
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inputs RENAME TO inputs_away"))
+    with pytest.raises(Exception, match="inputs"):
+        poll(running)
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [False]
+    assert dovecot.messages("Imported") == {}
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inputs_away RENAME TO inputs"))
+
+    assert poll(running) == 1
+    running.settle()
+    assert len(tickets(running)) == 1
+    left, moved = dovecot.messages(), dovecot.messages("Imported")
+    if after_import == "seen":
+        assert [SEEN in flags for flags in left.values()] == [True]
+    elif after_import == "delete":
+        assert left == {} and moved == {}
+    else:
+        assert left == {} and len(moved) == 1
+    assert poll(running) == 0
+
+
+def test_checkpoint_survives_restart(dovecot: Dovecot, make_gateway) -> None:
+    """After a restart only messages above the stored checkpoint are fetched; none re-registered."""
+    config = dovecot.mailbox_config()
+    first = make_gateway(extra=config)
+    dovecot.append(make_mail("first", message_id="<r1@acme.example>"))
+    assert poll(first) == 1
+    first.settle()
+    first.call(first.gateway.stop)
+
+    second = make_gateway(extra=config)
+    dovecot.append(make_mail("second", message_id="<r2@acme.example>"))
+    assert poll(second) == 1
+    second.settle()
+    assert worker(second).fetched == 1  # the first message was not fetched again
+    assert sorted(str(t["subject"]) for t in tickets(second)) == ["first", "second"]
+
+
+def test_refetch_after_crash_between_commit_and_flag(dovecot: Dovecot, relay_sink: Sink,
+                                                     make_gateway) -> None:
+    """A message committed by a run that died before flagging it is flagged, not re-registered."""
+    running = make_gateway(relay_port=relay_sink.port, extra=dovecot.mailbox_config())
+    raw = make_mail(message_id="<crash@acme.example>")
+    dovecot.append(raw)
+    # What the dead run left: the input committed, the message unflagged, no checkpoint.
+    store_inputs(running.gateway.db.engine, [IncomingInput("email", raw, {"via": "imap"})],
+                 running.clock)
+    running.settle()
+    assert poll(running) == 0
+    running.settle()
+    assert len(tickets(running)) == 1 and len(relay_sink.messages) == 1
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [True]
+
+
+def test_uidvalidity_change_rescans_without_duplicates(dovecot: Dovecot, make_gateway) -> None:
+    """A folder recreated with a new UIDVALIDITY is read again; only the new message registers."""
+    running = make_gateway(extra=dovecot.mailbox_config(folder="Support"))
+    old = [make_mail(f"old {i}", message_id=f"<old{i}@acme.example>") for i in range(2)]
+    for raw in old:
+        dovecot.append(raw, "Support")
+    assert poll(running) == 2
+    running.settle()
+    engine = running.gateway.db.engine
+    before = load_checkpoint(engine, "support")
+    assert before is not None and before.last_uid == 2
+
+    with dovecot.client() as client:
+        client.delete_folder("Support")
+        client.create_folder("Support")
+    for raw in [*old, make_mail("new", message_id="<new@acme.example>")]:
+        dovecot.append(raw, "Support")
+    # The old session may be closed by the server when its folder goes: reconnect once.
+    try:
+        stored = poll(running)
+    except Exception:
+        stored = poll(running)
+    assert stored == 1
+    running.settle()
+    after = load_checkpoint(engine, "support")
+    assert after is not None and after.uidvalidity != before.uidvalidity
+    assert after.last_uid == 3
+    assert sorted(str(t["subject"]) for t in tickets(running)) == ["new", "old 0", "old 1"]
+    assert [SEEN in flags for flags in dovecot.messages("Support").values()] == [True] * 3
+
+
+def test_same_message_two_mailboxes_and_smtp_registers_once(dovecot: Dovecot, relay_sink: Sink,
+                                                            make_gateway) -> None:
+    """One message delivered to two mailboxes and over SMTP is one ticket, one acknowledgement."""
+    config = (dovecot.mailbox_config("support", "support")
+              + dovecot.mailbox_config("sales", "sales", after_import="delete"))
+    running = make_gateway(relay_port=relay_sink.port, extra=config)
+    raw = make_mail(message_id="<everywhere@acme.example>")
+    dovecot.append(raw, user="support")
+    dovecot.append(raw, user="sales")
+    with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=30) as client:
+        client.sendmail("ivan@acme.example", ["support@example.com"], raw)
+    assert poll(running, 0) + poll(running, 1) == 0  # SMTP stored it first
+    running.settle()
+    assert len(tickets(running)) == 1 and len(relay_sink.messages) == 1
+    assert inputs_count(running.gateway.db.engine) == 1
+    # Both mailboxes were still told: the message is safe with us.
+    assert [SEEN in flags for flags in dovecot.messages(user="support").values()] == [True]
+    assert dovecot.messages(user="sales") == {}
+
+
+def test_bad_password_does_not_stop_other_mailbox(dovecot: Dovecot, relay_sink: Sink,
+                                                  make_gateway) -> None:
+    """A mailbox that cannot log in is logged and retried while another mailbox flows."""
+    config = (dovecot.mailbox_config("broken", "sales", password="wrong-password-123")
+              + dovecot.mailbox_config("support", "support"))
+    running = make_gateway(relay_port=relay_sink.port, extra=config)
+    with structlog.testing.capture_logs() as logs:
+        running.call(running.gateway.start_mailboxes)
+        dovecot.append(make_mail(message_id="<flows@acme.example>"))
+        wait_until(lambda: len(relay_sink.messages) == 1 and worker(running, 0).failures >= 2,
+                   running=running)
+    broken = worker(running, 0)
+    assert not broken.connected and "AUTHENTICATIONFAILED" in str(broken.last_error)
+    failures = [e for e in logs if e["event"] == "imap.mailbox_failed"]
+    assert failures and all(e["mailbox"] == "broken" for e in failures)
+    assert "wrong-password-123" not in repr(logs)
+    assert worker(running, 1).connected and len(tickets(running)) == 1
+    with pytest.raises(LoginError):
+        poll(running, 0)
+
+
+def test_idle_brings_new_mail_without_polling(dovecot: Dovecot, relay_sink: Sink,
+                                              make_gateway) -> None:
+    """With IDLE a message arrives within seconds although the poll interval is five minutes."""
+    running = make_gateway(relay_port=relay_sink.port,
+                           extra=dovecot.mailbox_config(poll_interval_s=300))
+    running.call(running.gateway.start_mailboxes)
+    wait_until(lambda: worker(running).connected)
+    time.sleep(0.3)  # let the worker enter IDLE
+    started = time.monotonic()
+    dovecot.append(make_mail(message_id="<idle@acme.example>"))
+    wait_until(lambda: len(relay_sink.messages) == 1, timeout=10, running=running)
+    assert time.monotonic() - started < 5
+
+
+def test_reconnects_after_dovecot_restart(dovecot: Dovecot, make_gateway) -> None:
+    """Dovecot stopped and started again: the worker reconnects and the mail flows on."""
+    running = make_gateway(extra=dovecot.mailbox_config())
+    running.call(running.gateway.start_mailboxes)
+    dovecot.append(make_mail("before", message_id="<before@acme.example>"))
+    wait_until(lambda: len(tickets(running)) == 1, running=running)
+    dovecot.stop()
+    wait_until(lambda: worker(running).failures >= 1 and not worker(running).connected)
+    dovecot.start()
+    dovecot.append(make_mail("after", message_id="<after@acme.example>"))
+    wait_until(lambda: len(tickets(running)) == 2, running=running)
+    assert sorted(str(t["subject"]) for t in tickets(running)) == ["after", "before"]
+    assert worker(running).connected
+
+
+def test_tls_and_starttls_verify_the_certificate(dovecot_tls: Dovecot, make_gateway) -> None:
+    """TLS and STARTTLS work with the private CA in ca_file and fail without it."""
+    ca_file = dovecot_tls.ca_file
+    config = (dovecot_tls.mailbox_config("tls", folder="INBOX")
+              + dovecot_tls.mailbox_config("starttls", starttls=True, after_import="delete"))
+    dovecot_tls.ca_file = None  # a third mailbox that trusts only the system's CAs
+    config += dovecot_tls.mailbox_config("untrusted")
+    dovecot_tls.ca_file = ca_file
+    running = make_gateway(extra=config)
+    dovecot_tls.append(make_mail(message_id="<tls@acme.example>"))
+    assert poll(running, 0) == 1
+    assert poll(running, 1) == 0  # the same message, seen through STARTTLS: a duplicate
+    assert dovecot_tls.messages() == {}
+    with pytest.raises(ssl.SSLCertVerificationError):
+        poll(running, 2)
+    running.settle()
+    assert len(tickets(running)) == 1
+    assert inputs_count(running.gateway.db.engine) == 1

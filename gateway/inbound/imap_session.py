@@ -45,7 +45,7 @@ class ImapSession:
         self._stopping = stopping
         self._client: IMAPClient | None = None
         self.capabilities: frozenset[bytes] = frozenset()
-        self._target_ready = False
+        self._target: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -72,7 +72,7 @@ class ImapSession:
             _close_quietly(client)
             raise
         self._client = client
-        self._target_ready = False
+        self._target = None
         uidnext = info.get(b"UIDNEXT")
         return Selected(int(info[b"UIDVALIDITY"]),
                         int(uidnext) if uidnext is not None else None)
@@ -147,8 +147,7 @@ class ImapSession:
             client.add_flags(uids, [DELETED], silent=True)
             self._expunge(uids)
         else:
-            target = action.removeprefix("move:")
-            self._ensure_folder(target)
+            target = self._move_target(action.removeprefix("move:"))
             if b"MOVE" in self.capabilities:
                 client.move(uids, target)
             else:
@@ -162,11 +161,19 @@ class ImapSession:
         else:  # also removes other messages flagged \Deleted: the only way without UIDPLUS
             self.client.expunge()
 
-    def _ensure_folder(self, folder: str) -> None:
-        if not self._target_ready:
-            if not self.client.folder_exists(folder):
-                self.client.create_folder(folder)
-            self._target_ready = True
+    def _move_target(self, folder: str) -> str:
+        """FOLDER with "/" as the hierarchy separator in the server's own; created if missing."""
+        if self._target is None:
+            client = self.client
+            listed = client.list_folders("", "")  # the reply names the hierarchy delimiter
+            delimiter = listed[0][1] if listed and listed[0][1] else b"/"
+            if isinstance(delimiter, bytes):
+                delimiter = delimiter.decode()
+            target = folder.replace("/", delimiter)
+            if not client.folder_exists(target):
+                client.create_folder(target)
+            self._target = target
+        return self._target
 
     def wait_for_news(self, seconds: float) -> bool:
         """IDLE up to SECONDS when the server can; else NOOP-poll after SECONDS.

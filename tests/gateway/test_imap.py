@@ -6,6 +6,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import structlog
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, text
 from gateway.db import transaction
 from gateway.inbound.imap import MailboxWorker, load_checkpoint
 from gateway.intake import IncomingInput, store_inputs
+from gateway.settings import parse_settings
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture, dovecot_tls_fixture  # noqa: F401 (fixtures)
@@ -73,7 +75,7 @@ def test_appended_message_is_registered_and_acknowledged(dovecot: Dovecot, relay
     assert '"via": "imap"' in source and '"uid": 1' in source
 
 
-@pytest.mark.parametrize("after_import", ["seen", "delete", "move:Imported"])
+@pytest.mark.parametrize("after_import", ["seen", "delete", "move:Done/Imported"])
 def test_after_import_only_after_commit(dovecot: Dovecot, make_gateway, after_import: str) -> None:
     """Until the door commits the mailbox stays untouched; after the commit it is acted on."""
     running = make_gateway(extra=dovecot.mailbox_config(after_import=after_import))
@@ -84,14 +86,14 @@ def test_after_import_only_after_commit(dovecot: Dovecot, make_gateway, after_im
     with pytest.raises(Exception, match="inputs"):
         poll(running)
     assert [SEEN in flags for flags in dovecot.messages().values()] == [False]
-    assert dovecot.messages("Imported") == {}
+    assert dovecot.messages("Done.Imported") == {}
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE inputs_away RENAME TO inputs"))
 
     assert poll(running) == 1
     running.settle()
     assert len(tickets(running)) == 1
-    left, moved = dovecot.messages(), dovecot.messages("Imported")
+    left, moved = dovecot.messages(), dovecot.messages("Done.Imported")
     if after_import == "seen":
         assert [SEEN in flags for flags in left.values()] == [True]
     elif after_import == "delete":
@@ -132,6 +134,23 @@ def test_refetch_after_crash_between_commit_and_flag(dovecot: Dovecot, relay_sin
     running.settle()
     assert len(tickets(running)) == 1 and len(relay_sink.messages) == 1
     assert [SEEN in flags for flags in dovecot.messages().values()] == [True]
+
+
+def test_poison_message_in_a_batch_does_not_stop_the_rest(dovecot: Dovecot,
+                                                           make_gateway) -> None:
+    """Hostile bytes in the middle of a batch are stored like the rest; the others register."""
+    running = make_gateway(extra=dovecot.mailbox_config())
+    dovecot.append(make_mail("first", message_id="<p1@acme.example>"))
+    dovecot.append(b"\xff\xfe\x01 no header at all \xc3\x28\r\n\r\n\xe2\x82")
+    dovecot.append(make_mail("third", message_id="<p3@acme.example>"))
+    assert poll(running) == 3
+    running.settle()
+    assert inputs_count(running.gateway.db.engine) == 3
+    subjects = sorted(str(t["subject"]) for t in tickets(running))
+    assert "first" in subjects and "third" in subjects
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [True] * 3
+    checkpoint = load_checkpoint(running.gateway.db.engine, "support")
+    assert checkpoint is not None and checkpoint.last_uid == 3
 
 
 def test_uidvalidity_change_rescans_without_duplicates(dovecot: Dovecot, make_gateway) -> None:
@@ -218,6 +237,25 @@ def test_idle_brings_new_mail_without_polling(dovecot: Dovecot, relay_sink: Sink
     dovecot.append(make_mail(message_id="<idle@acme.example>"))
     wait_until(lambda: len(relay_sink.messages) == 1, timeout=10, running=running)
     assert time.monotonic() - started < 5
+
+
+def test_polling_without_idle(dovecot: Dovecot, make_gateway) -> None:
+    """With idle = false the worker polls every poll_interval_s and still brings the mail in."""
+    running = make_gateway(extra=dovecot.mailbox_config(extra="idle = false"))
+    running.call(running.gateway.start_mailboxes)
+    wait_until(lambda: worker(running).connected)
+    dovecot.append(make_mail(message_id="<polled@acme.example>"))
+    wait_until(lambda: len(tickets(running)) == 1, timeout=10, running=running)
+
+
+def test_relative_ca_file_is_relative_to_the_config(tmp_path: Path) -> None:
+    """A relative ca_file is read from beside the config file, like every other path in it."""
+    text = ('[[mailboxes]]\nname = "m"\nhost = "imap.example.com"\nusername = "u"\n'
+            'password = "s3cr3t-value"\nca_file = "certs/ca.pem"\n')
+    settings = parse_settings(text, tmp_path / "gateway.toml")
+    [mailbox] = settings.mailboxes
+    assert mailbox.ca_file == tmp_path / "certs" / "ca.pem"
+    assert mailbox.idle_timeout_s == 25 * 60 and "s3cr3t-value" not in repr(mailbox)
 
 
 def test_reconnects_after_dovecot_restart(dovecot: Dovecot, make_gateway) -> None:

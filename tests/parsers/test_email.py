@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+import random
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -151,14 +151,15 @@ def test_nul_bytes() -> None:
 
 def test_outlook_msg_binary() -> None:
     """A binary Outlook .msg (OLE2) gives no text and an explanatory defect."""
-    raw = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + os.urandom(4096)
+    raw = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(1).randbytes(4096)
     req = parse_email(raw)
     assert req.text == "" and any("OLE2" in d for d in req.defects)
 
 
 def test_random_bytes_and_missing_headers() -> None:
     """Random bytes and header-less text parse without raising."""
-    assert "no header fields found" in parse_email(os.urandom(2000)).defects
+    # A fixed seed: about 1 in 75 random blocks happens to begin with a header-like line.
+    assert "no header fields found" in parse_email(random.Random(2).randbytes(2000)).defects
     req = parse_email(b"just a line of text\nand another")
     assert req.sender is None and req.date is None and "just a line" in req.text
 

@@ -244,14 +244,14 @@ async def run_daemon(loaded: LoadedSettings) -> None:
 def deliver_now(loaded: LoadedSettings) -> int:
     """Process what is waiting and send what is due, once, without listening (CLI commands).
 
-    Safe beside a running daemon: outbox items are leased, so nothing is sent twice.
+    Safe beside a running daemon: outbox items are leased, so nothing is sent twice. The
+    callers (`ingest`, `quarantine retry`) have brought the schema up to date already.
     """
 
     async def once() -> int:
         gateway = Gateway(loaded)
         sent = 0
         try:
-            await gateway.db.run(migrate, gateway.db.engine)
             while await gateway.process_once():
                 pass
             while claimed := await gateway.outbox.run_once():

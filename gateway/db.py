@@ -79,7 +79,7 @@ def transaction(engine: Engine, flush_to_disk: bool = True) -> Iterator[Session]
     that can be redone from what is already on disk (processing a stored input, outbox
     bookkeeping); the intake door, which answers senders, always flushes.
     """
-    bound = engine if flush_to_disk else engine.execution_options(flush_to_disk=False)
+    bound = engine if flush_to_disk else _with_option(engine, "flush_to_disk", False)
     with Session(bound, expire_on_commit=False) as session, session.begin():
         yield session
 
@@ -87,9 +87,15 @@ def transaction(engine: Engine, flush_to_disk: bool = True) -> Iterator[Session]
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Session]:
     """A transaction that only reads: on SQLite it takes no write lock."""
-    with Session(engine.execution_options(read_only=True), expire_on_commit=False) as session, \
-            session.begin():
+    bound = _with_option(engine, "read_only", True)
+    with Session(bound, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@functools.lru_cache(maxsize=64)
+def _with_option(engine: Engine, name: str, value: bool) -> Engine:
+    """ENGINE with one execution option, made once: these are on every transaction's path."""
+    return engine.execution_options(**{name: value})
 
 
 def is_sqlite(engine: Engine) -> bool:

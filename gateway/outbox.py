@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
-from gateway.db import Database, transaction
+from gateway.db import Database, read_transaction, transaction
 from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
 from gateway.models import FAILED, PENDING, SENDING, SENT, OutboxItem, Ticket
 
@@ -89,7 +89,7 @@ def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
 
 def next_due(engine: Engine) -> datetime | None:
     """When the earliest pending item is due, for the worker's sleep."""
-    with transaction(engine) as session:
+    with read_transaction(engine) as session:
         return session.exec(
             select(OutboxItem.next_attempt_at).where(OutboxItem.status == PENDING)
             .order_by(col(OutboxItem.next_attempt_at)).limit(1)).first()

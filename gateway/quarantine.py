@@ -8,14 +8,14 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
-from gateway.db import make_engine, migrate, transaction
+from gateway.db import make_engine, migrate, read_transaction
 from gateway.models import FAILED, HELD, Input
 from gateway.processing import process_pending
 from gateway.settings import LoadedSettings
 
 
 def list_quarantine(engine: Engine) -> list[dict[str, Any]]:
-    with transaction(engine) as session:
+    with read_transaction(engine) as session:
         rows = session.exec(select(Input).where(col(Input.status).in_([FAILED, HELD]))
                             .order_by(col(Input.id))).all()
         return [{"id": r.id, "status": r.status, "channel": r.channel,
@@ -33,7 +33,7 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
 
     engine = make_engine(loaded.settings.database_url())
     migrate(engine)
-    with transaction(engine) as session:
+    with read_transaction(engine) as session:
         query = select(Input.id).where(col(Input.status).in_([FAILED, HELD]))
         if ids is not None:
             query = query.where(col(Input.id).in_(ids))

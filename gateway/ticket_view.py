@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import iso_utc
-from gateway.db import transaction
+from gateway.db import read_transaction
 from gateway.models import Ticket, TicketMessage
 
 
@@ -45,7 +45,7 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]
 def list_tickets(engine: Engine, *, status: str | None = None, customer: str | None = None,
                  since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Newest first, every match unless LIMIT."""
-    with transaction(engine) as session:
+    with read_transaction(engine) as session:
         query = select(Ticket).order_by(col(Ticket.id).desc())
         if status:
             query = query.where(Ticket.status == status)
@@ -68,7 +68,7 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
 
 
 def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
-    with transaction(engine) as session:
+    with read_transaction(engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())).first()
         if ticket is None:
             return None

@@ -83,11 +83,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from gateway.db import make_engine, migrate
+    from gateway.db import open_migrated
 
-    engine = make_engine(_settings(args).settings.database_url())
-    migrate(engine)
-    return engine
+    return open_migrated(_settings(args).settings.database_url())
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> int:

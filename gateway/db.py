@@ -70,6 +70,13 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def open_migrated(url: str) -> Engine:
+    """An engine on URL whose schema is current: what every one-shot command starts with."""
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
 @contextmanager
 def transaction(engine: Engine, flush_to_disk: bool = True) -> Iterator[Session]:
     """One unit of work: committed when the block ends, rolled back if it raises.

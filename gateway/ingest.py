@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gateway.clock import SystemClock
-from gateway.db import make_engine, migrate
+from gateway.db import open_migrated
 from gateway.intake import IncomingInput, store_inputs
 from gateway.settings import LoadedSettings
 
@@ -68,8 +68,7 @@ def ingest_paths(loaded: LoadedSettings, paths: list[Path]) -> IngestSummary:
     """Store every message, then process and deliver as the daemon would."""
     from gateway.app import deliver_now
 
-    engine = make_engine(loaded.settings.database_url())
-    migrate(engine)
+    engine = open_migrated(loaded.settings.database_url())
     summary = IngestSummary()
     clock = SystemClock()
     batch: list[IncomingInput] = []

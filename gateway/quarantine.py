@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
-from gateway.db import make_engine, migrate, read_transaction
+from gateway.db import open_migrated, read_transaction
 from gateway.models import FAILED, HELD, Input
 from gateway.processing import process_pending
 from gateway.settings import LoadedSettings
@@ -31,8 +31,7 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
     """
     from gateway.app import build_context, deliver_now
 
-    engine = make_engine(loaded.settings.database_url())
-    migrate(engine)
+    engine = open_migrated(loaded.settings.database_url())
     with read_transaction(engine) as session:
         query = select(Input.id).where(col(Input.status).in_([FAILED, HELD]))
         if ids is not None:

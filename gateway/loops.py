@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from gateway.models import OutboxItem, Undeliverable
+from gateway.settings import LoopSettings
 from parsers.model import Request
 
 _NO_REPLY = re.compile(
@@ -42,3 +48,43 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     if address in own_addresses:
         return f"sender {address} is our own address"
     return None
+
+
+def recipient_blocked(session: Session, recipient: str, now: datetime,
+                      limits: LoopSettings) -> str | None:
+    """A reason not to send RECIPIENT another automatic message now, or None."""
+    bounced = session.get(Undeliverable, recipient.lower())
+    if bounced is not None:
+        return f"{recipient} is undeliverable: {bounced.reason}"
+    since = now - timedelta(minutes=limits.sender_window_min)
+    sent = session.exec(select(func.count()).select_from(OutboxItem).where(
+        OutboxItem.recipient == recipient.lower(), col(OutboxItem.created_at) >= since)).one()
+    if sent >= limits.sender_limit:
+        return (f"rate limit: {sent} automatic messages to {recipient} "
+                f"in the last {limits.sender_window_min} min")
+    return None
+
+
+def ticket_limit_reached(session: Session, ticket_id: int, now: datetime,
+                         limits: LoopSettings) -> str | None:
+    """A reason not to send another automatic message about the ticket now, or None."""
+    since = now - timedelta(minutes=limits.ticket_window_min)
+    sent = session.exec(select(func.count()).select_from(OutboxItem).where(
+        OutboxItem.ticket_id == ticket_id, col(OutboxItem.created_at) >= since)).one()
+    if sent >= limits.ticket_limit:
+        return (f"rate limit: {sent} automatic messages about this ticket "
+                f"in the last {limits.ticket_window_min} min")
+    return None
+
+
+def mark_undeliverable(session: Session, addresses: list[str], reason: str,
+                       ticket_id: int | None, now: datetime) -> list[str]:
+    """Record ADDRESSES as bouncing; returns those newly recorded."""
+    added = []
+    for address in dict.fromkeys(a.lower() for a in addresses if a):
+        if session.get(Undeliverable, address) is None:
+            session.add(Undeliverable(address=address, reason=reason[:500],
+                                      ticket_id=ticket_id, at=now))
+            added.append(address)
+    session.flush()
+    return added

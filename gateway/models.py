@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Input statuses: received -> processed | failed | held.
@@ -72,6 +72,8 @@ class Ticket(SQLModel, table=True):
     acknowledged_at: datetime | None = None
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
+    follows_up: str | None = Field(default=None, max_length=32)
 
 
 class TicketMessage(SQLModel, table=True):
@@ -89,11 +91,38 @@ class TicketMessage(SQLModel, table=True):
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
+class ThreadId(SQLModel, table=True):
+    """A Message-ID seen in a ticket's thread: its messages' own ids and every id they cite.
+
+    Cited ids of messages we never saw ("ghosts") are kept too, so two replies to the same
+    missing message still land in one ticket.
+    """
+
+    __tablename__ = "thread_ids"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    message_id: str = Field(max_length=998, index=True)
+
+
+class Undeliverable(SQLModel, table=True):
+    """An address our mail bounced from: it gets no more automatic messages."""
+
+    __tablename__ = "undeliverable"
+
+    address: str = Field(primary_key=True, max_length=320)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
+    at: datetime
+
+
 class OutboxItem(SQLModel, table=True):
     """A message to send, written in the same commit as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),)
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
+                      # The per-sender rate limit counts a recipient's recent messages.
+                      Index("ix_outbox_recipient_created", "recipient", "created_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(max_length=200)

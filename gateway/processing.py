@@ -17,17 +17,13 @@ from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_ad
 from gateway.clock import Clock
 from gateway.customers import Directory
 from gateway.db import make_engine, read_transaction, transaction
-from gateway.loops import acknowledgement_suppressed
+from gateway.loops import acknowledgement_suppressed, recipient_blocked
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
-from gateway.registration import (
-    NewTicket,
-    add_messages,
-    find_ticket_for,
-    message_row,
-    register,
-)
+from gateway.registration import NewTicket, add_messages, message_row, register
+from gateway.replies import add_to_ticket, is_closed
 from gateway.settings import Settings
+from gateway.threads import find_ticket, link_ids, thread_ids
 from parsers.email import parse_email
 from parsers.model import Request
 from rules.engine import evaluate
@@ -213,16 +209,21 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
     prefix = settings.intake.ticket_prefix
 
-    existing = find_ticket_for(session, request, prefix)
+    existing = find_ticket(session, request, prefix)
+    follows_up = None
     if existing is not None:
-        kind = "reply" if request.kind == "normal" else request.kind
-        add_messages(session, [message_row(
-            int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
-            at=item.received_at, body=request.reply_text or request.text, input_id=item.id)])
-        _finish(item, existing.id, f"added to {existing.number} as {kind}", now)
-        structlog.contextvars.bind_contextvars(ticket=existing.number)
-        log.info("input.threaded", kind=kind)
-        return 0
+        if (is_closed(existing) and request.kind == "normal"
+                and settings.intake.reply_to_closed == "new"):
+            follows_up = existing.number
+        else:
+            decision = (evaluate(request, settings.intake.detailed_description_words)
+                        if request.kind == "normal" else None)
+            outcome = add_to_ticket(
+                session, existing, request, input_id=item.id, received_at=item.received_at,
+                now=now, decision=decision, default_tier=settings.intake.unknown_customer_tier)
+            _finish(item, existing.id, outcome, now)
+            structlog.contextvars.bind_contextvars(ticket=existing.number)
+            return 0
 
     if request.kind != "normal":
         _finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)
@@ -239,24 +240,34 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     recipient = safe_address(request.sender.address if request.sender else None)
     if reason is None and recipient is None:
         reason = "sender address cannot be written in a header"
+    if reason is None and recipient is not None:
+        # Envelope addresses are compared case-insensitively by the rate limit and bounces.
+        recipient = recipient.lower()
+        reason = recipient_blocked(session, recipient, now, settings.loops)
+    notes = [f"no acknowledgement: {reason}"] if reason else []
+    if follows_up:
+        notes.append(f"follows up closed ticket {follows_up}")
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,
-                      notes=[f"no acknowledgement: {reason}"] if reason else [])
+                      notes=notes, follows_up=follows_up)
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
     messages = [message_row(ticket.id, direction="in", kind="request",
                             message_id=request.message_id, at=item.received_at,
                             body=request.text, input_id=item.id)]
     enqueued = 0
+    ids = thread_ids(request)
     if reason is None and recipient is not None:
         acknowledgement_id = _enqueue_acknowledgement(
             session, ticket, request, recipient, customer.language if customer else "ru",
             context, now, int(item.id or 0), look_first=isolate)
         if acknowledgement_id is not None:
             enqueued = 1
+            ids.append(acknowledgement_id)
             messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
                                         message_id=acknowledgement_id, at=now))
     add_messages(session, messages)
+    link_ids(session, ticket.id, ids)
     _finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
              acknowledgement=reason or "queued")

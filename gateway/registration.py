@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from gateway.customers import CustomerEntry
 from gateway.models import Counter, Ticket, TicketMessage
@@ -33,21 +33,6 @@ def ticket_tag_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"\[({re.escape(prefix)}\d{{6,}})\]", re.IGNORECASE)
 
 
-def find_ticket_for(session: Session, request: Request, prefix: str) -> Ticket | None:
-    """The ticket REQUEST belongs to: by the tag in its subject, else by the ids it replies to."""
-    if request.subject and (match := ticket_tag_pattern(prefix).search(request.subject)):
-        ticket = session.exec(select(Ticket).where(Ticket.number == match.group(1).upper())).first()
-        if ticket is not None:
-            return ticket
-    wanted = [i for i in (request.in_reply_to, *request.references) if i][-50:]
-    if not wanted:
-        return None
-    return session.exec(
-        select(Ticket).join(TicketMessage, col(TicketMessage.ticket_id) == col(Ticket.id))
-        .where(col(TicketMessage.message_id).in_(wanted))
-        .order_by(col(Ticket.id).desc()).limit(1)).first()
-
-
 @dataclass(frozen=True)
 class NewTicket:
     """What the rest of processing needs to know of a ticket just registered."""
@@ -68,7 +53,8 @@ _MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
 
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
              decision: Decision, prefix: str, received_at: datetime, now: datetime,
-             default_tier: str, notes: list[str]) -> NewTicket:
+             default_tier: str, notes: list[str],
+             follows_up: str | None = None) -> NewTicket:
     """A new ticket in status registered, with its SLA deadlines computed from NOW.
 
     Written with a Core insert: the ORM unit of work cost more than everything else here.
@@ -98,6 +84,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "resolution_due": due.resolution_due,
         "reasons": json.dumps(decision.reasons, ensure_ascii=False),
         "notes": json.dumps(notes, ensure_ascii=False),
+        "follows_up": follows_up,
     }
     ticket_id = session.connection().execute(
         insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()

@@ -132,6 +132,8 @@ class IntakeSettings(Section):
     processing_batch: int = Field(default=64, ge=1, le=1000)
     # Processes that parse and register beside the daemon's own (0: all in the daemon).
     workers: int = Field(default=1, ge=0, le=32)
+    # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
+    reply_to_closed: Literal["reopen", "new"] = "reopen"
 
     @field_validator("ticket_prefix")
     @classmethod
@@ -139,6 +141,17 @@ class IntakeSettings(Section):
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,15}", value):
             raise ValueError("letters, digits, '-' and '_' only, starting with a letter")
         return value
+
+
+class LoopSettings(Section):
+    """Rate limits on automatic messages, the last guard against mail loops."""
+
+    # At most this many automatic messages to one address per window (RFC 3834 asks for few).
+    sender_limit: int = Field(default=10, ge=1)
+    sender_window_min: int = Field(default=180, ge=1)
+    # At most this many automatic messages about one ticket per window.
+    ticket_limit: int = Field(default=5, ge=1)
+    ticket_window_min: int = Field(default=60, ge=1)
 
 
 class LoggingSettings(Section):
@@ -155,6 +168,7 @@ class Settings(Section):
     outgoing: OutgoingSettings = OutgoingSettings()
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
+    loops: LoopSettings = LoopSettings()
     logging: LoggingSettings = LoggingSettings()
 
     def database_url(self) -> str:

@@ -29,6 +29,11 @@ MAX_TEXT_CHARS = 1_000_000
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # C0 controls other than tab, newline and form feed; DEL and the C1 controls.
 _CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0d-\x1f\x7f-\x9f]")
+# The returned message's Message-ID line inside a DSN's attached message or headers part,
+# or inside the text of a plain-text bounce that quotes the original headers.
+_MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^>\r\n]{1,990}>)",
+                              re.IGNORECASE | re.MULTILINE)
+_RETURNED_PARTS = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
 
 
 def _decoded_headers(flat: Flattened, defects: list[str]) -> dict[str, list[str]]:
@@ -121,6 +126,17 @@ def _looks_binary(text: str) -> bool:
     return len(sample) >= 16 and controls * 10 > len(sample)
 
 
+def _original_message_id(flat: Flattened, text: str) -> str | None:
+    """Which message a bounce reports on: the Message-ID of the returned message or headers."""
+    for leaf in flat.leaves:
+        if leaf.container or leaf.content_type in _RETURNED_PARTS:
+            head = leaf.payload[:65536].decode("latin-1")
+            if match := _MESSAGE_ID_LINE.search(head):
+                return first_msgid(match.group(1))
+    match = _MESSAGE_ID_LINE.search(text[:200_000])
+    return first_msgid(match.group(1)) if match else None
+
+
 def _input_defects(raw: bytes, flat: Flattened) -> list[str]:
     found: list[str] = []
     if not raw:
@@ -171,6 +187,8 @@ def _fill(req: Request, raw: bytes) -> None:
         parts=[(leaf.content_type, leaf.payload) for leaf in flat.leaves],
     )
     req.kind, req.failed_recipients = classify_kind(facts)
+    if req.kind in ("bounce", "feedback_report"):
+        req.original_message_id = _original_message_id(flat, text)
     req.declared_priority = declared_priority(req.headers, req.subject)
 
 

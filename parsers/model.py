@@ -55,6 +55,8 @@ class Request:
     kind: Kind = "normal"
     failed_recipients: list[str] = field(default_factory=list)
     declared_priority: Priority | None = None
+    # For a bounce or feedback report: the Message-ID of the message it reports on.
+    original_message_id: str | None = None
     phone: str | None = None
     # Lower-cased header names to their decoded values, for rules and loop checks.
     headers: dict[str, list[str]] = field(default_factory=dict)
@@ -82,6 +84,7 @@ class Request:
             "attachments": [a.as_json() for a in self.attachments],
             "kind": self.kind,
             "failed_recipients": list(self.failed_recipients),
+            "original_message_id": self.original_message_id,
             "declared_priority": self.declared_priority,
             "defects": list(self.defects),
         }

@@ -1,0 +1,101 @@
+"""A message that joins an existing ticket: replies, auto-replies and bounces of our mail."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import structlog
+from sqlmodel import Session, select
+
+from gateway.loops import mark_undeliverable
+from gateway.models import Ticket, TicketMessage
+from gateway.registration import add_messages, message_row
+from gateway.sla import deadlines
+from gateway.threads import known_ids, link_ids, thread_ids
+from parsers.model import Request
+from rules.engine import Decision
+
+log = structlog.get_logger("gateway.replies")
+
+CLOSED, REOPENED = "closed", "reopened"
+# Higher index, more urgent: a reply may move a ticket up this list, never down.
+PRIORITY_ORDER = ("low", "medium", "high", "critical")
+
+
+def is_closed(ticket: Ticket) -> bool:
+    return ticket.status == CLOSED
+
+
+def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_id: int | None,
+                  received_at: datetime, now: datetime, decision: Decision | None,
+                  default_tier: str) -> str:
+    """Append REQUEST to TICKET and apply what it tells us; the input's outcome sentence."""
+    ticket_id = int(ticket.id or 0)
+    kind = "reply" if request.kind == "normal" else request.kind
+    add_messages(session, [message_row(
+        ticket_id, direction="in", kind=kind, message_id=request.message_id, at=received_at,
+        body=request.reply_text or request.text, input_id=input_id)])
+    ids = thread_ids(request)
+    link_ids(session, ticket_id, ids, known_ids(session, ticket_id, ids))
+    outcome = f"added to {ticket.number} as {kind}"
+    if kind == "bounce":
+        outcome += _record_bounce(session, ticket, request, now)
+    elif kind == "reply":
+        if ticket.status == CLOSED:
+            ticket.status = REOPENED
+            _note(ticket, f"{now.isoformat()}: reopened by the customer's reply")
+            outcome += ", reopened"
+        if decision is not None:
+            outcome += _maybe_raise(ticket, decision, default_tier, now)
+    session.add(ticket)
+    log.info("input.threaded", kind=kind, ticket=ticket.number)
+    return outcome
+
+
+def _maybe_raise(ticket: Ticket, decision: Decision, default_tier: str, now: datetime) -> str:
+    """Raise the ticket's priority when the reply's own assessment is higher; never lower it."""
+    old, new = ticket.priority, decision.priority
+    if old not in PRIORITY_ORDER or PRIORITY_ORDER.index(new) <= PRIORITY_ORDER.index(old):
+        return ""
+    ticket.priority = new
+    # The new target counts from registration, as the seed's deadlines do.
+    start = ticket.registered_at or ticket.received_at
+    due = deadlines(start, ticket.tier or default_tier, new, ticket.request_type)
+    ticket.resolution_due = due.resolution_due
+    why = "; ".join(decision.reasons) or "new information from the customer"
+    reasons = json.loads(ticket.reasons or "[]")
+    reasons.append(f"raised from {old} to {new} by the customer's reply: {why}")
+    ticket.reasons = json.dumps(reasons, ensure_ascii=False)
+    _note(ticket, f"{now.isoformat()}: priority {old} -> {new} (customer's reply)")
+    log.info("ticket.priority_raised", ticket=ticket.number, old=old, new=new)
+    return f", priority raised from {old} to {new}"
+
+
+def _record_bounce(session: Session, ticket: Ticket, request: Request, now: datetime) -> str:
+    """A bounce of our own mail: its failed recipients get no more automatic messages."""
+    ours = _bounced_message_is_ours(session, int(ticket.id or 0), request.original_message_id)
+    if not ours or not request.failed_recipients:
+        return ""
+    reason = f"bounce of our message to {', '.join(request.failed_recipients)}"
+    added = mark_undeliverable(session, request.failed_recipients, reason, ticket.id, now)
+    _note(ticket, f"{now.isoformat()}: {reason}; no more automatic mail to it")
+    log.info("contact.undeliverable", addresses=added, ticket=ticket.number)
+    return f"; {', '.join(request.failed_recipients)} marked undeliverable"
+
+
+def _bounced_message_is_ours(session: Session, ticket_id: int, original: str | None) -> bool:
+    """Did the bounce return one of our messages? Unknown original: matched by recipient."""
+    if original is None:
+        # find_ticket only matches such a bounce by what we sent to its failed recipient.
+        return True
+    return session.exec(select(TicketMessage.id).where(
+        TicketMessage.ticket_id == ticket_id, TicketMessage.direction == "out",
+        TicketMessage.message_id == original).limit(1)).first() is not None
+
+
+def _note(ticket: Ticket, text: str) -> None:
+    notes = json.loads(ticket.notes or "[]")
+    notes.append(text)
+    ticket.notes = json.dumps(notes, ensure_ascii=False)
+

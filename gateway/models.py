@@ -72,6 +72,10 @@ class Ticket(SQLModel, table=True):
     acknowledged_at: datetime | None = None
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # Set by rules: tags, the customer's dedicated engineer, the personal manager copied.
+    tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    assignee: str | None = Field(default=None, sa_column=Column(Text))
+    manager_cc: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class TicketMessage(SQLModel, table=True):

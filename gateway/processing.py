@@ -28,9 +28,13 @@ from gateway.registration import (
     register,
 )
 from gateway.settings import Settings
+from gateway.sla import DEFAULT_CALENDAR
+from gateway.workcal import is_working_time
 from parsers.email import parse_email
 from parsers.model import Request
-from rules.engine import evaluate
+from rules.engine import Decision, RuleSet, evaluate
+from rules.facts import Sender
+from rules.loader import builtin_rules
 
 log = structlog.get_logger("gateway.processing")
 
@@ -43,6 +47,7 @@ class Context:
     directory: Directory
     clock: Clock
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    ruleset: RuleSet = field(default_factory=builtin_rules)
 
 
 @dataclass
@@ -234,8 +239,14 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     if customer is None and settings.intake.hold_unknown_senders and not release_held:
         raise Held(f"held: sender {address or '(none)'} is not a known customer")
 
-    decision = evaluate(request, settings.intake.detailed_description_words)
+    decision = evaluate(request, context.ruleset,
+                        Sender(customer.id, customer.tier) if customer else None,
+                        is_working_time(item.received_at, DEFAULT_CALENDAR))
+    if decision.hold and not release_held:
+        raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
+    if reason is None and decision.suppress_ack:
+        reason = f"suppressed by rules: {', '.join(decision.fired)}"
     recipient = safe_address(request.sender.address if request.sender else None)
     if reason is None and recipient is None:
         reason = "sender address cannot be written in a header"
@@ -250,8 +261,9 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     enqueued = 0
     if reason is None and recipient is not None:
         acknowledgement_id = _enqueue_acknowledgement(
-            session, ticket, request, recipient, customer.language if customer else "ru",
-            context, now, int(item.id or 0), look_first=isolate)
+            session, ticket, request, decision, recipient,
+            customer.language if customer else "ru", context, now, int(item.id or 0),
+            look_first=isolate)
         if acknowledgement_id is not None:
             enqueued = 1
             messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
@@ -264,14 +276,17 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
 
 
 def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
-                             recipient: str, language: str, context: Context, now: datetime,
-                             input_id: int, look_first: bool) -> str | None:
+                             decision: Decision, recipient: str, language: str,
+                             context: Context, now: datetime, input_id: int,
+                             look_first: bool) -> str | None:
     """Queue the acknowledgement; its Message-ID, or None when one was queued before."""
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
         language=language, requester_name=ticket.requester_name, requester_email=recipient,
         in_reply_to=request.message_id, references=request.references,
+        priority_change=(request.declared_priority, decision.change_reason)
+        if request.declared_priority and decision.change_reason else None,
     )
     sender = context.settings.outgoing.sender
     ack = render_acknowledgement(facts, sender, now)

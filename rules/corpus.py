@@ -62,7 +62,8 @@ def read_labels(directory: Path) -> list[Label]:
     with path.open(encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
             priority, request_type = row.get("priority"), row.get("type")
-            if not row.get("file") or priority not in PRIORITIES or request_type not in REQUEST_TYPES:
+            known = priority in PRIORITIES and request_type in REQUEST_TYPES
+            if not row.get("file") or not known:
                 raise ValueError(f"{path}:{number}: expected file,priority,type with a known "
                                  "priority and type")
             labels.append(Label(str(row["file"]), str(priority), str(request_type)))

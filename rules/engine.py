@@ -21,7 +21,7 @@ DECLARED = "declared"
 
 def rank(priority: str) -> int:
     """0 for critical ... 3 for low: smaller is more urgent."""
-    return PRIORITIES.index(priority)  # type: ignore[arg-type]
+    return PRIORITIES.index(priority)  # type: ignore[arg-type,unused-ignore]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class Decision:
     declared_outcome: str | None = None
     # The sentence to tell the customer when their declared priority was changed.
     customer_notice: str | None = None
+    # Why the priority differs from the declared one, without the rule's name.
+    change_reason: str | None = None
     trace: list[Hit] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -111,6 +113,7 @@ class Decision:
             "assign_engineer": self.assign_engineer, "copy_manager": self.copy_manager,
             "suppress_ack": self.suppress_ack, "hold": self.hold,
             "declared_outcome": self.declared_outcome, "customer_notice": self.customer_notice,
+            "trace": [{"rule": h.rule, "fired": h.fired, "error": h.error} for h in self.trace],
         }
 
 
@@ -172,25 +175,26 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
     priority = facts.priority or DEFAULT_PRIORITY
     if facts.priority is None:
         reasons.append(f"default-priority: no rule set a priority -> {DEFAULT_PRIORITY}")
-    outcome, notice = _declared(facts.request.declared_priority, priority, reasons)
+    outcome, notice, why = _declared(facts.request.declared_priority, priority, reasons)
     if outcome:
         reasons.append(f"declared-priority: the customer declared "
                        f"{facts.request.declared_priority} -> {outcome}")
     return Decision(request_type, priority, reasons, fired, list(facts.tags),  # type: ignore[arg-type]
-                    declared_outcome=outcome, customer_notice=notice, trace=trace, **flags)
+                    declared_outcome=outcome, customer_notice=notice, change_reason=why,
+                    trace=trace, **flags)
 
 
 def _declared(declared: str | None, priority: str,
-              reasons: list[str]) -> tuple[str | None, str | None]:
+              reasons: list[str]) -> tuple[str | None, str | None, str | None]:
     """Honoured, raised or corrected; the customer is told why when it changed (seed rule 3)."""
     if declared is None:
-        return None, None
+        return None, None, None
     if declared == priority:
-        return "honoured", None
+        return "honoured", None, None
     # The last content reason is what decided; the customer reads it without the rule name.
     why = next((r.split(": ", 1)[1].rsplit(" -> ", 1)[0] for r in reversed(reasons)
                 if not r.startswith("default-")), "the description of the problem")
     if rank(priority) < rank(declared):
-        return "raised", (f"The priority was raised from {declared} to {priority}: {why}.")
+        return "raised", f"The priority was raised from {declared} to {priority}: {why}.", why
     return "corrected", (f"The priority was set to {priority} instead of the declared "
-                         f"{declared}: {why}.")
+                         f"{declared}: {why}."), why

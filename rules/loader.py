@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def _strings(value: object, path: tuple[str | int, ...]) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _choice(value: object, path: tuple[str | int, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+def _choice(value: object, path: tuple[str | int, ...],
+            allowed: tuple[str, ...]) -> tuple[str, ...]:
     values = tuple(v.lower() for v in _strings(value, path))
     for v in values:
         if v not in allowed:
@@ -189,7 +191,9 @@ def _header(value: object, at: tuple[str | int, ...]) -> Header:
     text = _strings(value[test], (*at, test))[0]
     if test == "regex":
         return Header(name.lower(), regex=_regex(text, (*at, test)))
-    return Header(name.lower(), **{test: normalise(text)})
+    if test == "glob":
+        return Header(name.lower(), glob=normalise(text))
+    return Header(name.lower(), contains=normalise(text))
 
 
 def actions(table: object, path: tuple[str | int, ...]) -> tuple[Actions, str]:
@@ -277,6 +281,12 @@ def parse_rules(text: str, source: str) -> RuleSet:
     if problems:
         raise RulesError(problems)
     return RuleSet(tuple(rules), source)
+
+
+@lru_cache(maxsize=1)
+def builtin_rules() -> RuleSet:
+    """The shipped default rule set, parsed once per process."""
+    return load_rules(None)
 
 
 def load_rules(path: Path | None) -> RuleSet:

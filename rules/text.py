@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -37,6 +38,8 @@ class Text:
     positions: dict[str, list[int]] = field(compare=False)
     # Token -> positions, for `word*` prefixes (distinct tokens are far fewer than tokens).
     by_token: dict[str, list[int]] = field(compare=False)
+    # Prefix -> positions, filled as rules ask: many rules share prefixes like "сообщ*".
+    prefixes: dict[str, list[int]] = field(compare=False, default_factory=dict)
 
     @classmethod
     def of(cls, raw: str) -> Text:
@@ -84,9 +87,12 @@ def phrase_terms(phrase: str) -> tuple[Term, ...]:
 def _term_positions(text: Text, term: Term) -> list[int]:
     if not term.prefix:
         return text.positions.get(term.value, [])
-    found = [p for token, positions in text.by_token.items() if token.startswith(term.value)
-             for p in positions]
-    return sorted(found)
+    found = text.prefixes.get(term.value)
+    if found is None:
+        found = sorted(p for token, positions in text.by_token.items()
+                       if token.startswith(term.value) for p in positions)
+        text.prefixes[term.value] = found
+    return found
 
 
 def has_phrase(text: Text, terms: tuple[Term, ...]) -> bool:
@@ -102,10 +108,11 @@ def has_phrase(text: Text, terms: tuple[Term, ...]) -> bool:
     for start in starts:
         previous = start
         for positions in rest:
-            following = next((p for p in positions if previous < p <= previous + PHRASE_GAP), None)
-            if following is None:
+            # The first position after the previous word; it must be close enough.
+            index = bisect_right(positions, previous)
+            if index == len(positions) or positions[index] > previous + PHRASE_GAP:
                 break
-            previous = following
+            previous = positions[index]
         else:
             return True
     return False

@@ -66,6 +66,8 @@ class TicketFacts:
     requester_email: str
     in_reply_to: str | None  # the customer's Message-ID, without brackets
     references: list[str]
+    # The customer declared another priority: (declared, why ours differs), per the seed.
+    priority_change: tuple[str, str] | None = None
 
 
 def _when(instant: datetime, language: str) -> str:
@@ -87,6 +89,9 @@ def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Ac
         reaction_due=_when(facts.reaction_due, language),
         resolution_due=_when(facts.resolution_due, language),
         signature=header_safe(sender_name) or "Support",
+        declared=(PRIORITY_NAMES[language].get(facts.priority_change[0])
+                  if facts.priority_change else None),
+        change_reason=facts.priority_change[1] if facts.priority_change else None,
     )
     message_id = make_msgid(idstring=facts.number, domain=domain)
     headers = [

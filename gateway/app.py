@@ -32,6 +32,7 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
+from gateway.rules_file import RulesWatcher, load_rules_file
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
@@ -57,7 +58,8 @@ def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
     if settings.smtp:
         own |= {r.lower() for r in settings.smtp.recipients}
     own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
-    return Context(settings, load_customers(settings.files.customers), clock, frozenset(own))
+    return Context(settings, load_customers(settings.files.customers), clock, frozenset(own),
+                   load_rules_file(settings.files.rules))
 
 
 class Gateway:
@@ -89,6 +91,9 @@ class Gateway:
         await self.db.run(migrate, self.db.engine)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
+        if self.settings.files.rules is not None:
+            watcher = RulesWatcher(self.settings.files.rules, self.reload)
+            self._tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
         if workers and self.settings.intake.workers:
             self._pool = self._new_pool()
             # Start every worker now, so their imports do not delay the first messages.
@@ -199,7 +204,8 @@ class Gateway:
         except Exception as error:
             log.error("reload.failed", error=str(error))
             return
-        log.info("reload.done", customers=len(self.context.directory.customers))
+        log.info("reload.done", customers=len(self.context.directory.customers),
+                 rules=len(self.context.ruleset.rules), rules_source=self.context.ruleset.source)
 
     async def stop(self, drain_deadline_s: float = 10.0) -> None:
         """Stop taking input, finish what was accepted within the deadline, then close."""

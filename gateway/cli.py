@@ -44,6 +44,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     loaded = load_settings(args.config)
     load_customers(loaded.settings.files.customers)
+    from gateway.rules_file import load_rules_file
+
+    load_rules_file(loaded.settings.files.rules)
     where = loaded.path or "embedded defaults"
     print(f"{where}: OK")
     return EXIT_OK
@@ -190,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     qretry = add("retry", cmd_quarantine_retry, "process again", quarantine_commands)
     qretry.add_argument("id", nargs="?", type=int)
     qretry.add_argument("--all", action="store_true")
+
+    from gateway.rules_commands import add_rules_commands
+
+    add_rules_commands(commands)
     return parser
 
 

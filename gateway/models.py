@@ -74,6 +74,10 @@ class Ticket(SQLModel, table=True):
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
     follows_up: str | None = Field(default=None, max_length=32)
+    # Set by rules: tags, the customer's dedicated engineer, the personal manager copied.
+    tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    assignee: str | None = Field(default=None, sa_column=Column(Text))
+    manager_cc: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class TicketMessage(SQLModel, table=True):

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
 from gateway.clock import Clock
-from gateway.customers import Directory
+from gateway.customers import CustomerEntry, Directory
 from gateway.db import make_engine, read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
@@ -23,10 +23,14 @@ from gateway.outbox import enqueue
 from gateway.registration import NewTicket, add_messages, message_row, register
 from gateway.replies import add_to_ticket, is_closed
 from gateway.settings import Settings
+from gateway.sla import DEFAULT_CALENDAR
 from gateway.threads import find_ticket, link_ids, thread_ids
+from gateway.workcal import is_working_time
 from parsers.email import parse_email
 from parsers.model import Request
-from rules.engine import evaluate
+from rules.engine import Decision, RuleSet, evaluate
+from rules.facts import Sender
+from rules.loader import builtin_rules
 
 log = structlog.get_logger("gateway.processing")
 
@@ -39,6 +43,7 @@ class Context:
     directory: Directory
     clock: Clock
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    ruleset: RuleSet = field(default_factory=builtin_rules)
 
 
 @dataclass
@@ -216,7 +221,7 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
                 and settings.intake.reply_to_closed == "new"):
             follows_up = existing.number
         else:
-            decision = (evaluate(request, settings.intake.detailed_description_words)
+            decision = (_decide(request, context, item.received_at)
                         if request.kind == "normal" else None)
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
@@ -235,8 +240,12 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     if customer is None and settings.intake.hold_unknown_senders and not release_held:
         raise Held(f"held: sender {address or '(none)'} is not a known customer")
 
-    decision = evaluate(request, settings.intake.detailed_description_words)
+    decision = _decide(request, context, item.received_at, customer)
+    if decision.hold and not release_held:
+        raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
+    if reason is None and decision.suppress_ack:
+        reason = f"suppressed by rules: {', '.join(decision.fired)}"
     recipient = safe_address(request.sender.address if request.sender else None)
     if reason is None and recipient is None:
         reason = "sender address cannot be written in a header"
@@ -259,8 +268,9 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     ids = thread_ids(request)
     if reason is None and recipient is not None:
         acknowledgement_id = _enqueue_acknowledgement(
-            session, ticket, request, recipient, customer.language if customer else "ru",
-            context, now, int(item.id or 0), look_first=isolate)
+            session, ticket, request, decision, recipient,
+            customer.language if customer else "ru", context, now, int(item.id or 0),
+            look_first=isolate)
         if acknowledgement_id is not None:
             enqueued = 1
             ids.append(acknowledgement_id)
@@ -274,15 +284,28 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     return enqueued
 
 
+def _decide(request: Request, context: Context, received_at: datetime,
+            customer: CustomerEntry | None = None) -> Decision:
+    """The rules' decision on REQUEST (a reply is judged on what it adds, like a request)."""
+    if customer is None and request.sender is not None:
+        customer = context.directory.match_email(request.sender.address)
+    return evaluate(request, context.ruleset,
+                    Sender(customer.id, customer.tier) if customer else None,
+                    is_working_time(received_at, DEFAULT_CALENDAR))
+
+
 def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
-                             recipient: str, language: str, context: Context, now: datetime,
-                             input_id: int, look_first: bool) -> str | None:
+                             decision: Decision, recipient: str, language: str,
+                             context: Context, now: datetime, input_id: int,
+                             look_first: bool) -> str | None:
     """Queue the acknowledgement; its Message-ID, or None when one was queued before."""
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
         language=language, requester_name=ticket.requester_name, requester_email=recipient,
         in_reply_to=request.message_id, references=request.references,
+        priority_change=(request.declared_priority, decision.change_reason)
+        if request.declared_priority and decision.change_reason else None,
     )
     sender = context.settings.outgoing.sender
     ack = render_acknowledgement(facts, sender, now)

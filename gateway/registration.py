@@ -85,6 +85,9 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "reasons": json.dumps(decision.reasons, ensure_ascii=False),
         "notes": json.dumps(notes, ensure_ascii=False),
         "follows_up": follows_up,
+        "tags": json.dumps(decision.tags, ensure_ascii=False),
+        "assignee": customer.engineer if customer and decision.assign_engineer else None,
+        "manager_cc": customer.manager if customer and decision.copy_manager else None,
     }
     ticket_id = session.connection().execute(
         insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()

@@ -35,6 +35,9 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]
         "reasons": json.loads(ticket.reasons),
         "notes": json.loads(ticket.notes),
         "follows_up": ticket.follows_up,
+        "tags": json.loads(ticket.tags),
+        "assignee": ticket.assignee,
+        "manager_cc": ticket.manager_cc,
         "messages": [
             {"message_id": f"<{m.message_id}>" if m.message_id else None,
              "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at)}

@@ -37,6 +37,15 @@ def russian_calendar() -> WorkingCalendar:
     return WorkingCalendar(ZoneInfo("Europe/Moscow"), time(10), time(19), production.is_working_day)
 
 
+def is_working_time(instant: datetime, calendar: WorkingCalendar) -> bool:
+    """Whether INSTANT falls inside a working interval of CALENDAR."""
+    # The database may hand back naive datetimes; ours are always UTC.
+    aware = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    local = aware.astimezone(calendar.zone)
+    interval = calendar.interval(local.date())
+    return interval is not None and interval[0] <= local < interval[1]
+
+
 def add_working(start: datetime, duration: timedelta, calendar: WorkingCalendar) -> datetime:
     """The instant when DURATION of working time has passed after START."""
     remaining = duration

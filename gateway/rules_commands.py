@@ -1,0 +1,132 @@
+"""`intake-gateway rules check | explain | test`: what admins run before they reload rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.customers import load_customers
+from gateway.rules_file import load_rules_file
+from gateway.settings import load_settings
+from rules.corpus import read_request, score
+from rules.engine import RuleSet
+from rules.explain import explain
+from rules.facts import Sender
+from rules.loader import RulesError, load_rules
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _ruleset(args: argparse.Namespace) -> RuleSet:
+    """--rules FILE, else the configuration's rules file, else the built-in rules."""
+    if getattr(args, "rules", None):
+        return load_rules(Path(args.rules))
+    return load_rules_file(load_settings(args.config).settings.files.rules)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        ruleset = load_rules(Path(args.file)) if args.file else _ruleset(args)
+    except RulesError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{ruleset.source}: OK, {len(ruleset.rules)} rules")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    ruleset = _ruleset(args)
+    try:
+        request, customer_id = read_request(Path(args.path))
+    except (OSError, ValueError) as error:
+        print(f"intake-gateway: {args.path}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    directory = load_customers(load_settings(args.config).settings.files.customers)
+    customer = directory.get(customer_id) if customer_id else directory.match_email(
+        request.sender.address if request.sender else None)
+    sender = Sender(customer.id, customer.tier) if customer else None
+    result = explain(request, ruleset, sender)
+    if args.json:
+        json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    decision = result["decision"]
+    print(f"{args.path}: {decision['priority']} / {decision['request_type']}"
+          f"   (rules: {result['source']})")
+    for reason in decision["reasons"]:
+        print(f"  because {reason}")
+    if decision["customer_notice"]:
+        print(f"  customer is told: {decision['customer_notice']}")
+    print()
+    for rule in result["rules"]:
+        mark = "HIT " if rule["fired"] else "ERR " if rule["error"] else "miss"
+        detail = rule["error"] or rule["when"]
+        detail = detail if len(detail) <= 90 else detail[:87] + "..."
+        print(f"  {mark} {rule['rule']} (line {rule['line']}): {detail}")
+    return EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    ruleset = _ruleset(args)
+    directory = load_customers(load_settings(args.config).settings.files.customers)
+    tiers = {c.id: c.tier for c in directory.customers}
+    try:
+        result = score(Path(args.dir), ruleset, tiers)
+    except (OSError, ValueError) as error:
+        print(f"intake-gateway: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump(result.as_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_score(result.as_json())
+    below = args.min_accuracy is not None and result.priority_accuracy < args.min_accuracy
+    return EXIT_FAILURE if below else EXIT_OK
+
+
+def _print_score(data: dict[str, object]) -> None:
+    print(f"{data['total']} requests: priority accuracy {data['priority_accuracy']:.1%}, "
+          f"type accuracy {data['type_accuracy']:.1%}")
+    for title, key in (("priority", "priority_confusion"), ("type", "type_confusion")):
+        matrix = data[key]
+        assert isinstance(matrix, dict)
+        names = list(matrix)
+        print(f"\n{title}: expected (rows) x decided (columns)")
+        print(" " * 16 + "".join(f"{n[:12]:>13}" for n in names))
+        for expected in names:
+            print(f"{expected[:15]:<16}" + "".join(f"{matrix[expected][g]:>13}" for g in names))
+    hits = data["rule_hits"]
+    assert isinstance(hits, dict)
+    print("\nrule hits:")
+    for name, count in hits.items():
+        print(f"  {count:>5}  {name}")
+    misses = data["misses"]
+    assert isinstance(misses, list)
+    if misses:
+        print("\nmisses:")
+        for miss in misses:
+            print(f"  {miss['file']}: expected {miss['expected']}, got {miss['got']}"
+                  f" [{miss['fired']}]")
+
+
+def add_rules_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The `rules` command group, added to the main parser."""
+    rules = commands.add_parser("rules", help="check, explain and test classification rules")
+    sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = sub.add_parser("check", help="validate a rules file (default: the configured one)")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(handler=cmd_check)
+    explain_parser = sub.add_parser("explain", help="which rules fire on an .eml or payload JSON")
+    explain_parser.add_argument("path")
+    explain_parser.add_argument("--rules", help="rules file (default: the configured one)")
+    explain_parser.add_argument("--json", action="store_true")
+    explain_parser.set_defaults(handler=cmd_explain)
+    test = sub.add_parser("test", help="score the rules on a labelled corpus")
+    test.add_argument("dir")
+    test.add_argument("--rules", help="rules file (default: the configured one)")
+    test.add_argument("--min-accuracy", type=float, help="exit 1 when priority accuracy is lower")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(handler=cmd_test)

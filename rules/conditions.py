@@ -1,0 +1,214 @@
+"""Conditions of the rule language: each one `check(facts) -> bool` and a short description."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal, Protocol
+
+from rules.facts import Facts
+from rules.text import Term, Text, has_phrase
+
+Field = Literal["subject", "body", "text"]
+
+
+class Condition(Protocol):
+    def check(self, facts: Facts) -> bool:
+        """Whether the condition holds for FACTS."""
+        ...
+
+    def describe(self) -> str:
+        """What it tests, in words, for explanations."""
+        ...
+
+
+def _text(facts: Facts, field: Field) -> Text:
+    return facts.subject if field == "subject" else facts.body if field == "body" else facts.text
+
+
+def _any_glob(value: str | None, globs: tuple[str, ...]) -> bool:
+    return value is not None and any(fnmatchcase(value, g) for g in globs)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A request attribute is one of the listed values (globs for customer and sender)."""
+
+    what: Literal["channel", "customer", "tier", "sender", "sender_domain", "declared_priority",
+                  "priority", "type"]
+    values: tuple[str, ...]
+
+    def check(self, facts: Facts) -> bool:
+        value = {
+            "channel": facts.request.channel,
+            "customer": facts.sender.customer,
+            "tier": facts.sender.tier,
+            "sender": facts.address,
+            "sender_domain": facts.domain,
+            "declared_priority": facts.request.declared_priority or "none",
+            "priority": facts.priority or "none",
+            "type": facts.request_type or "none",
+        }[self.what]
+        return _any_glob(value.lower() if value else value, self.values)
+
+    def describe(self) -> str:
+        return f"{self.what} is {' or '.join(self.values)}"
+
+
+@dataclass(frozen=True)
+class Contains:
+    field: Field
+    needles: tuple[str, ...]
+
+    def check(self, facts: Facts) -> bool:
+        haystack = _text(facts, self.field).normalised
+        return any(needle in haystack for needle in self.needles)
+
+    def describe(self) -> str:
+        return f"{self.field} contains {' or '.join(repr(n) for n in self.needles)}"
+
+
+@dataclass(frozen=True)
+class Words:
+    """Stemmed phrases: "не работает" also finds "не работают"."""
+
+    field: Field
+    phrases: tuple[tuple[Term, ...], ...]
+    written: tuple[str, ...]
+
+    def check(self, facts: Facts) -> bool:
+        text = _text(facts, self.field)
+        return any(has_phrase(text, terms) for terms in self.phrases)
+
+    def describe(self) -> str:
+        return f"{self.field} has the words {' or '.join(repr(w) for w in self.written)}"
+
+
+@dataclass(frozen=True)
+class Regex:
+    field: Field
+    patterns: tuple[re.Pattern[str], ...]
+
+    def check(self, facts: Facts) -> bool:
+        text = _text(facts, self.field).normalised
+        return any(p.search(text) for p in self.patterns)
+
+    def describe(self) -> str:
+        return f"{self.field} matches {' or '.join(repr(p.pattern) for p in self.patterns)}"
+
+
+@dataclass(frozen=True)
+class Header:
+    """A header's value (normalised) contains a string, matches a glob or a regex."""
+
+    name: str
+    contains: str | None = None
+    glob: str | None = None
+    regex: re.Pattern[str] | None = None
+
+    def check(self, facts: Facts) -> bool:
+        for value in facts.headers.get(self.name, []):
+            if self.contains is not None and self.contains in value:
+                return True
+            if self.glob is not None and fnmatchcase(value, self.glob):
+                return True
+            if self.regex is not None and self.regex.search(value):
+                return True
+        return False
+
+    def describe(self) -> str:
+        test = (f"contains {self.contains!r}" if self.contains is not None else
+                f"matches {self.glob!r}" if self.glob is not None else
+                f"matches /{self.regex.pattern if self.regex else ''}/")
+        return f"header {self.name} {test}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Some attachment's content type or file name matches a glob."""
+
+    what: Literal["type", "name"]
+    globs: tuple[str, ...]
+
+    def check(self, facts: Facts) -> bool:
+        for attachment in facts.request.attachments:
+            value = attachment.content_type if self.what == "type" else attachment.filename
+            if _any_glob(value.lower() if value else None, self.globs):
+                return True
+        return False
+
+    def describe(self) -> str:
+        return f"an attachment {self.what} matches {' or '.join(self.globs)}"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A yes/no fact: has attachments, known customer, inside working hours."""
+
+    what: Literal["has_attachments", "known_customer", "working_hours"]
+    expected: bool
+
+    def check(self, facts: Facts) -> bool:
+        actual = {
+            "has_attachments": bool(facts.request.attachments),
+            "known_customer": facts.sender.customer is not None,
+            "working_hours": facts.in_working_hours,
+        }[self.what]
+        # Unknown (no clock given) matches neither true nor false.
+        return actual is not None and actual == self.expected
+
+    def describe(self) -> str:
+        return f"{self.what} is {'true' if self.expected else 'false'}"
+
+
+@dataclass(frozen=True)
+class WordCount:
+    """The body's word count, after quoted history and signature are stripped."""
+
+    below: int | None = None
+    at_least: int | None = None
+
+    def check(self, facts: Facts) -> bool:
+        count = facts.body.word_count()
+        if self.below is not None and count >= self.below:
+            return False
+        return self.at_least is None or count >= self.at_least
+
+    def describe(self) -> str:
+        if self.below is not None:
+            return f"the body has fewer than {self.below} words"
+        return f"the body has at least {self.at_least} words"
+
+
+@dataclass(frozen=True)
+class All:
+    parts: tuple[Condition, ...]
+
+    def check(self, facts: Facts) -> bool:
+        return all(part.check(facts) for part in self.parts)
+
+    def describe(self) -> str:
+        return " and ".join(part.describe() for part in self.parts) or "always"
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[Condition, ...]
+
+    def check(self, facts: Facts) -> bool:
+        return any(part.check(facts) for part in self.parts)
+
+    def describe(self) -> str:
+        return "(" + " or ".join(part.describe() for part in self.parts) + ")"
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Condition
+
+    def check(self, facts: Facts) -> bool:
+        return not self.part.check(facts)
+
+    def describe(self) -> str:
+        return f"not ({self.part.describe()})"

@@ -590,6 +590,11 @@ maildir = "{directory / 'outgoing'}"
 state_dir = "{directory / 'state'}"
 {f"workers = {workers}" if workers is not None else ""}
 
+[loops]
+# 400 generated senders write 25+ messages each within minutes; the default limit (10 per
+# 3 hours) would rightly stop acknowledging them.
+sender_limit = 1000000
+
 [logging]
 level = "warning"
 """, encoding="utf-8")

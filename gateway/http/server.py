@@ -61,7 +61,7 @@ class HttpServer:
                 raise RuntimeError("HTTP server stopped while starting")
             await asyncio.sleep(0.01)
         self.services.started = True
-        log.info("http.listening", listen=f"{host}:{self.port}")
+        log.debug("http.listening", listen=f"{host}:{self.port}")
 
     def close_intake(self) -> None:
         """From now on requests are answered 503; the listener still runs."""

@@ -39,7 +39,9 @@ class HttpServer:
         host, port = split_host_port(self.services.settings.http.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # Bound here, so a busy port is an OSError for the caller, not uvicorn's sys.exit.
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+        # listening socket says TCP, and without it every answer waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

@@ -17,6 +17,8 @@ from sqlalchemy import Engine
 from gateway.clock import Clock, SystemClock
 from gateway.customers import Directory, load_customers
 from gateway.db import Database, migrate, transaction
+from gateway.http.server import HttpServer
+from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
@@ -79,6 +81,7 @@ class Gateway:
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
                                           if self.settings.smtp else [])
         self.smtp_server: asyncio.Server | None = None
+        self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self._tasks: list[asyncio.Task[None]] = []
@@ -105,9 +108,11 @@ class Gateway:
                             asyncio.create_task(self.outbox.run(), name="outbox")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+        await self.http.start()
         if workers:
             await self.start_mailboxes()
         log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,
+                 http=self.settings.http.listen,
                  mailboxes=[m.name for m in self.mailboxes],
                  database=self.db.engine.url.render_as_string(hide_password=True),
                  outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
@@ -210,8 +215,11 @@ class Gateway:
     async def stop(self, drain_deadline_s: float = 10.0) -> None:
         """Stop taking input, finish what was accepted within the deadline, then close."""
         self.smtp_handler.closing = True
+        self.http.close_intake()
         if self.smtp_server is not None:
             self.smtp_server.close()
+        # Requests in flight are answered (their inputs are committed by the door) first.
+        await self.http.stop()
         await asyncio.gather(*(mailbox.stop() for mailbox in self.mailboxes))
         # The pipeline stops first (a batch half-way is simply loaded again), then what was
         # accepted is processed and sent in this task, within the deadline.

@@ -28,6 +28,7 @@ from gateway.threads import find_ticket, link_ids, thread_ids
 from gateway.workcal import is_working_time
 from parsers.email import parse_email
 from parsers.model import Request
+from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision, RuleSet, evaluate
 from rules.facts import Sender
 from rules.loader import builtin_rules
@@ -73,6 +74,8 @@ Parsed = dict[int, Request | str]
 def parse_raw(channel: str, raw: bytes) -> Request:
     if channel == "email":
         return parse_email(raw)
+    if channel in ("phone", "web"):
+        return parse_stored(raw)
     raise ValueError(f"no parser for channel {channel!r}")
 
 
@@ -208,6 +211,10 @@ class ParseFailure(Exception):
 def process_one(session: Session, item: Input, request: Request, context: Context,
                 release_held: bool, isolate: bool = True) -> int:
     """Register or thread ITEM; return the number of outgoing messages enqueued."""
+    if isinstance(request, CallRequest):
+        from gateway.calls import process_call  # calls.py uses this module's helpers
+
+        return process_call(session, item, request, context)
     now = context.clock.now()
     settings = context.settings
     source = json.loads(item.source)

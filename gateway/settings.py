@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -9,7 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config_errors import ConfigError, ConfigProblem, problem_of
 
@@ -66,6 +75,10 @@ class SmtpSettings(Section):
 class HttpSettings(Section):
     listen: str = "127.0.0.1:8080"
     admin_token: SecretStr | None = None
+    # Larger request bodies are refused with 413 before they are read to the end.
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Signed timestamps (generic provider) are accepted this far from our clock, either way.
+    replay_window_s: int = Field(default=300, gt=0)
 
     _check_listen = field_validator("listen")(_host_port)
 
@@ -116,9 +129,30 @@ class OutgoingSettings(Section):
 
 
 class WebhookSettings(Section):
-    name: str
-    provider: str = "generic"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    provider: Literal["generic", "zammad-cti", "zadarma", "twilio", "mapped"] = "generic"
     secret: SecretStr | None = None
+    channel: Literal["phone", "web"] = "phone"
+    # mapped: our field name -> the sender's field name (call_id, caller, subject, ...).
+    mapping: dict[str, str] = Field(default_factory=dict)
+    # Source addresses or networks allowed to call this hook; empty: any.
+    allow_from: list[str] = Field(default_factory=list)
+    # twilio: the public URL Twilio calls (it signs that URL); absent: the request's own URL.
+    public_url: str | None = None
+
+    @model_validator(mode="after")
+    def _has_secret(self) -> WebhookSettings:
+        # Every provider authenticates with it: a signing key, or the token in the path.
+        if self.secret is None or not self.secret.get_secret_value():
+            raise ValueError("secret_file or secret_env is required")
+        return self
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)  # ValueError names the bad one
+        return values
 
 
 class IntakeSettings(Section):
@@ -170,6 +204,14 @@ class Settings(Section):
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: list[WebhookSettings]) -> list[WebhookSettings]:
+        names = [h.name for h in hooks]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"webhook names must be unique: {', '.join(duplicates)}")
+        return hooks
 
     def database_url(self) -> str:
         if self.database.url:

@@ -109,12 +109,14 @@ def relay_sink() -> Iterator[Sink]:
 
 
 def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,
-                extra: str = "", smtp: str = "", intake: str = "") -> str:
+                extra: str = "", smtp: str = "", intake: str = "", http: str = "",
+                http_port: int | None = None) -> str:
     outgoing = (f'host = "127.0.0.1"\nport = {relay_port}\nsecurity = "none"\n'
                 if relay_port else f'maildir = "{state / "outgoing"}"\n')
     return (f'[database]\nurl = "{database_url}"\n\n'
             f'[intake]\nstate_dir = "{state}"\n{intake}\n'
             f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n{smtp}\n'
+            f'[http]\nlisten = "127.0.0.1:{http_port or free_port()}"\n{http}\n'
             f'[outgoing]\nfrom = "Support <support@example.com>"\ntimeout_s = 5\n{outgoing}\n'
             f"{extra}")
 
@@ -151,6 +153,10 @@ class RunningGateway:
     def call(self, function: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return self.loop.run(function())
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.http.port}"
+
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Moscow
 
@@ -161,11 +167,11 @@ def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Ru
     running: list[RunningGateway] = []
 
     def start(relay_port: int | None = None, extra: str = "", smtp: str = "",
-              workers: bool = False) -> RunningGateway:
+              workers: bool = False, http: str = "") -> RunningGateway:
         state = tmp_path / f"state{len(running)}"
         port = free_port()
         text = config_text(database_url, state, port, relay_port=relay_port, extra=extra,
-                           smtp=smtp)
+                           smtp=smtp, http=http)
         config_path = tmp_path / f"config{len(running)}.toml"
         config_path.write_text(text, encoding="utf-8")
         settings = parse_settings(text, config_path)

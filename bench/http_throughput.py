@@ -1,0 +1,172 @@
+"""HTTP intake benchmark: signed generic call-centre requests, each a new call id, on loopback.
+
+Starts the daemon (`intake-gateway run`) on SQLite in a temporary directory, drives it from a
+lean asyncio HTTP/1.1 keep-alive client, and reports requests/s answered 202 (each one
+committed by the intake door before the answer), p50/p99 latency, and how long processing
+took to turn all of them into registered tickets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+SECRET = "bench-secret"
+TARGET_RPS, TARGET_P99_MS = 2000.0, 50.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def request_bytes(port: int, call_id: str) -> bytes:
+    body = json.dumps({
+        "call_id": call_id, "caller": "+7 495 123-45-67", "agent": "operator-7",
+        "contact_email": "ivan@acme.example", "subject": "Calls drop after 10 seconds",
+        "description": "Every outgoing call of our office drops after about ten seconds.",
+        "declared_priority": "high", "duration_s": 130}).encode()
+    timestamp = str(int(time.time()))
+    signature = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body,
+                         hashlib.sha256).hexdigest()
+    head = (f"POST /hooks/callcenter HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Timestamp: {timestamp}\r\nX-Signature: sha256={signature}\r\n\r\n")
+    return head.encode() + body
+
+
+async def connection(port: int, ids: list[str], latencies: list[float],
+                     statuses: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for call_id in ids:
+            data = request_bytes(port, call_id)
+            started = time.perf_counter()
+            writer.write(data)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            status = int(status_line.split()[1])
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def load(port: int, total: int, connections: int, prefix: str = "bench"
+               ) -> tuple[float, list[float], dict[int, int]]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    ids = [f"{prefix}-{index}" for index in range(total)]
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(port, ids[i::connections], latencies, statuses)
+                           for i in range(connections)))
+    return time.perf_counter() - started, latencies, statuses
+
+
+def wait_listening(port: int, daemon: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise SystemExit("the daemon exited while starting")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the daemon did not start listening")
+
+
+def count(database: Path, query: str) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute(query).fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[intake] workers: processing processes beside the daemon")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
+        state = Path(tmp)
+        (state / "secret").write_text(SECRET, encoding="utf-8")
+        port = free_port()
+        config = state / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{state / "intake.db"}"\n\n'
+            f'[intake]\nstate_dir = "{state}"\nworkers = {args.workers}\n\n'
+            f'[http]\nlisten = "127.0.0.1:{port}"\n\n'
+            f'[outgoing]\nmaildir = "{state / "outgoing"}"\n\n'
+            f'[logging]\nlevel = "warning"\nformat = "json"\n\n'
+            f'[[webhooks]]\nname = "callcenter"\nprovider = "generic"\nsecret_file = "secret"\n',
+            encoding="utf-8")
+        daemon = subprocess.Popen([str(BIN / "intake-gateway"), "--config", str(config), "run"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_listening(port, daemon)
+            asyncio.run(load(port, args.warmup, 8, prefix="warmup"))
+            started = time.perf_counter()
+            elapsed, latencies, statuses = asyncio.run(
+                load(port, args.requests, args.connections))
+            database = state / "intake.db"
+            stored = count(database, "SELECT count(*) FROM inputs WHERE idempotency_key "
+                                     "LIKE 'phone:callcenter:bench-%'")
+            total = args.warmup + args.requests
+            # Processing runs behind intake; wait (bounded) until every input is a ticket.
+            while count(database, "SELECT count(*) FROM tickets") < total:
+                if time.perf_counter() - started > 300 or daemon.poll() is not None:
+                    break
+                time.sleep(0.05)
+            registered_after = time.perf_counter() - started
+            tickets = count(database, "SELECT count(*) FROM tickets")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(60)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+
+    latencies.sort()
+    accepted = statuses.get(202, 0)
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    report = {
+        "requests": args.requests, "connections": args.connections,
+        "statuses": statuses, "stored_inputs": stored,
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+        "tickets_registered": tickets,
+        "registered_per_s": round(args.requests / registered_after, 1),
+        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+    }
+    print(json.dumps(report, indent=2))
+    print(f"target: {TARGET_RPS:.0f} req/s accepted with p99 <= {TARGET_P99_MS:.0f} ms -> "
+          f"{'met' if accepted / elapsed >= TARGET_RPS and p99 <= TARGET_P99_MS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The ASGI application: routes, the refusal handler, and the 503 gate used while stopping."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.db import read_transaction
+from gateway.http import api, hooks
+from gateway.http.errors import Refused, refused_response
+from gateway.http.services import Services
+
+log = structlog.get_logger("gateway.http")
+
+
+class ClosingGate:
+    """While the daemon stops, answer 503 (retry later) to everything but /healthz."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and self.services.closing
+                and scope["path"] != "/healthz"):
+            response = JSONResponse({"error": "shutting down, try again later"},
+                                    status_code=503, headers={"Retry-After": "5"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def make_app(services: Services) -> FastAPI:
+    app = FastAPI(title="Intake Gateway", version="1", openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None)
+    app.state.services = services
+    app.add_exception_handler(Refused, refused_response)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(ClosingGate, services=services)
+    app.include_router(hooks.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Ready to take requests (database reachable)")
+    async def readyz() -> Response:
+        if not services.started or services.closing:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        try:
+            await asyncio.to_thread(_ping, services)
+        except Exception as error:
+            log.warning("http.not_ready", error=str(error))
+            return JSONResponse({"status": "database unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus text format",
+             response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        lines = ["# TYPE intake_http_requests_total counter"]
+        for outcome, count in sorted(services.outcomes.items()):
+            label = outcome.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'intake_http_requests_total{{outcome="{label}"}} {count}')
+        return PlainTextResponse("\n".join(lines) + "\n",
+                                 media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _ping(services: Services) -> None:
+    with read_transaction(services.db.engine) as session:
+        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+
+
+async def _invalid(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own validation (query parameters): 422 naming the first wrong field."""
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0] if error.errors() else {}
+    field = str((first.get("loc") or ("", ""))[-1])
+    return await refused_response(request, Refused(422, str(first.get("msg", "invalid")), field))
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    return await refused_response(request, Refused(error.status_code, str(error.detail)))

@@ -1,0 +1,31 @@
+"""Refusals as data: status, reason and field, logged once and answered as JSON."""
+
+from __future__ import annotations
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+log = structlog.get_logger("gateway.http")
+
+
+class Refused(Exception):
+    """An outcome, not a crash: the request is answered STATUS and nothing is stored."""
+
+    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.field = field
+
+
+async def refused_response(request: Request, error: Exception) -> JSONResponse:
+    """Log why (never a secret: reasons are ours, not echoes of credentials) and answer."""
+    assert isinstance(error, Refused)
+    log.warning("http.refused", status=error.status, reason=error.reason, field=error.field,
+                path=request.url.path, peer=request.client.host if request.client else None)
+    body: dict[str, str] = {"error": error.reason}
+    if error.field is not None:
+        body["field"] = error.field
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(body, status_code=error.status, headers=headers)

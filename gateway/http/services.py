@@ -1,0 +1,35 @@
+"""What the HTTP handlers use of the daemon: the door, the database, the clock, settings."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from gateway.clock import Clock
+from gateway.db import Database
+from gateway.intake import IntakeDoor
+from gateway.settings import Settings, WebhookSettings
+
+
+@dataclass
+class Services:
+    door: IntakeDoor
+    db: Database
+    clock: Clock
+    settings: Settings
+    # Set when the daemon stops: every request but /healthz is answered 503 from then on.
+    closing: bool = False
+    started: bool = False
+    # Requests by outcome, for /metrics.
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def hook(self, name: str) -> WebhookSettings | None:
+        return next((h for h in self.settings.webhooks if h.name == name), None)
+
+    def secret_of(self, hook: WebhookSettings) -> str:
+        return hook.secret.get_secret_value() if hook.secret else ""
+
+    @property
+    def admin_token(self) -> str | None:
+        token = self.settings.http.admin_token
+        return token.get_secret_value() if token else None

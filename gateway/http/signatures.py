@@ -1,0 +1,104 @@
+"""Who may call a hook: each provider's own signature scheme, path tokens, address lists."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from datetime import datetime
+
+from gateway.http.errors import Refused
+
+
+def check_generic(secret: str, headers: Mapping[str, str], body: bytes, now: datetime,
+                  window_s: int) -> None:
+    """X-Timestamp and X-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))."""
+    timestamp = headers.get("x-timestamp", "")
+    signature = headers.get("x-signature", "")
+    if not timestamp or not signature:
+        raise Refused(401, "missing X-Timestamp or X-Signature")
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise Refused(401, "X-Timestamp is not unix seconds")
+    # Outside the window a captured request cannot be replayed, even with a valid signature.
+    if abs(now.timestamp() - int(timestamp)) > window_s:
+        raise Refused(401, f"timestamp outside the ±{window_s} s window")
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(f"sha256={expected}", signature.strip().lower()):
+        raise Refused(401, "bad signature")
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """base64(HMAC-SHA1(auth token, URL + each POST parameter's name and value, sorted))."""
+    data = url + "".join(f"{name}{params[name]}" for name in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def check_twilio(auth_token: str, headers: Mapping[str, str], url: str,
+                 params: Mapping[str, str]) -> None:
+    signature = headers.get("x-twilio-signature", "")
+    if not signature:
+        raise Refused(401, "missing X-Twilio-Signature")
+    if not hmac.compare_digest(twilio_signature(auth_token, url, params), signature):
+        raise Refused(401, "bad signature")
+
+
+# Which fields Zadarma signs, per event (its API library's getSignatureString()).
+_ZADARMA_SIGNED = {
+    "NOTIFY_START": ("caller_id", "called_did", "call_start"),
+    "NOTIFY_INTERNAL": ("caller_id", "called_did", "call_start"),
+    "NOTIFY_END": ("caller_id", "called_did", "call_start"),
+    "NOTIFY_RECORD": ("pbx_call_id", "call_id_with_rec"),
+}
+
+
+def zadarma_signature(secret: str, params: Mapping[str, str]) -> str:
+    """As Zadarma computes it: base64 of the *hex* HMAC-SHA1 of the signed fields, joined."""
+    fields = _ZADARMA_SIGNED.get(params.get("event", ""), ())
+    data = "".join(str(params.get(name, "")) for name in fields)
+    hex_digest = hmac.new(secret.encode(), data.encode("utf-8"), hashlib.sha1).hexdigest()
+    return base64.b64encode(hex_digest.encode("ascii")).decode("ascii")
+
+
+def check_zadarma(secret: str, headers: Mapping[str, str], params: Mapping[str, str]) -> None:
+    signature = headers.get("signature", "")
+    if not signature:
+        raise Refused(401, "missing Signature")
+    if params.get("event", "") not in _ZADARMA_SIGNED:
+        raise Refused(401, "event Zadarma does not sign")
+    if not hmac.compare_digest(zadarma_signature(secret, params), signature):
+        raise Refused(401, "bad signature")
+
+
+def check_path_token(secret: str, token: str | None) -> None:
+    """Senders that cannot sign (Zammad-style CTI, templated notifications) put it in the URL."""
+    if not token:
+        raise Refused(401, "missing path token")
+    if not hmac.compare_digest(secret.encode(), token.encode()):
+        raise Refused(401, "bad path token")
+
+
+def check_source(allow_from: list[str], peer: str | None) -> None:
+    """PEER must be in one of the ALLOW_FROM networks, when there are any."""
+    if not allow_from:
+        return
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        raise Refused(401, "source address not allowed") from None
+    if not any(address in ipaddress.ip_network(net, strict=False) for net in allow_from):
+        raise Refused(401, "source address not allowed")
+
+
+def check_bearer(token: str | None, authorization: str | None) -> None:
+    """Authorization: Bearer <admin token>."""
+    if token is None:
+        raise Refused(401, "admin API disabled: no admin token configured")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Refused(401, "missing bearer token")
+    if not hmac.compare_digest(token.encode(), given.strip().encode()):
+        raise Refused(401, "bad bearer token")

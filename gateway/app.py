@@ -81,7 +81,8 @@ class Gateway:
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
                                           if self.settings.smtp else [])
         self.smtp_server: asyncio.Server | None = None
-        self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings))
+        self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
+                                        context=lambda: self.context))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self._tasks: list[asyncio.Task[None]] = []

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.db import Database
 from gateway.intake import IntakeDoor
 from gateway.settings import Settings, WebhookSettings
+
+if TYPE_CHECKING:
+    from gateway.processing import Context
 
 
 @dataclass
@@ -22,6 +27,8 @@ class Services:
     started: bool = False
     # Requests by outcome, for /metrics.
     outcomes: Counter[str] = field(default_factory=Counter)
+    # The processing context in force (rules, customers); replaced on reload, so asked anew.
+    context: Callable[[], Context] | None = None
 
     def hook(self, name: str) -> WebhookSettings | None:
         return next((h for h in self.settings.webhooks if h.name == name), None)

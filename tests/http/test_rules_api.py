@@ -1,12 +1,12 @@
-"""POST /api/v1/rules/explain over real HTTP: the rules in force explained on a message or payload."""
+"""POST /api/v1/rules/explain over real HTTP: the rules in force, on a message or payload."""
 
 from __future__ import annotations
 
 import httpx
 
 from tests.conftest import make_mail
-from tests.http.test_generic_hook import running  # noqa: F401 (fixture)
 from tests.http.helpers import admin
+from tests.http.test_generic_hook import running  # noqa: F401 (fixture)
 
 
 def test_explain_an_email_and_a_payload(running) -> None:  # noqa: F811

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from gateway.models import OutboxItem, Undeliverable
@@ -50,15 +50,25 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     return None
 
 
+_UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+# One round trip per registration (Core, not the ORM: this runs for every acknowledgement).
+_RECIPIENT_STATE = select(
+    select(_UNDELIVERABLE.c.reason).where(_UNDELIVERABLE.c.address == bindparam("address"))
+    .scalar_subquery(),
+    select(func.count()).select_from(_OUTBOX).where(
+        _OUTBOX.c.recipient == bindparam("address"), _OUTBOX.c.created_at >= bindparam("since"))
+    .scalar_subquery())
+
+
 def recipient_blocked(session: Session, recipient: str, now: datetime,
                       limits: LoopSettings) -> str | None:
     """A reason not to send RECIPIENT another automatic message now, or None."""
-    bounced = session.get(Undeliverable, recipient.lower())
-    if bounced is not None:
-        return f"{recipient} is undeliverable: {bounced.reason}"
     since = now - timedelta(minutes=limits.sender_window_min)
-    sent = session.exec(select(func.count()).select_from(OutboxItem).where(
-        OutboxItem.recipient == recipient.lower(), col(OutboxItem.created_at) >= since)).one()
+    bounced, sent = session.connection().execute(
+        _RECIPIENT_STATE, {"address": recipient.lower(), "since": since}).one()
+    if bounced is not None:
+        return f"{recipient} is undeliverable: {bounced}"
     if sent >= limits.sender_limit:
         return (f"rate limit: {sent} automatic messages to {recipient} "
                 f"in the last {limits.sender_window_min} min")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, func, insert
 from sqlmodel import Session, col, select
 
 from gateway.models import OutboxItem, ThreadId, Ticket
@@ -19,6 +19,9 @@ MAX_CITED_IDS = 50
 BOUNCE_LOOKBACK = timedelta(days=7)
 
 _THREAD_IDS = ThreadId.__table__  # type: ignore[attr-defined]
+# Core, not the ORM: this runs for every input, and most find nothing.
+_TICKET_OF_IDS = (select(func.max(_THREAD_IDS.c.ticket_id))
+                  .where(_THREAD_IDS.c.message_id.in_(bindparam("ids", expanding=True))))
 
 
 def thread_ids(request: Request) -> list[str]:
@@ -42,12 +45,9 @@ def find_ticket(session: Session, request: Request, prefix: str) -> Ticket | Non
     ids = thread_ids(request)
     if ids:
         # The newest ticket wins: a follow-up of a closed ticket shares its predecessor's ids.
-        ticket = session.exec(
-            select(Ticket).join(ThreadId, col(ThreadId.ticket_id) == col(Ticket.id))
-            .where(col(ThreadId.message_id).in_(ids))
-            .order_by(col(Ticket.id).desc()).limit(1)).first()
-        if ticket is not None:
-            return ticket
+        found = session.connection().execute(_TICKET_OF_IDS, {"ids": ids}).scalar()
+        if found is not None:
+            return session.get(Ticket, found)
     if request.kind == "bounce" and request.failed_recipients:
         return _ticket_of_bounced(session, request.failed_recipients, request.date)
     return None

@@ -54,11 +54,17 @@ class Facts:
 
     def literals_in(self, name: str) -> frozenset[str] | None:
         """Which of the scanner's literals field NAME contains; None without a scanner."""
-        if self.scanner is None:
-            return None
+        return None if self.scanner is None else self._scanned(self.scanner, name)
+
+    def _scanned(self, scanner: Scanner, name: str) -> frozenset[str]:
         found = self._found.get(name)
         if found is None:
-            found = self._found[name] = self.scanner.scan(self.part(name).normalised)
+            if name == "text":  # subject + body: reuse their scans rather than scan it again
+                found = scanner.joined(self._scanned(scanner, "subject"),
+                                       self._scanned(scanner, "body"), self.text.normalised)
+            else:
+                found = scanner.scan(self.part(name).normalised)
+            self._found[name] = found
         return found
 
     @classmethod

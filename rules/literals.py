@@ -118,6 +118,8 @@ class Scanner:
 
     def __init__(self, literals: Iterable[str]) -> None:
         self.vocabulary = frozenset(literal for literal in literals if literal)
+        # Only these can straddle the newline between two joined texts (see `joined`).
+        self._multiline = tuple(literal for literal in self.vocabulary if "\n" in literal)
         self._automaton: Any = None
         if self.vocabulary:
             self._automaton = ahocorasick.Automaton()
@@ -132,3 +134,8 @@ class Scanner:
         found = {literal for _end, literal in self._automaton.iter(text)}
         found.add("")
         return frozenset(found)
+
+    def joined(self, first: frozenset[str], second: frozenset[str], text: str) -> frozenset[str]:
+        """`scan(text)` where TEXT is two texts joined by a newline and FIRST and SECOND are
+        their scans: a literal found across the join contains that newline."""
+        return first | second | {literal for literal in self._multiline if literal in text}

@@ -105,8 +105,12 @@ def test_joined_text_equals_the_text_of_the_concatenation(first: str, second: st
 def test_scanner_finds_exactly_the_substrings(raw: str, needles: list[str]) -> None:
     text = normalise(raw)
     needles = [normalise(n) for n in needles]
-    found = Scanner(needles).scan(text)
-    assert found == {n for n in needles if n in text} | {""}
+    scanner = Scanner(needles)
+    assert scanner.scan(text) == {n for n in needles if n in text} | {""}
+    first, second = normalise(raw[:len(raw) // 2]), normalise(raw[len(raw) // 2:])
+    joined = f"{first}\n{second}"
+    assert scanner.joined(scanner.scan(first), scanner.scan(second), joined) == (
+        scanner.scan(joined))
 
 
 # Regexes built from literals, classes, groups, alternations, repeats, anchors, lookarounds.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from fnmatch import fnmatchcase
 from typing import Literal, Protocol
 
 from rules.facts import Facts
-from rules.text import Term, Text, has_phrase
+from rules.literals import required_literals
+from rules.text import Phrase, Term, Text
 
 Field = Literal["subject", "body", "text"]
 
@@ -24,7 +27,21 @@ class Condition(Protocol):
 
 
 def _text(facts: Facts, field: Field) -> Text:
-    return facts.subject if field == "subject" else facts.body if field == "body" else facts.text
+    return facts.part(field)
+
+
+def literals(condition: Condition) -> Iterator[str]:
+    """Every literal string CONDITION's `contains` and `regex` tests look for, for one scan."""
+    if isinstance(condition, Contains):
+        yield from condition.needles
+    elif isinstance(condition, Regex):
+        for needed in condition.required:
+            yield from needed or ()
+    elif isinstance(condition, All | AnyOf):
+        for part in condition.parts:
+            yield from literals(part)
+    elif isinstance(condition, Not):
+        yield from literals(condition.part)
 
 
 def _any_glob(value: str | None, globs: tuple[str, ...]) -> bool:
@@ -62,6 +79,9 @@ class Contains:
     needles: tuple[str, ...]
 
     def check(self, facts: Facts) -> bool:
+        found = facts.literals_in(self.field)
+        if found is not None:  # the rule set's scanner looked for every needle at once
+            return not found.isdisjoint(self.needles)
         haystack = _text(facts, self.field).normalised
         return any(needle in haystack for needle in self.needles)
 
@@ -76,10 +96,15 @@ class Words:
     field: Field
     phrases: tuple[tuple[Term, ...], ...]
     written: tuple[str, ...]
+    compiled: tuple[Phrase, ...] = dataclass_field(init=False, repr=False,
+                                                    compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", tuple(Phrase.of(t) for t in self.phrases))
 
     def check(self, facts: Facts) -> bool:
         text = _text(facts, self.field)
-        return any(has_phrase(text, terms) for terms in self.phrases)
+        return any(phrase.found_in(text) for phrase in self.compiled)
 
     def describe(self) -> str:
         return f"{self.field} has the words {' or '.join(repr(w) for w in self.written)}"
@@ -89,10 +114,23 @@ class Words:
 class Regex:
     field: Field
     patterns: tuple[re.Pattern[str], ...]
+    # Per pattern: strings one of which every match contains (None: not known).
+    required: tuple[frozenset[str] | None, ...] = dataclass_field(init=False, repr=False,
+                                                                  compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "required", tuple(map(required_literals, self.patterns)))
 
     def check(self, facts: Facts) -> bool:
+        found = facts.literals_in(self.field)
         text = _text(facts, self.field).normalised
-        return any(p.search(text) for p in self.patterns)
+        for pattern, needed in zip(self.patterns, self.required, strict=True):
+            # Without any of the strings it needs the pattern cannot match: skip the search.
+            if found is not None and needed is not None and found.isdisjoint(needed):
+                continue
+            if pattern.search(text):
+                return True
+        return False
 
     def describe(self) -> str:
         return f"{self.field} matches {' or '.join(repr(p.pattern) for p in self.patterns)}"

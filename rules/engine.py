@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import structlog
 
 from parsers.model import PRIORITIES, Priority, Request
-from rules.conditions import Condition
+from rules.conditions import Condition, literals
 from rules.facts import Facts, Sender
+from rules.literals import Scanner
 
 log = structlog.get_logger("rules.engine")
 
@@ -17,6 +19,8 @@ REQUEST_TYPES = ("incident", "consultation", "administration", "feature_request"
 DEFAULT_TYPE, DEFAULT_PRIORITY = "incident", "medium"
 # `priority = "declared"` in a rule means: whatever the customer declared.
 DECLARED = "declared"
+# Yes/no actions that stay on once any fired rule turns them on.
+FLAGS = ("assign_engineer", "copy_manager", "suppress_ack", "hold")
 
 
 def rank(priority: str) -> int:
@@ -56,6 +60,11 @@ class Actions:
                                   ("hold for review", self.hold), ("stop", self.stop)) if on]
         return words
 
+    @cached_property
+    def flags(self) -> tuple[str, ...]:
+        """The decision flags this rule turns on, looked up once rather than on every hit."""
+        return tuple(name for name in FLAGS if getattr(self, name))
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -68,6 +77,11 @@ class Rule:
 
     def sentence(self) -> str:
         """`messaging-down: messages are not delivered -> high`."""
+        return self._sentence
+
+    @cached_property
+    def _sentence(self) -> str:
+        # Built once per rule, not once per request it fires on.
         why = self.reason or self.description or self.when.describe()
         return f"{self.name}: {why} -> {', '.join(self.then.effects())}"
 
@@ -77,9 +91,13 @@ class RuleSet:
     rules: tuple[Rule, ...]
     source: str = "<built-in>"
 
+    @cached_property
+    def scanner(self) -> Scanner:
+        """One pass per text field finds every `contains` needle and regex literal."""
+        return Scanner(literal for rule in self.rules for literal in literals(rule.when))
 
-@dataclass(frozen=True)
-class Hit:
+
+class Hit(NamedTuple):
     """One rule's outcome on one request, for explanations and corpus statistics."""
 
     rule: str
@@ -143,11 +161,11 @@ def evaluate(request: Request, ruleset: RuleSet, sender: Sender | None = None,
 
 
 def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
+    facts.use(ruleset.scanner)
     reasons: list[str] = []
     fired: list[str] = []
     trace: list[Hit] = []
-    flags = {"assign_engineer": False, "copy_manager": False, "suppress_ack": False,
-             "hold": False}
+    flags = dict.fromkeys(FLAGS, False)
     stopped = False
     for rule in ruleset.rules:
         if stopped:
@@ -166,8 +184,8 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
         _apply(rule.then, facts)
         fired.append(rule.name)
         reasons.append(rule.sentence())
-        for name in flags:
-            flags[name] = flags[name] or bool(getattr(rule.then, name))
+        for name in rule.then.flags:
+            flags[name] = True
         stopped = rule.then.stop
     request_type = facts.request_type or DEFAULT_TYPE
     if facts.request_type is None:

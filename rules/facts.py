@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from parsers.model import Request
+from rules.literals import Scanner
 from rules.text import Text, normalise
 
 
@@ -23,7 +25,6 @@ class Facts:
     request: Request
     subject: Text
     body: Text
-    text: Text
     sender: Sender
     # Inside the support's working hours when it arrived; None when nobody told us.
     in_working_hours: bool | None
@@ -33,6 +34,38 @@ class Facts:
     priority: str | None = None
     request_type: str | None = None
     tags: list[str] = field(default_factory=list)
+    # The rule set's literals (see rules.literals), set by the engine; found per field.
+    scanner: Scanner | None = field(default=None, repr=False)
+    _found: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+
+    @cached_property
+    def text(self) -> Text:
+        """Subject and body together, built only when a `text_*` condition asks."""
+        return Text.joined(self.subject, self.body)
+
+    def part(self, name: str) -> Text:
+        return self.subject if name == "subject" else self.body if name == "body" else self.text
+
+    def use(self, scanner: Scanner | None) -> None:
+        """Look for SCANNER's literals from now on (the rule set being evaluated)."""
+        if scanner is not self.scanner:
+            self.scanner = scanner
+            self._found.clear()
+
+    def literals_in(self, name: str) -> frozenset[str] | None:
+        """Which of the scanner's literals field NAME contains; None without a scanner."""
+        return None if self.scanner is None else self._scanned(self.scanner, name)
+
+    def _scanned(self, scanner: Scanner, name: str) -> frozenset[str]:
+        found = self._found.get(name)
+        if found is None:
+            if name == "text":  # subject + body: reuse their scans rather than scan it again
+                found = scanner.joined(self._scanned(scanner, "subject"),
+                                       self._scanned(scanner, "body"), self.text.normalised)
+            else:
+                found = scanner.scan(self.part(name).normalised)
+            self._found[name] = found
+        return found
 
     @classmethod
     def of(cls, request: Request, sender: Sender | None = None,
@@ -43,6 +76,6 @@ class Facts:
         address = (request.sender.address if request.sender else "").strip().lower()
         headers = {name.lower(): [normalise(v) for v in values]
                    for name, values in request.headers.items()}
-        return cls(request, Text.of(subject), Text.of(body), Text.of(f"{subject}\n{body}"),
+        return cls(request, Text.of(subject), Text.of(body),
                    sender or Sender(), in_working_hours, address,
                    address.rpartition("@")[2], headers)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
-from dataclasses import dataclass, field
-from functools import lru_cache
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import Stemmer
 
@@ -28,32 +28,65 @@ def stem(token: str) -> str:
     return str(stemmer.stemWord(token))
 
 
-@dataclass(frozen=True)
 class Text:
-    """One field of a request prepared once for every rule: normalised, tokens, stems."""
+    """One field of a request prepared once for every rule: the normalised text at once, the
+    tokens, stems and indexes on first use (only `words` conditions need them)."""
 
-    normalised: str
-    tokens: tuple[str, ...]
-    # Stem -> positions in `tokens`, ascending; phrase matching walks these.
-    positions: dict[str, list[int]] = field(compare=False)
-    # Token -> positions, for `word*` prefixes (distinct tokens are far fewer than tokens).
-    by_token: dict[str, list[int]] = field(compare=False)
-    # Prefix -> positions, filled as rules ask: many rules share prefixes like "сообщ*".
-    prefixes: dict[str, list[int]] = field(compare=False, default_factory=dict)
+    def __init__(self, normalised: str, parts: tuple[Text, ...] = ()) -> None:
+        self.normalised = normalised
+        # Texts this one joins: its tokens are theirs, end to end.
+        self._parts = parts
+        # Prefix -> positions, filled as rules ask: many rules share prefixes like "сообщ*".
+        self.prefixes: dict[str, list[int]] = {}
 
     @classmethod
     def of(cls, raw: str) -> Text:
-        normalised = normalise(raw)
-        tokens = tuple(_WORD.findall(normalised))
+        return cls(normalise(raw))
+
+    @classmethod
+    def joined(cls, first: Text, second: Text) -> Text:
+        """`Text.of(f"{a}\\n{b}")` from the two parts: NFKC and case folding do not reach
+        across a newline and no token contains one, so nothing is normalised twice."""
+        return cls(f"{first.normalised}\n{second.normalised}", (first, second))
+
+    @cached_property
+    def tokens(self) -> tuple[str, ...]:
+        if self._parts:
+            return sum((part.tokens for part in self._parts), ())
+        return tuple(_WORD.findall(self.normalised))
+
+    @cached_property
+    def by_token(self) -> dict[str, list[int]]:
+        """Token -> positions, for `word*` prefixes (distinct tokens are far fewer)."""
         by_token: dict[str, list[int]] = {}
-        for index, token in enumerate(tokens):
+        for index, token in enumerate(self.tokens):
             by_token.setdefault(token, []).append(index)
+        return by_token
+
+    @cached_property
+    def positions(self) -> dict[str, list[int]]:
+        """Stem -> positions in `tokens`, ascending; phrase matching walks these."""
         positions: dict[str, list[int]] = {}
-        for token, found in by_token.items():
+        for token, found in self.by_token.items():
             positions.setdefault(stem(token), []).extend(found)
         for found in positions.values():
             found.sort()
-        return cls(normalised, tokens, positions, by_token)
+        return positions
+
+    @cached_property
+    def stems(self) -> frozenset[str]:
+        """Every stem in the text: a phrase missing one of its stems is rejected by a lookup."""
+        return frozenset(map(stem, set(self.tokens)))
+
+    @cached_property
+    def vocabulary(self) -> list[str]:
+        """The distinct tokens, sorted: the tokens with one prefix are a contiguous run."""
+        return sorted(set(self.tokens))
+
+    def has_prefix(self, prefix: str) -> bool:
+        vocabulary = self.vocabulary
+        index = bisect_left(vocabulary, prefix)
+        return index < len(vocabulary) and vocabulary[index].startswith(prefix)
 
     def word_count(self) -> int:
         return len(self.tokens)
@@ -89,8 +122,13 @@ def _term_positions(text: Text, term: Term) -> list[int]:
         return text.positions.get(term.value, [])
     found = text.prefixes.get(term.value)
     if found is None:
-        found = sorted(p for token, positions in text.by_token.items()
-                       if token.startswith(term.value) for p in positions)
+        vocabulary, by_token = text.vocabulary, text.by_token
+        index = bisect_left(vocabulary, term.value)
+        found = []
+        while index < len(vocabulary) and vocabulary[index].startswith(term.value):
+            found += by_token[vocabulary[index]]
+            index += 1
+        found.sort()
         text.prefixes[term.value] = found
     return found
 
@@ -116,3 +154,22 @@ def has_phrase(text: Text, terms: tuple[Term, ...]) -> bool:
         else:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A `words` phrase with what a text must have before its order is worth checking."""
+
+    terms: tuple[Term, ...]
+    stems: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, terms: tuple[Term, ...]) -> Phrase:
+        return cls(terms, frozenset(t.value for t in terms if not t.prefix),
+                   tuple(t.value for t in terms if t.prefix))
+
+    def found_in(self, text: Text) -> bool:
+        """`has_phrase`, after cheap set and prefix lookups rule most texts out."""
+        return (self.stems <= text.stems and all(map(text.has_prefix, self.prefixes))
+                and has_phrase(text, self.terms))

@@ -12,6 +12,7 @@ Usage: .venv/bin/python bench/imap_bench.py [--backlog 10000] [--latency 1000 --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -41,42 +42,48 @@ P99_TARGET_S = 1.5
 RSS_TARGET_MB = 200.0
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of PID plus its children (the worker processes), in MB."""
-    total = 0
+def peak_rss_mb(pid: int) -> dict[int, float]:
+    """VmHWM of PID and of each of its children (the worker processes), in MB."""
     pids = [pid]
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         pids += [int(c) for c in children]
     except OSError:
         pass
+    peaks: dict[int, float] = {}
     for one in pids:
         try:
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
+                    peaks[one] = int(line.split()[1]) / 1024
         except OSError:
             continue
-    return total / 1024
+    return peaks
 
 
 class RssWatch:
     """Samples the peak RSS of the daemon and its children every 0.2 s."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self.pid, self._stop = pid, threading.Event()
+        self.peaks: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        for one, mb in peak_rss_mb(self.pid).items():
+            self.peaks[one] = max(self.peaks.get(one, 0.0), mb)
+
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak = max(self.peak, peak_rss_mb(self.pid))
+            self._sample()
 
-    def stop(self) -> float:
-        self.peak = max(self.peak, peak_rss_mb(self.pid))
+    def stop(self) -> tuple[float, float]:
+        """(the daemon's own peak, the sum of the peaks of it and its workers)."""
+        self._sample()
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peaks.get(self.pid, 0.0), sum(self.peaks.values())
 
 
 def mailbox_config(dovecot: Dovecot) -> str:
@@ -112,10 +119,11 @@ def backlog_phase(count: int, directory: Path, dovecot: Dovecot, sink: Sink,
                       deadline_s=1800, label="backlog", quiet=False)
         elapsed = time.monotonic() - started
     finally:
-        peak = watch.stop()
+        own, peak = watch.stop()
         daemon.stop()
     return {"messages": count, "seconds": round(elapsed, 2),
             "messages_per_s": round(count / elapsed, 1), "peak_rss_mb": round(peak, 1),
+            "daemon_peak_rss_mb": round(own, 1),
             "megabytes": round(sum(len(m.data) for m in messages) / 2**20, 1)}
 
 
@@ -156,10 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it: "
+                        "database and daemon logs for a post-mortem")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0)),
                                           "python": platform.python_version()}}
-    with tempfile.TemporaryDirectory(prefix="intake-imap-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="intake-imap-bench-"))
         sink = Sink(Path(tmp) / "sink.log")
         try:
             factory = MessageFactory(seed=11)
@@ -184,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             b = result["backlog"]
             print(f"backlog: {b['messages']} messages ({b['megabytes']} MB) drained in "
                   f"{b['seconds']} s = {b['messages_per_s']} msg/s (target {BACKLOG_TARGET:.0f});"
-                  f" peak RSS {b['peak_rss_mb']} MB (target {RSS_TARGET_MB:.0f})")
+                  f" peak RSS {b['peak_rss_mb']} MB with workers, {b['daemon_peak_rss_mb']} MB the daemon"
+                  f" (target {RSS_TARGET_MB:.0f})")
         if "latency" in result:
             la = result["latency"]
             print(f"latency: {la['messages']} messages at {la['rate_per_s']}/s: "

@@ -24,6 +24,7 @@ from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.outbox import OutboxWorker
+from gateway.policy import load_policy_for
 from gateway.processing import (
     BatchResult,
     Context,
@@ -52,12 +53,15 @@ def sync_customers(engine: Engine, directory: Directory) -> None:
 
 
 def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
+    """Policy, customers and addresses from the files; ConfigError when any is bad."""
     settings = loaded.settings
     own = {parseaddr(settings.outgoing.sender)[1].lower()}
     if settings.smtp:
         own |= {r.lower() for r in settings.smtp.recipients}
     own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
-    return Context(settings, load_customers(settings.files.customers), clock, frozenset(own))
+    policy = load_policy_for(settings)
+    directory = load_customers(settings.files.customers, tuple(policy.tiers))
+    return Context(settings, directory, clock, frozenset(own), policy)
 
 
 class Gateway:
@@ -192,14 +196,16 @@ class Gateway:
         while await self.process_once() or await self.outbox.run_once():
             pass
 
-    def reload(self) -> None:
-        """Re-read the customers file; a bad file keeps the previous customers."""
+    def reload(self) -> bool:
+        """Re-read the policy and customers files; a bad file keeps the previous ones."""
         try:
             self.context = build_context(self.loaded, self.clock)
         except Exception as error:
             log.error("reload.failed", error=str(error))
-            return
-        log.info("reload.done", customers=len(self.context.directory.customers))
+            return False
+        log.info("reload.done", customers=len(self.context.directory.customers),
+                 policy=self.context.policy.source)
+        return True
 
     async def stop(self, drain_deadline_s: float = 10.0) -> None:
         """Stop taking input, finish what was accepted within the deadline, then close."""

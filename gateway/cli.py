@@ -41,9 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.customers import load_customers
+    from gateway.policy import load_policy_for
 
     loaded = load_settings(args.config)
-    load_customers(loaded.settings.files.customers)
+    policy = load_policy_for(loaded.settings)
+    load_customers(loaded.settings.files.customers, tuple(policy.tiers))
     where = loaded.path or "embedded defaults"
     print(f"{where}: OK")
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""Database tables: inputs as received, tickets, their messages, the outbox, customers."""
+"""Database tables: inputs as received, tickets, their messages and history, the outbox."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ class Ticket(SQLModel, table=True):
     reaction_due: datetime | None = None
     resolution_due: datetime | None = None
     acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    # When the acknowledgement counts as at risk (half the reaction window), and when the
+    # duty address was alerted about it.
+    ack_at_risk: datetime | None = None
+    ack_alerted_at: datetime | None = None
+    # Escalation thresholds notified so far, and when the next one is reached.
+    escalation_level: int = 0
+    escalation_due: datetime | None = Field(default=None, index=True)
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
 
@@ -89,6 +98,19 @@ class TicketMessage(SQLModel, table=True):
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
+class TicketEvent(SQLModel, table=True):
+    """One entry of a ticket's history: a lifecycle event, a priority change, a notice."""
+
+    __tablename__ = "ticket_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    at: datetime
+    kind: str = Field(max_length=32)
+    actor: str | None = None
+    details: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
 class OutboxItem(SQLModel, table=True):
     """A message to send, written in the same commit as the change that caused it."""
 
@@ -106,6 +128,9 @@ class OutboxItem(SQLModel, table=True):
     status: str = Field(default=PENDING, max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(index=True)
+    # The deadline this message serves (an acknowledgement's reaction_due): due items are
+    # sent earliest deadline first.
+    send_by: datetime | None = None
     lease_until: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime

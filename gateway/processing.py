@@ -13,14 +13,21 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
+from gateway.acknowledgement import (
+    TicketFacts,
+    render_acknowledgement,
+    render_mail,
+    safe_address,
+)
 from gateway.clock import Clock
 from gateway.customers import Directory
 from gateway.db import make_engine, read_transaction, transaction
 from gateway.loops import acknowledgement_suppressed
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
+from gateway.policy import Policy, seed_policy
 from gateway.registration import (
+    PENDING_REGISTRATION,
     NewTicket,
     add_messages,
     find_ticket_for,
@@ -43,6 +50,7 @@ class Context:
     directory: Directory
     clock: Clock
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    policy: Policy = field(default_factory=seed_policy)
 
 
 @dataclass
@@ -242,31 +250,39 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,
-                      notes=[f"no acknowledgement: {reason}"] if reason else [])
+                      notes=[f"no acknowledgement: {reason}"] if reason else [],
+                      policy=context.policy)
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
     messages = [message_row(ticket.id, direction="in", kind="request",
                             message_id=request.message_id, at=item.received_at,
                             body=request.text, input_id=item.id)]
     enqueued = 0
-    if reason is None and recipient is not None:
-        acknowledgement_id = _enqueue_acknowledgement(
+    # Outside the intake window the acknowledgement waits for registration; the customer
+    # gets the courtesy notice now (when the policy wants one).
+    pending = ticket.status == PENDING_REGISTRATION
+    if (reason is None and recipient is not None
+            and (not pending or context.policy.courtesy_notice)):
+        message_id = _enqueue_acknowledgement(
             session, ticket, request, recipient, customer.language if customer else "ru",
             context, now, int(item.id or 0), look_first=isolate)
-        if acknowledgement_id is not None:
+        if message_id is not None:
             enqueued = 1
-            messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
-                                        message_id=acknowledgement_id, at=now))
+            messages.append(message_row(
+                ticket.id, direction="out", kind="notice" if pending else "acknowledgement",
+                message_id=message_id, at=now))
     add_messages(session, messages)
     _finish(item, ticket.id, f"registered {ticket.number}", now)
-    log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
-             acknowledgement=reason or "queued")
+    log.info("ticket.pending_registration" if pending else "ticket.registered",
+             priority=ticket.priority, customer=ticket.customer_id,
+             registered_at=ticket.registered_at.isoformat(), acknowledgement=reason or "queued")
     return enqueued
 
 
 def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
                              recipient: str, language: str, context: Context, now: datetime,
                              input_id: int, look_first: bool) -> str | None:
-    """Queue the acknowledgement; its Message-ID, or None when one was queued before."""
+    """Queue the acknowledgement (or, for a ticket pending registration, the courtesy notice);
+    its Message-ID, or None when one was queued before."""
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
@@ -274,12 +290,18 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
         in_reply_to=request.message_id, references=request.references,
     )
     sender = context.settings.outgoing.sender
-    ack = render_acknowledgement(facts, sender, now)
+    pending = ticket.status == PENDING_REGISTRATION
+    if pending:
+        ack = render_mail("pending_registration", facts, sender, now,
+                          registered_at=ticket.registered_at)
+    else:
+        ack = render_acknowledgement(facts, sender, now)
     # Keyed by the input, so a replayed input can never produce a second acknowledgement.
     added = enqueue(session, {
-        "dedup_key": f"ack:input:{input_id}", "ticket_id": ticket.id, "kind": "acknowledgement",
+        "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",
+        "ticket_id": ticket.id, "kind": "notice" if pending else "acknowledgement",
         "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
-        "message_id": ack.message_id, "message": ack.data,
+        "message_id": ack.message_id, "message": ack.data, "send_by": ticket.reaction_due,
         "next_attempt_at": now, "created_at": now}, look_first=look_first)
     return ack.message_id if added else None
 

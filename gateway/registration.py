@@ -12,11 +12,16 @@ from sqlmodel import Session, col, select
 
 from gateway.customers import CustomerEntry
 from gateway.models import Counter, Ticket, TicketMessage
-from gateway.sla import deadlines
+from gateway.policy import Policy
+from gateway.sla import intake_open, registration_time, schedule
 from parsers.model import Request
 from rules.engine import Decision
 
-REGISTERED = "registered"
+# Ticket statuses. A request that arrives outside its tier's intake window waits as
+# pending_registration until the window opens; then it is registered.
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
+    "pending_registration", "registered", "resolved", "closed")
+OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 
 
 _NEXT_NUMBER = (update(Counter).where(col(Counter.name) == "ticket")
@@ -54,10 +59,12 @@ class NewTicket:
 
     id: int
     number: str
+    status: str
     priority: str
     customer_id: str | None
     subject: str
     requester_name: str | None
+    registered_at: datetime
     reaction_due: datetime
     resolution_due: datetime
 
@@ -68,13 +75,21 @@ _MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
 
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
              decision: Decision, prefix: str, received_at: datetime, now: datetime,
-             default_tier: str, notes: list[str]) -> NewTicket:
-    """A new ticket in status registered, with its SLA deadlines computed from NOW.
+             default_tier: str, notes: list[str], policy: Policy) -> NewTicket:
+    """A new ticket with its SLA deadlines.
 
-    Written with a Core insert: the ORM unit of work cost more than everything else here.
+    Received while the tier's intake window is open, it is registered NOW. Received outside
+    it, it is registered when the window next opens: pending_registration until then (the
+    deadlines count from that instant), or registered at once when that instant has passed
+    already (processing late). Written with a Core insert: the ORM unit of work cost more
+    than everything else here.
     """
     tier = customer.tier if customer else None
-    due = deadlines(now, tier or default_tier, decision.priority, decision.request_type)
+    clock_tier = tier or default_tier
+    registered_at = (now if intake_open(received_at, clock_tier, policy)
+                     else registration_time(received_at, clock_tier, policy))
+    status = REGISTERED if registered_at <= now else PENDING_REGISTRATION
+    due = schedule(registered_at, clock_tier, decision.priority, decision.request_type, policy)
     number = next_ticket_number(session, prefix)
     customer_id = customer.id if customer else None
     subject = request.subject or ""
@@ -82,7 +97,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
     values: dict[str, object] = {
         "number": number,
         "channel": request.channel,
-        "status": REGISTERED,
+        "status": status,
         "customer_id": customer_id,
         "tier": tier,
         "request_type": decision.request_type,
@@ -93,16 +108,15 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "requester_email": request.sender.address.lower() if request.sender else None,
         "requester_phone": request.phone,
         "received_at": received_at,
-        "registered_at": now,
-        "reaction_due": due.reaction_due,
-        "resolution_due": due.resolution_due,
+        "registered_at": registered_at,
+        **due.columns(),
         "reasons": json.dumps(decision.reasons, ensure_ascii=False),
         "notes": json.dumps(notes, ensure_ascii=False),
     }
     ticket_id = session.connection().execute(
         insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()
-    return NewTicket(ticket_id, number, decision.priority, customer_id, subject, requester_name,
-                     due.reaction_due, due.resolution_due)
+    return NewTicket(ticket_id, number, status, decision.priority, customer_id, subject,
+                     requester_name, registered_at, due.reaction_due, due.resolution_due)
 
 
 def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | None,

@@ -20,9 +20,11 @@ from gateway.db import Database, migrate, transaction
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
+from gateway.lifecycle import Applied, apply_event, parse_event
 from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
+from gateway.monitor import sla_step
 from gateway.outbox import OutboxWorker
 from gateway.policy import load_policy_for
 from gateway.processing import (
@@ -33,10 +35,13 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
+from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
 
+# How often the SLA clock looks for registrations, escalations and acknowledgements at risk.
+SLA_INTERVAL_S = 15.0
 # Inputs stored by another process (the `ingest` command, a second instance) are noticed
 # within this many seconds even when nothing wakes the processor.
 POLL_INTERVAL_S = 2.0
@@ -101,7 +106,8 @@ class Gateway:
                                    for _ in range(self.settings.intake.workers)))
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
-                            asyncio.create_task(self.outbox.run(), name="outbox")]
+                            asyncio.create_task(self.outbox.run(), name="outbox"),
+                            asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
         if workers:
@@ -191,9 +197,42 @@ class Gateway:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
 
+    async def sla_once(self) -> int:
+        """One step of the SLA clock at the injected clock's now: register what waited for the
+        intake window, alert on acknowledgements at risk, escalate; the number of tickets
+        acted on."""
+        result = await self.db.run(sla_step, self.db.engine, self.context)
+        if result.enqueued:
+            self.outbox.wake()
+        return result.registered + result.escalated + result.at_risk
+
+    async def _sla_forever(self) -> None:
+        while True:
+            try:
+                await self.sla_once()
+            except Exception as error:  # the database may be down; keep the clock going
+                log.error("sla.error", error=str(error))
+            await asyncio.sleep(SLA_INTERVAL_S)
+
+    async def ticket_event(self, number: str, payload: object) -> Applied:
+        """A lifecycle event for ticket NUMBER (the HTTP layer's POST .../events): the ticket
+        afterwards, or TicketNotFound (404), EventRefused (409), EventInvalid (422)."""
+        event = parse_event(payload)
+        applied = await self.db.run(apply_event, self.db.engine, self.context, number, event)
+        if applied.enqueued:
+            self.outbox.wake()
+        return applied
+
+    async def sla_report(self, query: ReportQuery) -> SlaReport:
+        """The SLA report (the HTTP layer's GET /api/v1/reports/sla)."""
+        return await self.db.run(build_report, self.db.engine, self.context.policy, query,
+                                 self.clock.now())
+
     async def run_until_idle(self) -> None:
-        """Process and send everything that is due now (tests, one-shot commands)."""
-        while await self.process_once() or await self.outbox.run_once():
+        """Process, register, escalate and send everything that is due now (tests, one-shot
+        commands)."""
+        while (await self.process_once() or await self.sla_once()
+               or await self.outbox.run_once()):
             pass
 
     def reload(self) -> bool:

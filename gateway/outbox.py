@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import Engine, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -75,7 +75,8 @@ def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
             .where(or_(table.c.status == PENDING,
                        (table.c.status == SENDING) & (table.c.lease_until < now)))
             .where(table.c.next_attempt_at <= now)
-            .order_by(table.c.next_attempt_at, table.c.id)
+            # Earliest deadline first: acknowledgements by their ticket's reaction_due.
+            .order_by(func.coalesce(table.c.send_by, table.c.next_attempt_at), table.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)).all()
         if not rows:

@@ -1,0 +1,186 @@
+"""Lifecycle events of a ticket: resolved, closed, reopened, priority changed (the seed's rules).
+
+`apply_event` is what the CLI and `POST /api/v1/tickets/<number>/events` call: it returns the
+ticket as CONTRACT.md's JSON (200), or raises TicketNotFound (404), EventRefused (409) or
+EventInvalid (422, with the field that is wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from gateway.clock import iso_utc
+from gateway.db import transaction
+from gateway.models import Ticket
+from gateway.notices import customer_address, enqueue_ticket_mail, record_event
+from gateway.policy import PRIORITIES, Priority
+from gateway.processing import Context
+from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
+from gateway.sla import escalation_instant, schedule
+from gateway.ticket_view import show_ticket
+
+log = structlog.get_logger("gateway.lifecycle")
+
+EventType = Literal["resolved", "closed", "reopened", "priority_changed"]
+# Why a priority changes: the seed's rules 2-4.
+Basis = Literal["diagnosis", "customer_information", "declared_mismatch", "partial_restoration"]
+
+
+class TicketNotFound(LookupError):
+    """No ticket has that number (HTTP 404)."""
+
+
+class EventRefused(Exception):
+    """The event contradicts the ticket's state or the seed's rules (HTTP 409)."""
+
+
+class EventInvalid(ValueError):
+    """The event is malformed (HTTP 422); FIELD names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class TicketEventIn(BaseModel):
+    """One event as the API and the CLI take it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: EventType
+    priority: Priority | None = None
+    reason: str | None = None
+    basis: Basis = "diagnosis"
+    customer_agreed: bool = False
+    actor: str | None = None
+
+    @model_validator(mode="after")
+    def _priority_needs_value_and_reason(self) -> TicketEventIn:
+        if self.type == "priority_changed":
+            if self.priority is None:
+                raise ValueError("priority: a priority change names the new priority")
+            if not (self.reason or "").strip():
+                raise ValueError("reason: the customer is told why the priority changes")
+        return self
+
+
+def parse_event(data: Any) -> TicketEventIn:
+    """Validate an event payload; EventInvalid names the first wrong field."""
+    try:
+        return TicketEventIn.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if not field and ": " in message:
+            field, _, message = message.partition(": ")
+        raise EventInvalid(field, message) from None
+
+
+@dataclass(frozen=True)
+class Applied:
+    ticket: dict[str, Any]
+    enqueued: int
+
+
+# Lowering from these priorities on partial restoration needs the customer's agreement.
+_AGREEMENT_NEEDED_FROM = ("critical", "high")
+
+
+def apply_event(engine: Engine, context: Context, number: str, event: TicketEventIn) -> Applied:
+    """Apply EVENT to ticket NUMBER in one transaction; the ticket afterwards."""
+    now = context.clock.now()
+    enqueued = 0
+    with transaction(engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())
+                              .with_for_update()).first()
+        if ticket is None:
+            raise TicketNotFound(number)
+        assert ticket.id is not None
+        if event.type == "resolved":
+            _require(ticket, (REGISTERED,), "resolve")
+            ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
+        elif event.type == "closed":
+            _require(ticket, (REGISTERED, RESOLVED), "close")
+            ticket.status, ticket.closed_at, ticket.escalation_due = CLOSED, now, None
+        elif event.type == "reopened":
+            _require(ticket, (RESOLVED, CLOSED), "reopen")
+            ticket.status, ticket.resolved_at, ticket.closed_at = REGISTERED, None, None
+            ticket.escalation_due = _next_escalation(ticket, context)
+        details: dict[str, Any]
+        if event.type == "priority_changed":
+            enqueued, details = _change_priority(session, ticket, event, context)
+        else:
+            details = {"reason": event.reason, "status": ticket.status}
+        record_event(session, ticket.id, event.type, now, event.actor, **details)
+        session.add(ticket)
+    log.info("ticket.event", ticket=ticket.number, event=event.type, actor=event.actor)
+    shown = show_ticket(engine, ticket.number)
+    assert shown is not None
+    return Applied(shown, enqueued)
+
+
+def _require(ticket: Ticket, statuses: tuple[str, ...], verb: str) -> None:
+    if ticket.status not in statuses:
+        raise EventRefused(f"cannot {verb} {ticket.number}: it is {ticket.status}")
+
+
+def _tier(ticket: Ticket, context: Context) -> str:
+    return ticket.tier or context.settings.intake.unknown_customer_tier
+
+
+def _next_escalation(ticket: Ticket, context: Context) -> datetime | None:
+    assert ticket.registered_at is not None
+    return escalation_instant(ticket.registered_at, _tier(ticket, context), ticket.priority,
+                              ticket.request_type, ticket.escalation_level, context.policy)
+
+
+def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
+                     context: Context) -> tuple[int, dict[str, Any]]:
+    """The seed's rules: raise any time; lower from critical or high only with the customer's
+    agreement, unless the customer declared a priority that diagnosis shows to be wrong.
+
+    The number of messages queued (the customer's notice) and the history entry's details.
+    """
+    assert event.priority is not None and ticket.id is not None
+    _require(ticket, OPEN_STATUSES, "change the priority of")
+    old, new = ticket.priority, event.priority
+    if old == new:
+        raise EventRefused(f"{ticket.number} is {old} already")
+    lowering = PRIORITIES.index(new) > PRIORITIES.index(old)
+    declared_wrong = event.basis == "declared_mismatch" and ticket.declared_priority == old
+    if (lowering and old in _AGREEMENT_NEEDED_FROM and not event.customer_agreed
+            and not declared_wrong):
+        raise EventRefused(f"lowering {ticket.number} from {old} to {new} needs the customer's "
+                           "agreement (customer_agreed)")
+    assert ticket.registered_at is not None
+    details = {"reason": event.reason, "basis": event.basis,
+               "customer_agreed": event.customer_agreed, "from": old, "to": new,
+               "resolution_due_before": iso_utc(ticket.resolution_due)}
+    # From the registration time, with the new target; escalations start over.
+    due = schedule(ticket.registered_at, _tier(ticket, context), new, ticket.request_type,
+                   context.policy)
+    ticket.priority = new
+    ticket.reaction_due, ticket.resolution_due = due.reaction_due, due.resolution_due
+    ticket.ack_at_risk, ticket.escalation_due = due.ack_at_risk, due.escalation_due
+    ticket.escalation_level = 0
+    details["resolution_due"] = iso_utc(ticket.resolution_due)
+    recipient = customer_address(ticket)
+    if recipient is None:
+        return 0, details
+    customer = context.directory.get(ticket.customer_id)
+    now = context.clock.now()
+    added = enqueue_ticket_mail(
+        session, ticket, template="priority_changed", recipient=recipient,
+        language=customer.language if customer else "ru",
+        sender=context.settings.outgoing.sender, now=now,
+        dedup_key=f"priority:{ticket.id}:{old}:{new}:{iso_utc(now)}", kind="notice",
+        old_priority=old, reason=(event.reason or "").strip())
+    return (1 if added else 0), details

@@ -18,7 +18,15 @@ from sqlmodel import Session, select
 
 from gateway.clock import iso_utc
 from gateway.db import transaction
-from gateway.models import Ticket
+from gateway.models import (
+    REACTION_DECIDED,
+    REACTION_LATE,
+    REACTION_MET,
+    RESOLUTION_DECIDED,
+    RESOLUTION_LATE,
+    RESOLUTION_MET,
+    Ticket,
+)
 from gateway.notices import customer_address, enqueue_ticket_mail, record_event
 from gateway.policy import PRIORITIES, Priority
 from gateway.processing import Context
@@ -107,12 +115,15 @@ def apply_event(engine: Engine, context: Context, number: str, event: TicketEven
         if event.type == "resolved":
             _require(ticket, (REGISTERED,), "resolve")
             ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
+            _decide(ticket, now)
         elif event.type == "closed":
             _require(ticket, (REGISTERED, RESOLVED), "close")
             ticket.status, ticket.closed_at, ticket.escalation_due = CLOSED, now, None
+            _decide(ticket, now)
         elif event.type == "reopened":
             _require(ticket, (RESOLVED, CLOSED), "reopen")
             ticket.status, ticket.resolved_at, ticket.closed_at = REGISTERED, None, None
+            ticket.sla_outcome &= ~RESOLUTION_DECIDED
             ticket.escalation_due = _next_escalation(ticket, context)
         details: dict[str, Any]
         if event.type == "priority_changed":
@@ -125,6 +136,16 @@ def apply_event(engine: Engine, context: Context, number: str, event: TicketEven
     shown = show_ticket(engine, ticket.number)
     assert shown is not None
     return Applied(shown, enqueued)
+
+
+def _decide(ticket: Ticket, now: datetime) -> None:
+    """Resolving (or closing an unresolved ticket) decides its resolution, and its reaction
+    when none was recorded: the SLA report's bits."""
+    assert ticket.reaction_due is not None and ticket.resolution_due is not None
+    if not ticket.sla_outcome & RESOLUTION_DECIDED:
+        ticket.sla_outcome |= RESOLUTION_MET if now <= ticket.resolution_due else RESOLUTION_LATE
+    if not ticket.sla_outcome & REACTION_DECIDED:
+        ticket.sla_outcome |= REACTION_MET if now <= ticket.reaction_due else REACTION_LATE
 
 
 def _require(ticket: Ticket, statuses: tuple[str, ...], verb: str) -> None:
@@ -171,6 +192,10 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     ticket.reaction_due, ticket.resolution_due = due.reaction_due, due.resolution_due
     ticket.ack_at_risk, ticket.escalation_due = due.ack_at_risk, due.escalation_due
     ticket.escalation_level = 0
+    if ticket.acknowledged_at is not None and ticket.sla_outcome & (REACTION_MET | REACTION_LATE):
+        ticket.sla_outcome &= ~(REACTION_MET | REACTION_LATE)
+        ticket.sla_outcome |= (REACTION_MET if ticket.acknowledged_at <= due.reaction_due
+                               else REACTION_LATE)
     details["resolution_due"] = iso_utc(ticket.resolution_due)
     recipient = customer_address(ticket)
     if recipient is None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Input statuses: received -> processed | failed | held.
 RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
 # Outbox statuses: pending -> sending (leased) -> sent | failed.
 PENDING, SENDING, SENT = "pending", "sending", "sent"
+# Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so
+# the SLA report counts small integers from one index instead of comparing instants.
+REACTION_MET, REACTION_LATE, RESOLUTION_MET, RESOLUTION_LATE, NO_ACKNOWLEDGEMENT = 1, 2, 4, 8, 16
+REACTION_DECIDED = REACTION_MET | REACTION_LATE | NO_ACKNOWLEDGEMENT
+RESOLUTION_DECIDED = RESOLUTION_MET | RESOLUTION_LATE
 
 
 class Input(SQLModel, table=True):
@@ -51,12 +56,16 @@ class Customer(SQLModel, table=True):
 
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
+    # The SLA report reads only this index (no sort, no table rows); it also serves
+    # look-ups by customer.
+    __table_args__ = (Index("ix_tickets_sla_report", "customer_id", "tier", "priority",
+                            "request_type", "report_day", "sla_outcome"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)
     channel: str = Field(max_length=16)
     status: str = Field(max_length=32, index=True)
-    customer_id: str | None = Field(default=None, max_length=64, index=True)
+    customer_id: str | None = Field(default=None, max_length=64)
     tier: str | None = Field(default=None, max_length=16)
     request_type: str = Field(max_length=32)
     priority: str = Field(max_length=16)
@@ -79,6 +88,9 @@ class Ticket(SQLModel, table=True):
     # Escalation thresholds notified so far, and when the next one is reached.
     escalation_level: int = 0
     escalation_due: datetime | None = Field(default=None, index=True)
+    # The day of receipt in the report's time zone, as YYYYMMDD; and the sla_outcome bits.
+    report_day: int | None = None
+    sla_outcome: int = 0
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
 

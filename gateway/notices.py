@@ -13,13 +13,13 @@ from gateway.acknowledgement import TicketFacts, render_mail, safe_address
 from gateway.clock import iso_utc
 from gateway.models import Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
-from gateway.registration import add_messages, message_row
+from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 
 
 def customer_address(ticket: Ticket) -> str | None:
     """Where mail to the customer goes: the requester, unless we must not write to them."""
     notes = json.loads(ticket.notes)
-    if any(str(n).startswith("no acknowledgement") for n in notes):
+    if any(str(n).startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes):
         return None
     return safe_address(ticket.requester_email)
 

@@ -75,6 +75,15 @@ def parse_windows(values: list[str]) -> Windows:
     return tuple(windows)
 
 
+def known_zone(value: str) -> str:
+    """VALUE if it names an IANA time zone, else ValueError."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,14 +121,7 @@ class CalendarModel(Section):
     pre_holiday_shortening_min: int = Field(default=0, ge=0, le=600)
     days: dict[date, list[str]] = Field(default_factory=dict)
 
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    _zone = field_validator("time_zone")(known_zone)
 
     @field_validator("country")
     @classmethod
@@ -216,12 +218,20 @@ class EscalationModel(Section):
         return value
 
 
+class ReportModel(Section):
+    # Days of the SLA report (and its daily chart) are days in this zone.
+    time_zone: str = "Europe/Moscow"
+
+    _zone = field_validator("time_zone")(known_zone)
+
+
 class PolicyFile(Section):
     calendars: dict[str, CalendarModel]
     tiers: dict[str, TierModel]
     intake_notice: IntakeNoticeModel = IntakeNoticeModel()
     acknowledgement: AcknowledgementModel = AcknowledgementModel()
     escalation: EscalationModel = EscalationModel()
+    report: ReportModel = ReportModel()
 
     @field_validator("tiers")
     @classmethod
@@ -268,6 +278,7 @@ class Policy:
     courtesy_notice: bool
     ack_at_risk_pct: float
     escalation: EscalationModel
+    report_zone: str = "Europe/Moscow"
 
     def tier(self, name: str) -> TierPolicy:
         return self.tiers[name.lower()]
@@ -315,7 +326,8 @@ def _resolve(parsed: PolicyFile, name: str, text: str) -> Policy:
                 targets[(key, kind, priority)] = Targets(reaction, resolution,
                                                          resolution.calendar)
     return Policy(name, tiers, targets, parsed.intake_notice.enabled,
-                  parsed.acknowledgement.at_risk_pct, parsed.escalation)
+                  parsed.acknowledgement.at_risk_pct, parsed.escalation,
+                  parsed.report.time_zone)
 
 
 def _target(model: TargetModel, working_service: bool, calendars: dict[str, WorkingCalendar],

@@ -27,6 +27,7 @@ from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
 from gateway.policy import Policy, seed_policy
 from gateway.registration import (
+    NO_ACKNOWLEDGEMENT_NOTE,
     PENDING_REGISTRATION,
     NewTicket,
     add_messages,
@@ -250,7 +251,7 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,
-                      notes=[f"no acknowledgement: {reason}"] if reason else [],
+                      notes=[f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else [],
                       policy=context.policy)
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
     messages = [message_row(ticket.id, direction="in", kind="request",

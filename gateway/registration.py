@@ -6,12 +6,13 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from gateway.customers import CustomerEntry
-from gateway.models import Counter, Ticket, TicketMessage
+from gateway.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
 from gateway.policy import Policy
 from gateway.sla import intake_open, registration_time, schedule
 from parsers.model import Request
@@ -22,6 +23,8 @@ from rules.engine import Decision
 PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
     "pending_registration", "registered", "resolved", "closed")
 OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
+# How a ticket's notes say that nobody is to be written to about it (a no-reply sender ...).
+NO_ACKNOWLEDGEMENT_NOTE = "no acknowledgement"
 
 
 _NEXT_NUMBER = (update(Counter).where(col(Counter.name) == "ticket")
@@ -110,6 +113,10 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "received_at": received_at,
         "registered_at": registered_at,
         **due.columns(),
+        "report_day": report_day(received_at, policy),
+        # A ticket nobody is acknowledged for has no reaction to count.
+        "sla_outcome": NO_ACKNOWLEDGEMENT if any(
+            n.startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes) else 0,
         "reasons": json.dumps(decision.reasons, ensure_ascii=False),
         "notes": json.dumps(notes, ensure_ascii=False),
     }
@@ -117,6 +124,12 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()
     return NewTicket(ticket_id, number, status, decision.priority, customer_id, subject,
                      requester_name, registered_at, due.reaction_due, due.resolution_due)
+
+
+def report_day(received_at: datetime, policy: Policy) -> int:
+    """The day of receipt in the report's zone as YYYYMMDD (the SLA report's day)."""
+    local = received_at.astimezone(ZoneInfo(policy.report_zone))
+    return local.year * 10000 + local.month * 100 + local.day
 
 
 def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | None,

@@ -152,7 +152,7 @@ def as_html(report: SlaReport) -> str:
         f"<title>SLA report {query.start} – {query.end}</title><style>{_STYLE}</style>"
         f"</head><body><h1>SLA report {query.start} – {query.end}{who}</h1>"
         f'<p class="meta">Daily share of requests within SLA (reaction and resolution met), '
-        f"by day of receipt in {escape(query.zone)}; generated "
+        "by day of receipt; generated "
         f"{escape(str(report.as_json()['generated_at']))}.</p>"
         f"{_chart(report.days, target)}"
         f"<table>{''.join(lines)}</table></body></html>\n")

@@ -132,7 +132,7 @@ def apply_event(engine: Engine, context: Context, number: str, event: TicketEven
             details = {"reason": event.reason, "status": ticket.status}
         record_event(session, ticket.id, event.type, now, event.actor, **details)
         session.add(ticket)
-    log.info("ticket.event", ticket=ticket.number, event=event.type, actor=event.actor)
+    log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor)
     shown = show_ticket(engine, ticket.number)
     assert shown is not None
     return Applied(shown, enqueued)

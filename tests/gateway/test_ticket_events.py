@@ -152,7 +152,7 @@ def test_acknowledgement_at_risk_alert_and_late_reaction(make_gateway, tmp_path:
     assert [o.kind for o in outbox(running)] == ["acknowledgement"]
     running.clock.advance(timedelta(minutes=2))
     running.settle()
-    ack, alert = outbox(running)
+    _, alert = outbox(running)
     assert (alert.kind, alert.recipient) == ("alert", "duty@support.example")
     assert "SUP-000001" in body(alert) and "451" in body(alert)
     assert [h["event"] for h in ticket(running)["history"]] == [  # type: ignore[index]

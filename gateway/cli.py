@@ -201,6 +201,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from datetime import date
 
     from gateway.clock import SystemClock
+    from gateway.db import open_migrated
     from gateway.policy import load_policy_for
     from gateway.report import ReportQuery, build_report
     from gateway.report_format import render
@@ -215,7 +216,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     loaded = _settings(args)
     policy = load_policy_for(loaded.settings)
-    engine = _engine(args)
+    engine = open_migrated(loaded.settings.database_url())
     report = build_report(engine, policy, ReportQuery(start, end, args.customer),
                           SystemClock().now())
     sys.stdout.write(render(report, args.format))
@@ -225,6 +226,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.app import build_context, deliver_now
     from gateway.clock import SystemClock
+    from gateway.db import open_migrated
     from gateway.lifecycle import (
         EventInvalid,
         EventRefused,
@@ -241,7 +243,7 @@ def cmd_tickets_event(args: argparse.Namespace) -> int:
         print(f"intake-gateway: {error}", file=sys.stderr)
         return EXIT_USAGE
     loaded = _settings(args)
-    engine = _engine(args)
+    engine = open_migrated(loaded.settings.database_url())
     try:
         applied = apply_event(engine, build_context(loaded, SystemClock()), args.number, event)
     except TicketNotFound:

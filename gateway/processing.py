@@ -302,7 +302,9 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
         "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",
         "ticket_id": ticket.id, "kind": "notice" if pending else "acknowledgement",
         "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
-        "message_id": ack.message_id, "message": ack.data, "send_by": ticket.reaction_due,
+        "message_id": ack.message_id, "message": ack.data,
+        # The courtesy notice is due now; an acknowledgement by the reaction deadline.
+        "send_by": now if pending else ticket.reaction_due,
         "next_attempt_at": now, "created_at": now}, look_first=look_first)
     return ack.message_id if added else None
 

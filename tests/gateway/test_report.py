@@ -142,3 +142,33 @@ def test_html_renders_in_chromium(report: SlaReport, tmp_path: Path) -> None:
                     html.as_uri()], check=True, capture_output=True, timeout=120)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_migration_backfills_tickets_stored_before(database_url: str) -> None:
+    """Tickets from before revision 0003_sla get their report day and reaction outcome."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from gateway.db import MIGRATIONS
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO tickets (number, channel, status, request_type, priority, subject, "
+            "received_at, registered_at, reaction_due, resolution_due, acknowledged_at, "
+            "reasons, notes) VALUES ('SUP-000001', 'email', 'registered', 'incident', 'high', "
+            "'s', :received, :received, :due, :due, :late, '[]', '[]')"),
+            {"received": datetime(2026, 11, 25, 22, 0), "due": datetime(2026, 11, 25, 23, 0),
+             "late": datetime(2026, 11, 26, 1, 0)})
+    migrate(engine)
+    with engine.connect() as connection:
+        day, bits = connection.execute(text(
+            "SELECT report_day, sla_outcome FROM tickets")).one()
+    engine.dispose()
+    assert (day, bits) == (20261126, 2)

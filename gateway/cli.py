@@ -295,10 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = add("show", cmd_tickets_show, "one ticket", tickets_commands)
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
-    event = add("event", cmd_tickets_event, "resolved, closed, reopened, priority_changed",
-                tickets_commands)
+    event = add("event", cmd_tickets_event, "resolved, closed, reopened, priority_changed, "
+                "priority_proposed", tickets_commands)
     event.add_argument("number")
-    event.add_argument("type", choices=["resolved", "closed", "reopened", "priority_changed"])
+    event.add_argument("type", choices=["resolved", "closed", "reopened", "priority_changed",
+                                        "priority_proposed"])
     event.add_argument("--priority", choices=["critical", "high", "medium", "low"])
     event.add_argument("--reason", help="why; the customer is told (priority changes)")
     event.add_argument("--basis", choices=["diagnosis", "customer_information",

@@ -7,9 +7,10 @@ EventInvalid (422, with the field that is wrong).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -27,16 +28,23 @@ from gateway.models import (
     RESOLUTION_MET,
     Ticket,
 )
-from gateway.notices import customer_address, enqueue_ticket_mail, record_event
+from gateway.notices import (
+    customer_address,
+    enqueue_ticket_mail,
+    first_message_id,
+    record_event,
+)
 from gateway.policy import PRIORITIES, Priority
-from gateway.processing import Context
 from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
 from gateway.sla import escalation_instant, schedule
 from gateway.ticket_view import show_ticket
 
+if TYPE_CHECKING:
+    from gateway.processing import Context
+
 log = structlog.get_logger("gateway.lifecycle")
 
-EventType = Literal["resolved", "closed", "reopened", "priority_changed"]
+EventType = Literal["resolved", "closed", "reopened", "priority_changed", "priority_proposed"]
 # Why a priority changes: the seed's rules 2-4.
 Basis = Literal["diagnosis", "customer_information", "declared_mismatch", "partial_restoration"]
 
@@ -71,7 +79,7 @@ class TicketEventIn(BaseModel):
 
     @model_validator(mode="after")
     def _priority_needs_value_and_reason(self) -> TicketEventIn:
-        if self.type == "priority_changed":
+        if self.type in ("priority_changed", "priority_proposed"):
             if self.priority is None:
                 raise ValueError("priority: a priority change names the new priority")
             if not (self.reason or "").strip():
@@ -104,38 +112,46 @@ _AGREEMENT_NEEDED_FROM = ("critical", "high")
 
 def apply_event(engine: Engine, context: Context, number: str, event: TicketEventIn) -> Applied:
     """Apply EVENT to ticket NUMBER in one transaction; the ticket afterwards."""
-    now = context.clock.now()
-    enqueued = 0
     with transaction(engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())
                               .with_for_update()).first()
         if ticket is None:
             raise TicketNotFound(number)
-        assert ticket.id is not None
-        if event.type == "resolved":
-            _require(ticket, (REGISTERED,), "resolve")
-            ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
-            _decide(ticket, now)
-        elif event.type == "closed":
-            _require(ticket, (REGISTERED, RESOLVED), "close")
-            ticket.status, ticket.closed_at, ticket.escalation_due = CLOSED, now, None
-            _decide(ticket, now)
-        elif event.type == "reopened":
-            _require(ticket, (RESOLVED, CLOSED), "reopen")
-            ticket.status, ticket.resolved_at, ticket.closed_at = REGISTERED, None, None
-            ticket.sla_outcome &= ~RESOLUTION_DECIDED
-            ticket.escalation_due = _next_escalation(ticket, context)
-        details: dict[str, Any]
-        if event.type == "priority_changed":
-            enqueued, details = _change_priority(session, ticket, event, context)
-        else:
-            details = {"reason": event.reason, "status": ticket.status}
-        record_event(session, ticket.id, event.type, now, event.actor, **details)
-        session.add(ticket)
-    log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor)
+        enqueued = apply_to(session, ticket, event, context)
     shown = show_ticket(engine, ticket.number)
     assert shown is not None
     return Applied(shown, enqueued)
+
+
+def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Context) -> int:
+    """Apply EVENT to TICKET inside the caller's transaction; the messages queued."""
+    now = context.clock.now()
+    enqueued = 0
+    assert ticket.id is not None
+    if event.type == "resolved":
+        _require(ticket, (REGISTERED,), "resolve")
+        ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
+        _decide(ticket, now)
+    elif event.type == "closed":
+        _require(ticket, (REGISTERED, RESOLVED), "close")
+        ticket.status, ticket.closed_at, ticket.escalation_due = CLOSED, now, None
+        _decide(ticket, now)
+    elif event.type == "reopened":
+        _require(ticket, (RESOLVED, CLOSED), "reopen")
+        ticket.status, ticket.resolved_at, ticket.closed_at = REGISTERED, None, None
+        ticket.sla_outcome &= ~RESOLUTION_DECIDED
+        ticket.escalation_due = _next_escalation(ticket, context)
+    details: dict[str, Any]
+    if event.type == "priority_changed":
+        enqueued, details = _change_priority(session, ticket, event, context)
+    elif event.type == "priority_proposed":
+        enqueued, details = _propose_priority(session, ticket, event, context)
+    else:
+        details = {"reason": event.reason, "status": ticket.status}
+    record_event(session, ticket.id, event.type, now, event.actor, **details)
+    session.add(ticket)
+    log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor)
+    return enqueued
 
 
 def _decide(ticket: Ticket, now: datetime) -> None:
@@ -188,7 +204,7 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     # From the registration time, with the new target; escalations start over.
     due = schedule(ticket.registered_at, _tier(ticket, context), new, ticket.request_type,
                    context.policy)
-    ticket.priority = new
+    ticket.priority, ticket.proposed_priority = new, None
     ticket.reaction_due, ticket.resolution_due = due.reaction_due, due.resolution_due
     ticket.ack_at_risk, ticket.escalation_due = due.ack_at_risk, due.escalation_due
     ticket.escalation_level = 0
@@ -209,3 +225,62 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
         dedup_key=f"priority:{ticket.id}:{old}:{new}:{iso_utc(now)}", kind="notice",
         old_priority=old, reason=(event.reason or "").strip())
     return (1 if added else 0), details
+
+
+def _propose_priority(session: Session, ticket: Ticket, event: TicketEventIn,
+                      context: Context) -> tuple[int, dict[str, Any]]:
+    """Ask the customer to agree to a lower priority; their reply with an agreement word
+    (see `agrees`) applies it."""
+    assert event.priority is not None and ticket.id is not None
+    _require(ticket, OPEN_STATUSES, "propose a priority for")
+    if PRIORITIES.index(event.priority) <= PRIORITIES.index(ticket.priority):
+        raise EventRefused(f"a proposal lowers the priority; {ticket.number} is "
+                           f"{ticket.priority}")
+    recipient = customer_address(ticket)
+    if recipient is None:
+        raise EventRefused(f"{ticket.number} has no customer address to ask")
+    ticket.proposed_priority = event.priority
+    now = context.clock.now()
+    customer = context.directory.get(ticket.customer_id)
+    added = enqueue_ticket_mail(
+        session, ticket, template="priority_proposal", recipient=recipient,
+        language=customer.language if customer else "ru",
+        sender=context.settings.outgoing.sender, now=now,
+        dedup_key=f"proposal:{ticket.id}:{event.priority}:{iso_utc(now)}", kind="notice",
+        in_reply_to=first_message_id(session, ticket.id), proposed_priority=event.priority,
+        reason=(event.reason or "").strip())
+    return (1 if added else 0), {"reason": event.reason, "from": ticket.priority,
+                                 "to": event.priority}
+
+
+# Agreement and refusal in the first lines of a reply (quotes and signature already removed).
+_REFUSAL = re.compile(r"\b(не\s+соглас\w*|возража\w*|против|нет|disagree\w*|"
+                      r"(do\s*n[o']t|not)\s+(agree\w*|ok)|object\w*|no)\b", re.IGNORECASE)
+_AGREEMENT = re.compile(r"\b(соглас\w*|не\s+возража\w*|да|подтвержда\w*|agree\w*|yes|ok|"
+                        r"okay|confirm\w*|no\s+objection\w*)\b", re.IGNORECASE)
+
+
+def agrees(reply_text: str) -> bool:
+    """Whether a reply says yes (ru/en) to our proposal, in its first 300 characters."""
+    head = reply_text.strip()[:300]
+    without_double_negative = re.sub(r"не\s+возража\w*|no\s+(objection|problem)\w*", "да",
+                                     head, flags=re.IGNORECASE)
+    if _REFUSAL.search(without_double_negative):
+        return False
+    return bool(_AGREEMENT.search(head))
+
+
+def accept_by_reply(session: Session, ticket: Ticket, reply_text: str, sender: str | None,
+                    context: Context) -> int:
+    """A customer's reply to a ticket with a pending priority proposal: when it agrees (and
+    comes from the requester), the priority changes with the customer's agreement. The
+    messages queued."""
+    if (ticket.proposed_priority is None or ticket.status not in OPEN_STATUSES
+            or not sender or sender.lower() != (ticket.requester_email or "").lower()
+            or not agrees(reply_text)):
+        return 0
+    event = TicketEventIn.model_validate({
+        "type": "priority_changed", "priority": ticket.proposed_priority,
+        "reason": "agreed by the customer's reply", "basis": "partial_restoration",
+        "customer_agreed": True, "actor": f"customer <{sender.lower()}>"})
+    return apply_to(session, ticket, event, context)

@@ -70,6 +70,8 @@ class Ticket(SQLModel, table=True):
     request_type: str = Field(max_length=32)
     priority: str = Field(max_length=16)
     declared_priority: str | None = Field(default=None, max_length=16)
+    # A lower priority we asked the customer to agree to (their reply can accept it).
+    proposed_priority: str | None = Field(default=None, max_length=16)
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     requester_name: str | None = None
     requester_email: str | None = Field(default=None, index=True)

@@ -22,6 +22,7 @@ from gateway.acknowledgement import (
 from gateway.clock import Clock
 from gateway.customers import Directory
 from gateway.db import make_engine, read_transaction, transaction
+from gateway.lifecycle import accept_by_reply
 from gateway.loops import acknowledgement_suppressed
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
@@ -231,7 +232,11 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
         _finish(item, existing.id, f"added to {existing.number} as {kind}", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("input.threaded", kind=kind)
-        return 0
+        if request.kind != "normal" or existing.proposed_priority is None:
+            return 0
+        # The customer may agree to our proposal of a lower priority by replying.
+        return accept_by_reply(session, existing, request.reply_text or request.text,
+                               request.sender.address if request.sender else None, context)
 
     if request.kind != "normal":
         _finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)

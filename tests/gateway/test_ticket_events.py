@@ -270,3 +270,32 @@ def test_report_and_event_commands(tmp_path: Path) -> None:
     assert html.stdout.startswith("<!DOCTYPE html>")
     assert cli("report", "sla", "--from", end_day, "--to", start_day,
                check=False).returncode == 2
+
+
+def test_customer_agrees_by_replying_to_the_proposal(make_gateway, tmp_path: Path) -> None:
+    """A proposal to lower the priority goes to the customer; a reply that refuses changes
+    nothing, a reply that agrees (ru/en words) lowers it with the customer's agreement."""
+    running = open_ticket(make_gateway, tmp_path)
+    event(running, "SUP-000001", type="priority_changed", priority="critical", reason="down")
+    with pytest.raises(EventRefused, match="lowers the priority"):
+        event(running, "SUP-000001", type="priority_proposed", priority="critical",
+              reason="x")
+    event(running, "SUP-000001", type="priority_proposed", priority="high",
+          reason="Messages flow again for most users")
+    running.settle()
+    proposal = outbox(running)[-1]
+    assert "from 1 (critical) to 2 (high)" in body(proposal)
+    assert '"I agree"' in body(proposal)
+    submit(running, make_mail("Re: [SUP-000001] Messages are not delivered",
+                              sender="ivan@acme.example", body="Не согласен, всё ещё лежит."))
+    running.settle()
+    assert ticket(running)["priority"] == "critical"
+    submit(running, make_mail("Re: [SUP-000001] Messages are not delivered",
+                              sender="ivan@acme.example", body="Согласен.\n\n> quoted text"))
+    running.settle()
+    shown = ticket(running)
+    assert shown["priority"] == "high"
+    last = shown["history"][-1]  # type: ignore[index]
+    assert (last["event"], last["customer_agreed"], last["actor"]) == (
+        "priority_changed", True, "customer <ivan@acme.example>")
+    assert "from 1 (critical) to 2 (high)" in body(outbox(running)[-1])

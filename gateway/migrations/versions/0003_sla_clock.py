@@ -32,6 +32,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('escalation_due', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('report_day', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('sla_outcome', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('proposed_priority', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
         batch_op.create_index(batch_op.f('ix_tickets_escalation_due'), ['escalation_due'], unique=False)
         batch_op.drop_index('ix_tickets_customer_id')
         batch_op.create_index('ix_tickets_sla_report', ['customer_id', 'tier', 'priority', 'request_type', 'report_day', 'sla_outcome'], unique=False)
@@ -80,6 +81,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_tickets_sla_report')
         batch_op.create_index('ix_tickets_customer_id', ['customer_id'], unique=False)
         batch_op.drop_index(batch_op.f('ix_tickets_escalation_due'))
-        for column in ('sla_outcome', 'report_day', 'escalation_due', 'escalation_level',
+        for column in ('proposed_priority', 'sla_outcome', 'report_day', 'escalation_due', 'escalation_level',
                        'ack_alerted_at', 'ack_at_risk', 'closed_at', 'resolved_at'):
             batch_op.drop_column(column)

@@ -19,6 +19,7 @@ Interval = tuple[datetime, datetime]  # two UTC instants, start < end
 # A bound on every search: no real calendar has ten years without working time.
 _MAX_DAYS = 366 * 10
 _MIDNIGHT = 24 * 60
+_ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -151,13 +152,20 @@ def add_working(t: datetime, duration: timedelta, calendar: WorkingCalendar) -> 
         raise ValueError("duration must not be negative")
     if not duration:
         return t
+    # The loop of _intervals_from written out: this runs several times per registration.
     remaining = duration
-    for start, end in _intervals_from(t, calendar):
-        available = end - start
-        if remaining <= available:
-            return _as(start + remaining, t)
-        remaining -= available
-    raise AssertionError("unreachable: _intervals_from raises first")
+    instant = t.astimezone(UTC)
+    day = instant.astimezone(calendar.zone).date()
+    for _ in range(_MAX_DAYS):
+        for start, end in calendar.intervals(day):
+            if end <= instant:
+                continue
+            start = max(start, instant)
+            if remaining <= end - start:
+                return _as(start + remaining, t)
+            remaining -= end - start
+        day += _ONE_DAY
+    raise ValueError("calendar has no working time in ten years")
 
 
 def working_between(a: datetime, b: datetime, calendar: WorkingCalendar) -> timedelta:

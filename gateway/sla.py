@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.policy import Policy, Target, seed_policy
-from gateway.workcal import add, in_working_time, next_open
+from gateway.workcal import add, in_working_time, next_open, russian_calendar
+
+# The seed's working calendar (10:00-19:00 Moscow time, Russian production calendar), for
+# callers that need "working hours" without a ticket's tier.
+DEFAULT_CALENDAR = russian_calendar()
 
 
 @dataclass(frozen=True)

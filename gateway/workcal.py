@@ -146,6 +146,12 @@ def in_working_time(t: datetime, calendar: WorkingCalendar) -> bool:
     return next_open(t, calendar) == t
 
 
+def is_working_time(instant: datetime, calendar: WorkingCalendar) -> bool:
+    """in_working_time for instants from the database, where a naive one is UTC."""
+    return in_working_time(instant if instant.tzinfo else instant.replace(tzinfo=UTC),
+                           calendar)
+
+
 def add_working(t: datetime, duration: timedelta, calendar: WorkingCalendar) -> datetime:
     """The instant when DURATION of working time has passed after T (T for zero)."""
     if duration < timedelta(0):

@@ -14,6 +14,7 @@ from gateway.workcal import (
     WorkingCalendar,
     add_working,
     in_working_time,
+    is_working_time,
     next_open,
     russian_calendar,
     working_between,
@@ -174,3 +175,10 @@ def test_next_open_is_open(calendar: WorkingCalendar, t: datetime) -> None:
     opened = next_open(t, calendar)
     assert in_working_time(opened, calendar)
     assert working_between(t, opened, calendar) == timedelta(0)
+
+
+def test_is_working_time_takes_naive_instants_as_utc() -> None:
+    """Instants read back from the database may be naive; they are UTC."""
+    assert is_working_time(datetime(2026, 11, 25, 8, 0), MOSCOW)
+    assert not is_working_time(datetime(2026, 11, 25, 16, 0), MOSCOW)
+    assert is_working_time(msk(2026, 11, 25, 18, 59), MOSCOW)

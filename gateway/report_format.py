@@ -7,11 +7,13 @@ import io
 import json
 from html import escape
 
+from gateway.clock import iso_utc
 from gateway.report import DayShare, ReportRow, SlaReport
 
 FORMATS = ("table", "json", "csv", "html")
-_COLUMNS = ("customer", "tier", "priority", "request_type", "requests", "reaction_met_pct",
-            "resolution_met_pct", "open_breached", "target_pct", "meets_target")
+_CSV_COLUMNS = ("customer", "tier", "priority", "request_type", "requests", "reaction_met",
+                "reaction_missed", "reaction_met_pct", "resolution_met", "resolution_missed",
+                "resolution_met_pct", "open_breached", "target_pct", "meets_target")
 
 
 def render(report: SlaReport, output_format: str) -> str:
@@ -61,12 +63,10 @@ def as_table(report: SlaReport) -> str:
 def as_csv(report: SlaReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    names = [*_COLUMNS[:5], "reaction_met", "reaction_missed", "reaction_met_pct",
-             "resolution_met", "resolution_missed", "resolution_met_pct", *_COLUMNS[7:]]
-    writer.writerow(names)
+    writer.writerow(_CSV_COLUMNS)
     for row in report.rows:
         data = row.as_json()
-        writer.writerow(["" if data[n] is None else data[n] for n in names])
+        writer.writerow(["" if data[n] is None else data[n] for n in _CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -153,6 +153,6 @@ def as_html(report: SlaReport) -> str:
         f"</head><body><h1>SLA report {query.start} – {query.end}{who}</h1>"
         f'<p class="meta">Daily share of requests within SLA (reaction and resolution met), '
         "by day of receipt; generated "
-        f"{escape(str(report.as_json()['generated_at']))}.</p>"
+        f"{iso_utc(report.generated_at)}.</p>"
         f"{_chart(report.days, target)}"
         f"<table>{''.join(lines)}</table></body></html>\n")

@@ -1,4 +1,4 @@
-"""Lifecycle events of a ticket: resolved, closed, reopened, priority changed (the seed's rules).
+"""Lifecycle events of a ticket: resolved, closed, reopened, priority changed or proposed.
 
 `apply_event` is what the CLI and `POST /api/v1/tickets/<number>/events` call: it returns the
 ticket as CONTRACT.md's JSON (200), or raises TicketNotFound (404), EventRefused (409) or

@@ -33,6 +33,8 @@ from gateway.notices import (
     enqueue_ticket_mail,
     first_message_id,
     record_event,
+    ticket_language,
+    ticket_tier,
 )
 from gateway.policy import PRIORITIES, Priority
 from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
@@ -169,13 +171,9 @@ def _require(ticket: Ticket, statuses: tuple[str, ...], verb: str) -> None:
         raise EventRefused(f"cannot {verb} {ticket.number}: it is {ticket.status}")
 
 
-def _tier(ticket: Ticket, context: Context) -> str:
-    return ticket.tier or context.settings.intake.unknown_customer_tier
-
-
 def _next_escalation(ticket: Ticket, context: Context) -> datetime | None:
     assert ticket.registered_at is not None
-    return escalation_instant(ticket.registered_at, _tier(ticket, context), ticket.priority,
+    return escalation_instant(ticket.registered_at, ticket_tier(ticket, context), ticket.priority,
                               ticket.request_type, ticket.escalation_level, context.policy)
 
 
@@ -202,7 +200,7 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
                "customer_agreed": event.customer_agreed, "from": old, "to": new,
                "resolution_due_before": iso_utc(ticket.resolution_due)}
     # From the registration time, with the new target; escalations start over.
-    due = schedule(ticket.registered_at, _tier(ticket, context), new, ticket.request_type,
+    due = schedule(ticket.registered_at, ticket_tier(ticket, context), new, ticket.request_type,
                    context.policy)
     ticket.priority, ticket.proposed_priority = new, None
     ticket.reaction_due, ticket.resolution_due = due.reaction_due, due.resolution_due
@@ -216,11 +214,10 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     recipient = customer_address(ticket)
     if recipient is None:
         return 0, details
-    customer = context.directory.get(ticket.customer_id)
     now = context.clock.now()
     added = enqueue_ticket_mail(
         session, ticket, template="priority_changed", recipient=recipient,
-        language=customer.language if customer else "ru",
+        language=ticket_language(ticket, context),
         sender=context.settings.outgoing.sender, now=now,
         dedup_key=f"priority:{ticket.id}:{old}:{new}:{iso_utc(now)}", kind="notice",
         old_priority=old, reason=(event.reason or "").strip())
@@ -241,10 +238,9 @@ def _propose_priority(session: Session, ticket: Ticket, event: TicketEventIn,
         raise EventRefused(f"{ticket.number} has no customer address to ask")
     ticket.proposed_priority = event.priority
     now = context.clock.now()
-    customer = context.directory.get(ticket.customer_id)
     added = enqueue_ticket_mail(
         session, ticket, template="priority_proposal", recipient=recipient,
-        language=customer.language if customer else "ru",
+        language=ticket_language(ticket, context),
         sender=context.settings.outgoing.sender, now=now,
         dedup_key=f"proposal:{ticket.id}:{event.priority}:{iso_utc(now)}", kind="notice",
         in_reply_to=first_message_id(session, ticket.id), proposed_priority=event.priority,

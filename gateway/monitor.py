@@ -14,7 +14,14 @@ from sqlmodel import Session, col, select
 from gateway.clock import iso_utc
 from gateway.db import transaction
 from gateway.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
-from gateway.notices import customer_address, enqueue_ticket_mail, first_message_id, record_event
+from gateway.notices import (
+    customer_address,
+    enqueue_ticket_mail,
+    first_message_id,
+    record_event,
+    ticket_language,
+    ticket_tier,
+)
 from gateway.processing import Context
 from gateway.registration import PENDING_REGISTRATION, REGISTERED
 from gateway.sla import escalation_instant, service_working
@@ -53,15 +60,6 @@ def sla_step(engine: Engine, context: Context) -> StepResult:
     return result
 
 
-def _tier(ticket: Ticket, context: Context) -> str:
-    return ticket.tier or context.settings.intake.unknown_customer_tier
-
-
-def _language(ticket: Ticket, context: Context) -> str:
-    customer = context.directory.get(ticket.customer_id)
-    return customer.language if customer else "ru"
-
-
 def _register_due(session: Session, context: Context, now: datetime,
                   result: StepResult) -> None:
     """Tickets waiting for the intake window whose registration time has come: registered,
@@ -79,7 +77,7 @@ def _register_due(session: Session, context: Context, now: datetime,
         recipient = customer_address(ticket)
         if recipient is not None and enqueue_ticket_mail(
                 session, ticket, template="acknowledgement", recipient=recipient,
-                language=_language(ticket, context), sender=context.settings.outgoing.sender,
+                language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
                 in_reply_to=first_message_id(session, ticket.id), send_by=ticket.reaction_due):
             result.enqueued += 1
@@ -136,7 +134,7 @@ def _escalate(session: Session, context: Context, now: datetime, result: StepRes
                            .limit(STEP_LIMIT).with_for_update(skip_locked=True)).all()
     for ticket in tickets:
         assert ticket.id is not None and ticket.registered_at is not None
-        tier = _tier(ticket, context)
+        tier = ticket_tier(ticket, context)
         if not service_working(now, tier, ticket.priority, ticket.request_type, policy):
             service = policy.targets_for(tier, ticket.request_type, ticket.priority).service
             assert service is not None

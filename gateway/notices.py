@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from email.utils import parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
@@ -14,6 +14,20 @@ from gateway.clock import iso_utc
 from gateway.models import Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
 from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
+
+if TYPE_CHECKING:
+    from gateway.processing import Context
+
+
+def ticket_tier(ticket: Ticket, context: Context) -> str:
+    """The tier whose clock applies to TICKET (unknown senders: the configured default)."""
+    return ticket.tier or context.settings.intake.unknown_customer_tier
+
+
+def ticket_language(ticket: Ticket, context: Context) -> str:
+    """The language the customer of TICKET is written to in (unknown senders: Russian)."""
+    customer = context.directory.get(ticket.customer_id)
+    return customer.language if customer else "ru"
 
 
 def customer_address(ticket: Ticket) -> str | None:

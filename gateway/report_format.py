@@ -11,6 +11,9 @@ from gateway.clock import iso_utc
 from gateway.report import DayShare, ReportRow, SlaReport
 
 FORMATS = ("table", "json", "csv", "html")
+# What an HTTP response carrying each format says it is.
+MEDIA_TYPES = {"table": "text/plain; charset=utf-8", "json": "application/json",
+               "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 _CSV_COLUMNS = ("customer", "tier", "priority", "request_type", "requests", "reaction_met",
                 "reaction_missed", "reaction_met_pct", "resolution_met", "resolution_missed",
                 "resolution_met_pct", "open_breached", "target_pct", "meets_target")

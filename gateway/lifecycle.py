@@ -211,17 +211,8 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
         ticket.sla_outcome |= (REACTION_MET if ticket.acknowledged_at <= due.reaction_due
                                else REACTION_LATE)
     details["resolution_due"] = iso_utc(ticket.resolution_due)
-    recipient = customer_address(ticket)
-    if recipient is None:
-        return 0, details
-    now = context.clock.now()
-    added = enqueue_ticket_mail(
-        session, ticket, template="priority_changed", recipient=recipient,
-        language=ticket_language(ticket, context),
-        sender=context.settings.outgoing.sender, now=now,
-        dedup_key=f"priority:{ticket.id}:{old}:{new}:{iso_utc(now)}", kind="notice",
-        old_priority=old, reason=(event.reason or "").strip())
-    return (1 if added else 0), details
+    return _tell_customer(session, ticket, context, "priority_changed", old_priority=old,
+                          reason=(event.reason or "").strip()), details
 
 
 def _propose_priority(session: Session, ticket: Ticket, event: TicketEventIn,
@@ -237,16 +228,28 @@ def _propose_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     if recipient is None:
         raise EventRefused(f"{ticket.number} has no customer address to ask")
     ticket.proposed_priority = event.priority
+    enqueued = _tell_customer(session, ticket, context, "priority_proposal",
+                              proposed_priority=event.priority,
+                              reason=(event.reason or "").strip())
+    return enqueued, {"reason": event.reason, "from": ticket.priority, "to": event.priority}
+
+
+def _tell_customer(session: Session, ticket: Ticket, context: Context, template: str,
+                   **extra: Any) -> int:
+    """Queue a notice from TEMPLATE to the ticket's customer, in the thread of their request;
+    the number queued (none when nobody may be written to)."""
+    recipient = customer_address(ticket)
+    if recipient is None or ticket.id is None:
+        return 0
     now = context.clock.now()
     added = enqueue_ticket_mail(
-        session, ticket, template="priority_proposal", recipient=recipient,
-        language=ticket_language(ticket, context),
-        sender=context.settings.outgoing.sender, now=now,
-        dedup_key=f"proposal:{ticket.id}:{event.priority}:{iso_utc(now)}", kind="notice",
-        in_reply_to=first_message_id(session, ticket.id), proposed_priority=event.priority,
-        reason=(event.reason or "").strip())
-    return (1 if added else 0), {"reason": event.reason, "from": ticket.priority,
-                                 "to": event.priority}
+        session, ticket, template=template, recipient=recipient,
+        language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
+        now=now, kind="notice",
+        dedup_key=(f"{template}:{ticket.id}:{ticket.priority}:{ticket.proposed_priority}:"
+                   f"{now.isoformat()}"),
+        in_reply_to=first_message_id(session, ticket.id), **extra)
+    return 1 if added else 0
 
 
 # Agreement and refusal in the first lines of a reply (quotes and signature already removed).

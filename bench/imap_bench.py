@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             b = result["backlog"]
             print(f"backlog: {b['messages']} messages ({b['megabytes']} MB) drained in "
                   f"{b['seconds']} s = {b['messages_per_s']} msg/s (target {BACKLOG_TARGET:.0f});"
-                  f" peak RSS {b['peak_rss_mb']} MB with workers, {b['daemon_peak_rss_mb']} MB the daemon"
-                  f" (target {RSS_TARGET_MB:.0f})")
+                  f" peak RSS {b['peak_rss_mb']} MB with workers, "
+                  f"{b['daemon_peak_rss_mb']} MB the daemon (target {RSS_TARGET_MB:.0f})")
         if "latency" in result:
             la = result["latency"]
             print(f"latency: {la['messages']} messages at {la['rate_per_s']}/s: "

@@ -588,6 +588,8 @@ maildir = "{directory / 'outgoing'}"
 {extra}
 [intake]
 state_dir = "{directory / 'state'}"
+# Registers around the clock, so a run at night measures acknowledgements like one by day.
+unknown_customer_tier = "24/7"
 {f"workers = {workers}" if workers is not None else ""}
 
 [loops]

@@ -1,4 +1,4 @@
-"""The acknowledgement e-mail: rendered from templates, with headers no customer text can forge."""
+"""Acknowledgements and notices from templates, with headers no customer text can forge."""
 
 from __future__ import annotations
 
@@ -77,11 +77,24 @@ def _when(instant: datetime, language: str) -> str:
 
 def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Acknowledgement:
     """A complete RFC 5322 message acknowledging the ticket, addressed to the requester."""
+    return render_mail("acknowledgement", facts, sender, now)
+
+
+def render_mail(template: str, facts: TicketFacts, sender: str, now: datetime,
+                auto_submitted: str = "auto-replied", subject_note: str = "",
+                **extra: object) -> Acknowledgement:
+    """A complete RFC 5322 message about the ticket from TEMPLATE.<language>.txt.j2.
+
+    Instants among EXTRA are written in Moscow time; priorities by their names.
+    """
     language = facts.language if facts.language in PRIORITY_NAMES else "en"
     sender_name, sender_address = parseaddr(sender)
     domain = sender_address.rpartition("@")[2] or "localhost"
     subject = header_safe(facts.subject) or ("(без темы)" if language == "ru" else "(no subject)")
-    body = _TEMPLATES.get_template(f"acknowledgement.{language}.txt.j2").render(
+    values = {key: _when(v, language) if isinstance(v, datetime)
+              else PRIORITY_NAMES[language].get(v, v) if key.endswith("priority")
+              and isinstance(v, str) else v for key, v in extra.items()}
+    body = _TEMPLATES.get_template(f"{template}.{language}.txt.j2").render(
         name=header_safe(facts.requester_name, 100),
         number=facts.number,
         subject=subject,
@@ -92,6 +105,7 @@ def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Ac
         declared=(PRIORITY_NAMES[language].get(facts.priority_change[0])
                   if facts.priority_change else None),
         change_reason=facts.priority_change[1] if facts.priority_change else None,
+        **values,
     )
     message_id = make_msgid(idstring=facts.number, domain=domain)
     headers = [
@@ -100,8 +114,8 @@ def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Ac
         ("From", formataddr((header_safe(sender_name), sender_address), charset="utf-8")),
         ("To", formataddr((header_safe(facts.requester_name, 100), facts.requester_email),
                           charset="utf-8")),
-        ("Subject", _encoded("Subject", f"[{facts.number}] {subject}")),
-        ("Auto-Submitted", "auto-replied"),
+        ("Subject", _encoded("Subject", f"[{facts.number}] {subject_note}{subject}")),
+        ("Auto-Submitted", auto_submitted),
         # Ask Exchange and friends not to answer our answer.
         ("X-Auto-Response-Suppress", "All"),
         ("X-Intake-Ticket", facts.number),

@@ -22,10 +22,13 @@ from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
+from gateway.lifecycle import Applied, apply_event, parse_event
 from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
+from gateway.monitor import sla_step
 from gateway.outbox import OutboxWorker
+from gateway.policy import load_policy_for
 from gateway.processing import (
     BatchResult,
     Context,
@@ -34,11 +37,14 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
+from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.rules_file import RulesWatcher, load_rules_file
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
 
+# How often the SLA clock looks for registrations, escalations and acknowledgements at risk.
+SLA_INTERVAL_S = 15.0
 # Inputs stored by another process (the `ingest` command, a second instance) are noticed
 # within this many seconds even when nothing wakes the processor.
 POLL_INTERVAL_S = 2.0
@@ -55,12 +61,15 @@ def sync_customers(engine: Engine, directory: Directory) -> None:
 
 
 def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
+    """Policy, customers and addresses from the files; ConfigError when any is bad."""
     settings = loaded.settings
     own = {parseaddr(settings.outgoing.sender)[1].lower()}
     if settings.smtp:
         own |= {r.lower() for r in settings.smtp.recipients}
     own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
-    return Context(settings, load_customers(settings.files.customers), clock, frozenset(own),
+    policy = load_policy_for(settings)
+    directory = load_customers(settings.files.customers, tuple(policy.tiers))
+    return Context(settings, directory, clock, frozenset(own), policy,
                    load_rules_file(settings.files.rules))
 
 
@@ -106,7 +115,8 @@ class Gateway:
                                    for _ in range(self.settings.intake.workers)))
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
-                            asyncio.create_task(self.outbox.run(), name="outbox")]
+                            asyncio.create_task(self.outbox.run(), name="outbox"),
+                            asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
         await self.http.start()
@@ -198,20 +208,55 @@ class Gateway:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
 
+    async def sla_once(self) -> int:
+        """One step of the SLA clock at the injected clock's now: register what waited for the
+        intake window, alert on acknowledgements at risk, escalate; the number of tickets
+        acted on."""
+        result = await self.db.run(sla_step, self.db.engine, self.context)
+        if result.enqueued:
+            self.outbox.wake()
+        return result.registered + result.escalated + result.at_risk
+
+    async def _sla_forever(self) -> None:
+        while True:
+            try:
+                await self.sla_once()
+            except Exception as error:  # the database may be down; keep the clock going
+                log.error("sla.error", error=str(error))
+            await asyncio.sleep(SLA_INTERVAL_S)
+
+    async def ticket_event(self, number: str, payload: object) -> Applied:
+        """A lifecycle event for ticket NUMBER (the HTTP layer's POST .../events): the ticket
+        afterwards, or TicketNotFound (404), EventRefused (409), EventInvalid (422)."""
+        event = parse_event(payload)
+        applied = await self.db.run(apply_event, self.db.engine, self.context, number, event)
+        if applied.enqueued:
+            self.outbox.wake()
+        return applied
+
+    async def sla_report(self, query: ReportQuery) -> SlaReport:
+        """The SLA report (the HTTP layer's GET /api/v1/reports/sla)."""
+        return await self.db.run(build_report, self.db.engine, self.context.policy, query,
+                                 self.clock.now())
+
     async def run_until_idle(self) -> None:
-        """Process and send everything that is due now (tests, one-shot commands)."""
-        while await self.process_once() or await self.outbox.run_once():
+        """Process, register, escalate and send everything that is due now (tests, one-shot
+        commands)."""
+        while (await self.process_once() or await self.sla_once()
+               or await self.outbox.run_once()):
             pass
 
-    def reload(self) -> None:
-        """Re-read the customers file; a bad file keeps the previous customers."""
+    def reload(self) -> bool:
+        """Re-read the policy and customers files; a bad file keeps the previous ones."""
         try:
             self.context = build_context(self.loaded, self.clock)
         except Exception as error:
             log.error("reload.failed", error=str(error))
-            return
+            return False
         log.info("reload.done", customers=len(self.context.directory.customers),
-                 rules=len(self.context.ruleset.rules), rules_source=self.context.ruleset.source)
+                 policy=self.context.policy.source, rules=len(self.context.ruleset.rules),
+                 rules_source=self.context.ruleset.source)
+        return True
 
     async def stop(self, drain_deadline_s: float = 10.0) -> None:
         """Stop taking input, finish what was accepted within the deadline, then close."""

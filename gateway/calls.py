@@ -94,7 +94,8 @@ def process_call(session: Session, item: Input, request: CallRequest,
     decision = _decide(request, context, item.received_at, customer)
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
-                      default_tier=settings.intake.unknown_customer_tier, notes=notes)
+                      default_tier=settings.intake.unknown_customer_tier, notes=notes,
+                      policy=context.policy)
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
     messages = [message_row(ticket.id, direction="in", kind="request",
                             message_id=request.message_id, at=item.received_at,

@@ -41,9 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.customers import load_customers
+    from gateway.policy import load_policy_for
 
     loaded = load_settings(args.config)
-    load_customers(loaded.settings.files.customers)
+    policy = load_policy_for(loaded.settings)
+    load_customers(loaded.settings.files.customers, tuple(policy.tiers))
     from gateway.rules_file import load_rules_file
 
     load_rules_file(loaded.settings.files.rules)
@@ -94,10 +96,8 @@ def _engine(args: argparse.Namespace) -> Any:
 def cmd_tickets_list(args: argparse.Namespace) -> int:
     from gateway.ticket_view import list_tickets
 
-    since = datetime.fromisoformat(args.since) if args.since else None
-    if since is not None and since.tzinfo is None:
-        print("intake-gateway: --since needs a time zone, e.g. 2026-11-25T00:00:00Z",
-              file=sys.stderr)
+    since = _instant(args.since, "--since") if args.since else None
+    if args.since and since is None:
         return EXIT_USAGE
     tickets = list_tickets(_engine(args), status=args.status, customer=args.customer,
                            since=since, limit=args.limit)
@@ -121,11 +121,15 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
         _print_json(ticket)
         return EXIT_OK
     for key, value in ticket.items():
-        if key != "messages":
+        if key not in ("messages", "history"):
             print(f"{key + ':':<17} {value}")
     for message in ticket["messages"]:
         print(f"  {message['received_at']}  {message['direction']:<3} {message['kind']:<15} "
               f"{message['message_id']}")
+    for entry in ticket["history"]:
+        details = ", ".join(f"{k}={v}" for k, v in entry.items()
+                            if k not in ("at", "event") and v is not None)
+        print(f"  {entry['at']}  {entry['event']:<19} {details}")
     return EXIT_OK
 
 
@@ -150,6 +154,115 @@ def cmd_quarantine_retry(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     outcome = retry(_settings(args), None if args.all else [args.id])
     print(outcome)
+    return EXIT_OK
+
+
+def _instant(text: str, option: str) -> datetime | None:
+    """An ISO 8601 instant with a zone (Z accepted), or None after telling the user why."""
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        print(f"intake-gateway: {option} needs an ISO 8601 instant with a zone, "
+              "e.g. 2026-11-25T07:00:00Z", file=sys.stderr)
+        return None
+    return instant
+
+
+def cmd_sla_due(args: argparse.Namespace) -> int:
+    from gateway.clock import iso_utc
+    from gateway.policy import load_policy_for
+    from gateway.sla import plan
+
+    policy = load_policy_for(load_settings(args.config).settings)
+    received = _instant(args.received, "--received")
+    if received is None:
+        return EXIT_USAGE
+    if args.tier.lower() not in policy.tiers:
+        print(f"intake-gateway: unknown tier {args.tier!r}; the policy defines "
+              f"{', '.join(policy.tiers)}", file=sys.stderr)
+        return EXIT_USAGE
+    due = plan(received, args.tier, args.priority, args.type, policy)
+    answer = {"tier": args.tier.lower(), "priority": args.priority, "request_type": args.type,
+              "received_at": iso_utc(due.received_at),
+              "status": "pending_registration" if due.pending else "registered",
+              "registered_at": iso_utc(due.registered_at),
+              "reaction_due": iso_utc(due.reaction_due),
+              "resolution_due": iso_utc(due.resolution_due)}
+    if args.json:
+        _print_json(answer)
+        return EXIT_OK
+    zone = policy.tier(args.tier).calendar.zone
+    for key in ("registered_at", "reaction_due", "resolution_due"):
+        local = datetime.fromisoformat(str(answer[key])).astimezone(zone)
+        print(f"{key + ':':<16} {answer[key]}  ({local:%a %Y-%m-%d %H:%M %Z})")
+    return EXIT_OK
+
+
+def cmd_report_sla(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from gateway.clock import SystemClock
+    from gateway.db import open_migrated
+    from gateway.policy import load_policy_for
+    from gateway.report import ReportQuery, build_report
+    from gateway.report_format import render
+
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError as error:
+        print(f"intake-gateway: --from/--to: {error} (expected YYYY-MM-DD)", file=sys.stderr)
+        return EXIT_USAGE
+    if end < start:
+        print("intake-gateway: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    loaded = _settings(args)
+    policy = load_policy_for(loaded.settings)
+    engine = open_migrated(loaded.settings.database_url())
+    report = build_report(engine, policy, ReportQuery(start, end, args.customer),
+                          SystemClock().now())
+    sys.stdout.write(render(report, args.format))
+    return EXIT_OK
+
+
+def cmd_tickets_event(args: argparse.Namespace) -> int:
+    from gateway.app import build_context, deliver_now
+    from gateway.clock import SystemClock
+    from gateway.db import open_migrated
+    from gateway.lifecycle import (
+        EventInvalid,
+        EventRefused,
+        TicketNotFound,
+        apply_event,
+        parse_event,
+    )
+
+    payload = {"type": args.type, "priority": args.priority, "reason": args.reason,
+               "basis": args.basis, "customer_agreed": args.customer_agreed, "actor": args.by}
+    try:
+        event = parse_event({k: v for k, v in payload.items() if v is not None})
+    except EventInvalid as error:
+        print(f"intake-gateway: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    loaded = _settings(args)
+    engine = open_migrated(loaded.settings.database_url())
+    try:
+        applied = apply_event(engine, build_context(loaded, SystemClock()), args.number, event)
+    except TicketNotFound:
+        print(f"intake-gateway: no ticket {args.number}", file=sys.stderr)
+        return EXIT_FAILURE
+    except EventRefused as error:
+        print(f"intake-gateway: refused: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if applied.enqueued:
+        deliver_now(loaded)
+    ticket = applied.ticket
+    if args.json:
+        _print_json(ticket)
+    else:
+        print(f"{ticket['number']}: {ticket['status']}, {ticket['priority']}, "
+              f"resolution due {ticket['resolution_due']}")
     return EXIT_OK
 
 
@@ -185,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = add("show", cmd_tickets_show, "one ticket", tickets_commands)
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
+    event = add("event", cmd_tickets_event, "resolved, closed, reopened, priority_changed, "
+                "priority_proposed", tickets_commands)
+    event.add_argument("number")
+    event.add_argument("type", choices=["resolved", "closed", "reopened", "priority_changed",
+                                        "priority_proposed"])
+    event.add_argument("--priority", choices=["critical", "high", "medium", "low"])
+    event.add_argument("--reason", help="why; the customer is told (priority changes)")
+    event.add_argument("--basis", choices=["diagnosis", "customer_information",
+                                           "declared_mismatch", "partial_restoration"])
+    event.add_argument("--customer-agreed", action="store_true", default=None,
+                       help="the customer agreed to lowering a critical or high priority")
+    event.add_argument("--by", help="who did it (recorded in the history)")
+    event.add_argument("--json", action="store_true")
 
     quarantine = commands.add_parser("quarantine", help="inputs that failed or are held")
     quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
@@ -197,6 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.rules_commands import add_rules_commands
 
     add_rules_commands(commands)
+
+    sla = commands.add_parser("sla", help="the SLA clock")
+    sla_commands = sla.add_subparsers(dest="sla_command", required=True)
+    due = add("due", cmd_sla_due, "when would a request be registered and due?", sla_commands)
+    due.add_argument("--tier", required=True)
+    due.add_argument("--priority", required=True, choices=["critical", "high", "medium", "low"])
+    due.add_argument("--type", default="incident",
+                     choices=["incident", "consultation", "administration", "feature_request"])
+    due.add_argument("--received", required=True, help="ISO 8601 instant with a zone")
+    due.add_argument("--json", action="store_true")
+
+    report = commands.add_parser("report", help="reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    sla_report = add("sla", cmd_report_sla, "share of requests within SLA", report_commands)
+    sla_report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD")
+    sla_report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
+    sla_report.add_argument("--customer")
+    sla_report.add_argument("--format", choices=["table", "json", "csv", "html"],
+                            default="table")
     return parser
 
 

@@ -42,7 +42,14 @@ def problem_of(file: str, text: str, loc: tuple[str | int, ...], message: str) -
 
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*("?)([A-Za-z0-9_\-.]+)\1\s*=""")
+_SIMPLE_KEY = r"""(?:"[^"]*"|[A-Za-z0-9_\-]+)"""
+_KEY = re.compile(rf"""^\s*({_SIMPLE_KEY}(?:\s*\.\s*{_SIMPLE_KEY})*)\s*=""")
+_KEY_PART = re.compile(r"""\s*(?:"([^"]*)"|([A-Za-z0-9_\-]+))\s*(?:\.|$)""")
+
+
+def split_key(dotted_key: str) -> list[str]:
+    """`tiers."8/5".reaction` -> ["tiers", "8/5", "reaction"] (TOML dotted keys, quotes)."""
+    return [quoted or bare for quoted, bare in _KEY_PART.findall(dotted_key)]
 
 
 def locate_key(text: str, loc: tuple[str | int, ...]) -> int:
@@ -59,11 +66,11 @@ def locate_key(text: str, loc: tuple[str | int, ...]) -> int:
             name = m.group(1)
             index = array_counts.get(name, -1) + 1
             array_counts[name] = index
-            path = [*name.split("."), index]
+            path = [*split_key(name), index]
         elif m := _TABLE.match(line):
-            path = list(m.group(1).split("."))
+            path = list(split_key(m.group(1)))
         elif m := _KEY.match(line):
-            full = [*path, *m.group(2).split(".")]
+            full = [*path, *split_key(m.group(1))]
             depth = _common_prefix(full, loc)
             if depth == len(full) and depth > best_depth:
                 best_line, best_depth = number, depth

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from gateway.config_errors import ConfigError, ConfigProblem, problem_of
 
+# The seed's tiers; a policy file may define others (its tiers are passed to load_customers).
 TIERS = ("8/5", "24/7", "premium")
 
 
@@ -28,10 +30,11 @@ class CustomerEntry(BaseModel):
 
     @field_validator("tier")
     @classmethod
-    def _known_tier(cls, value: str) -> str:
+    def _known_tier(cls, value: str, info: ValidationInfo) -> str:
         tier = value.lower()
-        if tier not in TIERS:
-            raise ValueError(f"unknown tier {value!r}; expected one of {', '.join(TIERS)}")
+        known = (info.context or {}).get("tiers", TIERS)
+        if tier not in known:
+            raise ValueError(f"unknown tier {value!r}; expected one of {', '.join(known)}")
         return tier
 
     @field_validator("language")
@@ -85,8 +88,8 @@ class Directory:
         return next((c for c in self.customers if c.id == customer_id), None)
 
 
-def load_customers(path: Path | None) -> Directory:
-    """Read and validate the customers file; no file means no known customers."""
+def load_customers(path: Path | None, tiers: Collection[str] = TIERS) -> Directory:
+    """Read and validate the customers file against the policy's TIERS; no file, no customers."""
     if path is None:
         return Directory()
     try:
@@ -97,7 +100,7 @@ def load_customers(path: Path | None) -> Directory:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([ConfigProblem(str(path), 0, "", f"TOML syntax: {error}")]) from None
     try:
-        parsed = CustomersFile.model_validate(data)
+        parsed = CustomersFile.model_validate(data, context={"tiers": tuple(tiers)})
     except ValidationError as error:
         raise ConfigError([problem_of(str(path), text, tuple(e["loc"]), e["msg"])
                            for e in error.errors()]) from None

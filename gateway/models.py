@@ -1,4 +1,4 @@
-"""Database tables: inputs as received, tickets, their messages, the outbox, customers."""
+"""Database tables: inputs as received, tickets, their messages and history, the outbox."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from sqlmodel import Field, SQLModel
 RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
 # Outbox statuses: pending -> sending (leased) -> sent | failed.
 PENDING, SENDING, SENT = "pending", "sending", "sent"
+# Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so
+# the SLA report counts small integers from one index instead of comparing instants.
+REACTION_MET, REACTION_LATE, RESOLUTION_MET, RESOLUTION_LATE, NO_ACKNOWLEDGEMENT = 1, 2, 4, 8, 16
+REACTION_DECIDED = REACTION_MET | REACTION_LATE | NO_ACKNOWLEDGEMENT
+RESOLUTION_DECIDED = RESOLUTION_MET | RESOLUTION_LATE
 
 
 class Input(SQLModel, table=True):
@@ -51,16 +56,22 @@ class Customer(SQLModel, table=True):
 
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
+    # The SLA report reads only this index (no sort, no table rows); it also serves
+    # look-ups by customer.
+    __table_args__ = (Index("ix_tickets_sla_report", "customer_id", "tier", "priority",
+                            "request_type", "report_day", "sla_outcome"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)
     channel: str = Field(max_length=16)
     status: str = Field(max_length=32, index=True)
-    customer_id: str | None = Field(default=None, max_length=64, index=True)
+    customer_id: str | None = Field(default=None, max_length=64)
     tier: str | None = Field(default=None, max_length=16)
     request_type: str = Field(max_length=32)
     priority: str = Field(max_length=16)
     declared_priority: str | None = Field(default=None, max_length=16)
+    # A lower priority we asked the customer to agree to (their reply can accept it).
+    proposed_priority: str | None = Field(default=None, max_length=16)
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     requester_name: str | None = None
     requester_email: str | None = Field(default=None, index=True)
@@ -70,6 +81,18 @@ class Ticket(SQLModel, table=True):
     reaction_due: datetime | None = None
     resolution_due: datetime | None = None
     acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    # When the acknowledgement counts as at risk (half the reaction window), and when the
+    # duty address was alerted about it.
+    ack_at_risk: datetime | None = None
+    ack_alerted_at: datetime | None = None
+    # Escalation thresholds notified so far, and when the next one is reached.
+    escalation_level: int = 0
+    escalation_due: datetime | None = Field(default=None, index=True)
+    # The day of receipt in the report's time zone, as YYYYMMDD; and the sla_outcome bits.
+    report_day: int | None = None
+    sla_outcome: int = 0
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
@@ -118,6 +141,17 @@ class Undeliverable(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
     at: datetime
+class TicketEvent(SQLModel, table=True):
+    """One entry of a ticket's history: a lifecycle event, a priority change, a notice."""
+
+    __tablename__ = "ticket_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    at: datetime
+    kind: str = Field(max_length=32)
+    actor: str | None = None
+    details: str = Field(default="{}", sa_column=Column(Text, nullable=False))
 
 
 class OutboxItem(SQLModel, table=True):
@@ -139,6 +173,9 @@ class OutboxItem(SQLModel, table=True):
     status: str = Field(default=PENDING, max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(index=True)
+    # The deadline this message serves (an acknowledgement's reaction_due): due items are
+    # sent earliest deadline first.
+    send_by: datetime | None = None
     lease_until: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime

@@ -11,14 +11,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import Engine, case, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
 from gateway.db import Database, read_transaction, transaction
 from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
-from gateway.models import FAILED, PENDING, SENDING, SENT, OutboxItem, Ticket
+from gateway.models import (
+    FAILED,
+    PENDING,
+    REACTION_DECIDED,
+    REACTION_LATE,
+    REACTION_MET,
+    SENDING,
+    SENT,
+    OutboxItem,
+    Ticket,
+)
 
 log = structlog.get_logger("gateway.outbox")
 
@@ -75,7 +85,8 @@ def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
             .where(or_(table.c.status == PENDING,
                        (table.c.status == SENDING) & (table.c.lease_until < now)))
             .where(table.c.next_attempt_at <= now)
-            .order_by(table.c.next_attempt_at, table.c.id)
+            # Earliest deadline first: acknowledgements by their ticket's reaction_due.
+            .order_by(func.coalesce(table.c.send_by, table.c.next_attempt_at), table.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)).all()
         if not rows:
@@ -124,9 +135,14 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
             connection.execute(update(table).where(table.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
+            # The reaction is decided now: met, or late (a miss in the SLA report).
+            reaction = case((col(Ticket.reaction_due) >= now, REACTION_MET), else_=REACTION_LATE)
             connection.execute(update(Ticket).where(col(Ticket.id).in_(acknowledged))
                                .where(col(Ticket.acknowledged_at).is_(None))
-                               .values(acknowledged_at=now))
+                               .values(acknowledged_at=now, sla_outcome=case(
+                                   (col(Ticket.sla_outcome).op("&")(REACTION_DECIDED) == 0,
+                                    col(Ticket.sla_outcome).op("|")(reaction)),
+                                   else_=col(Ticket.sla_outcome))))
 
 
 class OutboxWorker:

@@ -13,14 +13,28 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import TicketFacts, render_acknowledgement, safe_address
+from gateway.acknowledgement import (
+    TicketFacts,
+    render_acknowledgement,
+    render_mail,
+    safe_address,
+)
 from gateway.clock import Clock
 from gateway.customers import CustomerEntry, Directory
 from gateway.db import make_engine, read_transaction, transaction
+from gateway.lifecycle import accept_by_reply
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
 from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
 from gateway.outbox import enqueue
-from gateway.registration import NewTicket, add_messages, message_row, register
+from gateway.policy import Policy, seed_policy
+from gateway.registration import (
+    NO_ACKNOWLEDGEMENT_NOTE,
+    PENDING_REGISTRATION,
+    NewTicket,
+    add_messages,
+    message_row,
+    register,
+)
 from gateway.replies import add_to_ticket, is_closed
 from gateway.settings import Settings
 from gateway.sla import DEFAULT_CALENDAR
@@ -44,6 +58,7 @@ class Context:
     directory: Directory
     clock: Clock
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    policy: Policy = field(default_factory=seed_policy)
     ruleset: RuleSet = field(default_factory=builtin_rules)
 
 
@@ -232,10 +247,15 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
                         if request.kind == "normal" else None)
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
-                now=now, decision=decision, default_tier=settings.intake.unknown_customer_tier)
+                now=now, decision=decision, context=context)
             _finish(item, existing.id, outcome, now)
             structlog.contextvars.bind_contextvars(ticket=existing.number)
-            return 0
+            if request.kind != "normal" or existing.proposed_priority is None:
+                return 0
+            # The customer may agree to our proposal of a lower priority by replying.
+            return accept_by_reply(session, existing, request.reply_text or request.text,
+                                   request.sender.address if request.sender else None,
+                                   context)
 
     if request.kind != "normal":
         _finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)
@@ -260,34 +280,40 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
         # Envelope addresses are compared case-insensitively by the rate limit and bounces.
         recipient = recipient.lower()
         reason = recipient_blocked(session, recipient, now, settings.loops)
-    notes = [f"no acknowledgement: {reason}"] if reason else []
+    notes = [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else []
     if follows_up:
         notes.append(f"follows up closed ticket {follows_up}")
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,
-                      notes=notes, follows_up=follows_up)
+                      notes=notes, follows_up=follows_up, policy=context.policy)
     structlog.contextvars.bind_contextvars(ticket=ticket.number)
     messages = [message_row(ticket.id, direction="in", kind="request",
                             message_id=request.message_id, at=item.received_at,
                             body=request.text, input_id=item.id)]
     enqueued = 0
     ids = thread_ids(request)
-    if reason is None and recipient is not None:
-        acknowledgement_id = _enqueue_acknowledgement(
+    # Outside the intake window the acknowledgement waits for registration; the customer
+    # gets the courtesy notice now (when the policy wants one).
+    pending = ticket.status == PENDING_REGISTRATION
+    if (reason is None and recipient is not None
+            and (not pending or context.policy.courtesy_notice)):
+        message_id = _enqueue_acknowledgement(
             session, ticket, request, decision, recipient,
             customer.language if customer else "ru", context, now, int(item.id or 0),
             look_first=isolate)
-        if acknowledgement_id is not None:
+        if message_id is not None:
             enqueued = 1
-            ids.append(acknowledgement_id)
-            messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
-                                        message_id=acknowledgement_id, at=now))
+            ids.append(message_id)
+            messages.append(message_row(
+                ticket.id, direction="out", kind="notice" if pending else "acknowledgement",
+                message_id=message_id, at=now))
     add_messages(session, messages)
     link_ids(session, ticket.id, ids)
     _finish(item, ticket.id, f"registered {ticket.number}", now)
-    log.info("ticket.registered", priority=ticket.priority, customer=ticket.customer_id,
-             acknowledgement=reason or "queued")
+    log.info("ticket.pending_registration" if pending else "ticket.registered",
+             priority=ticket.priority, customer=ticket.customer_id,
+             registered_at=ticket.registered_at.isoformat(), acknowledgement=reason or "queued")
     return enqueued
 
 
@@ -305,7 +331,8 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
                              decision: Decision, recipient: str, language: str,
                              context: Context, now: datetime, input_id: int,
                              look_first: bool) -> str | None:
-    """Queue the acknowledgement; its Message-ID, or None when one was queued before."""
+    """Queue the acknowledgement (or, for a ticket pending registration, the courtesy notice);
+    its Message-ID, or None when one was queued before."""
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
@@ -315,12 +342,20 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
         if request.declared_priority and decision.change_reason else None,
     )
     sender = context.settings.outgoing.sender
-    ack = render_acknowledgement(facts, sender, now)
+    pending = ticket.status == PENDING_REGISTRATION
+    if pending:
+        ack = render_mail("pending_registration", facts, sender, now,
+                          registered_at=ticket.registered_at)
+    else:
+        ack = render_acknowledgement(facts, sender, now)
     # Keyed by the input, so a replayed input can never produce a second acknowledgement.
     added = enqueue(session, {
-        "dedup_key": f"ack:input:{input_id}", "ticket_id": ticket.id, "kind": "acknowledgement",
+        "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",
+        "ticket_id": ticket.id, "kind": "notice" if pending else "acknowledgement",
         "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
         "message_id": ack.message_id, "message": ack.data,
+        # The courtesy notice is due now; an acknowledgement by the reaction deadline.
+        "send_by": now if pending else ticket.reaction_due,
         "next_attempt_at": now, "created_at": now}, look_first=look_first)
     return ack.message_id if added else None
 

@@ -6,17 +6,25 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from gateway.customers import CustomerEntry
-from gateway.models import Counter, Ticket, TicketMessage
-from gateway.sla import deadlines
+from gateway.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
+from gateway.policy import Policy
+from gateway.sla import intake_open, registration_time, schedule
 from parsers.model import Request
 from rules.engine import Decision
 
-REGISTERED = "registered"
+# Ticket statuses. A request that arrives outside its tier's intake window waits as
+# pending_registration until the window opens; then it is registered.
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
+    "pending_registration", "registered", "resolved", "closed")
+OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
+# How a ticket's notes say that nobody is to be written to about it (a no-reply sender ...).
+NO_ACKNOWLEDGEMENT_NOTE = "no acknowledgement"
 
 
 _NEXT_NUMBER = (update(Counter).where(col(Counter.name) == "ticket")
@@ -39,10 +47,12 @@ class NewTicket:
 
     id: int
     number: str
+    status: str
     priority: str
     customer_id: str | None
     subject: str
     requester_name: str | None
+    registered_at: datetime
     reaction_due: datetime
     resolution_due: datetime
 
@@ -53,14 +63,22 @@ _MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
 
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
              decision: Decision, prefix: str, received_at: datetime, now: datetime,
-             default_tier: str, notes: list[str],
+             default_tier: str, notes: list[str], policy: Policy,
              follows_up: str | None = None) -> NewTicket:
-    """A new ticket in status registered, with its SLA deadlines computed from NOW.
+    """A new ticket with its SLA deadlines.
 
-    Written with a Core insert: the ORM unit of work cost more than everything else here.
+    Received while the tier's intake window is open, it is registered NOW. Received outside
+    it, it is registered when the window next opens: pending_registration until then (the
+    deadlines count from that instant), or registered at once when that instant has passed
+    already (processing late). Written with a Core insert: the ORM unit of work cost more
+    than everything else here.
     """
     tier = customer.tier if customer else None
-    due = deadlines(now, tier or default_tier, decision.priority, decision.request_type)
+    clock_tier = tier or default_tier
+    registered_at = (now if intake_open(received_at, clock_tier, policy)
+                     else registration_time(received_at, clock_tier, policy))
+    status = REGISTERED if registered_at <= now else PENDING_REGISTRATION
+    due = schedule(registered_at, clock_tier, decision.priority, decision.request_type, policy)
     number = next_ticket_number(session, prefix)
     customer_id = customer.id if customer else None
     subject = request.subject or ""
@@ -68,7 +86,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
     values: dict[str, object] = {
         "number": number,
         "channel": request.channel,
-        "status": REGISTERED,
+        "status": status,
         "customer_id": customer_id,
         "tier": tier,
         "request_type": decision.request_type,
@@ -79,9 +97,12 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "requester_email": request.sender.address.lower() if request.sender else None,
         "requester_phone": request.phone,
         "received_at": received_at,
-        "registered_at": now,
-        "reaction_due": due.reaction_due,
-        "resolution_due": due.resolution_due,
+        "registered_at": registered_at,
+        **due.columns(),
+        "report_day": report_day(received_at, policy),
+        # A ticket nobody is acknowledged for has no reaction to count.
+        "sla_outcome": NO_ACKNOWLEDGEMENT if any(
+            n.startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes) else 0,
         "reasons": json.dumps(decision.reasons, ensure_ascii=False),
         "notes": json.dumps(notes, ensure_ascii=False),
         "follows_up": follows_up,
@@ -91,8 +112,14 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
     }
     ticket_id = session.connection().execute(
         insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()
-    return NewTicket(ticket_id, number, decision.priority, customer_id, subject, requester_name,
-                     due.reaction_due, due.resolution_due)
+    return NewTicket(ticket_id, number, status, decision.priority, customer_id, subject,
+                     requester_name, registered_at, due.reaction_due, due.resolution_due)
+
+
+def report_day(received_at: datetime, policy: Policy) -> int:
+    """The day of receipt in the report's zone as YYYYMMDD (the SLA report's day)."""
+    local = received_at.astimezone(ZoneInfo(policy.report_zone))
+    return local.year * 10000 + local.month * 100 + local.day
 
 
 def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | None,

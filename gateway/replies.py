@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlmodel import Session, select
 
+from gateway.lifecycle import TicketEventIn, apply_to
 from gateway.loops import mark_undeliverable
 from gateway.models import Ticket, TicketMessage
-from gateway.registration import add_messages, message_row
-from gateway.sla import deadlines
+from gateway.policy import PRIORITIES
+from gateway.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
 from gateway.threads import known_ids, link_ids, thread_ids
 from parsers.model import Request
 from rules.engine import Decision
 
-log = structlog.get_logger("gateway.replies")
+if TYPE_CHECKING:
+    from gateway.processing import Context
 
-CLOSED, REOPENED = "closed", "reopened"
-# Higher index, more urgent: a reply may move a ticket up this list, never down.
-PRIORITY_ORDER = ("low", "medium", "high", "critical")
+log = structlog.get_logger("gateway.replies")
 
 
 def is_closed(ticket: Ticket) -> bool:
@@ -29,8 +30,11 @@ def is_closed(ticket: Ticket) -> bool:
 
 def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_id: int | None,
                   received_at: datetime, now: datetime, decision: Decision | None,
-                  default_tier: str) -> str:
-    """Append REQUEST to TICKET and apply what it tells us; the input's outcome sentence."""
+                  context: Context | None) -> str:
+    """Append REQUEST to TICKET and apply what it tells us; the input's outcome sentence.
+
+    CONTEXT is None only where no policy applies (threading checked on its own).
+    """
     ticket_id = int(ticket.id or 0)
     kind = "reply" if request.kind == "normal" else request.kind
     add_messages(session, [message_row(
@@ -41,33 +45,35 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
     outcome = f"added to {ticket.number} as {kind}"
     if kind == "bounce":
         outcome += _record_bounce(session, ticket, request, now)
-    elif kind == "reply":
-        if ticket.status == CLOSED:
-            ticket.status = REOPENED
-            _note(ticket, f"{now.isoformat()}: reopened by the customer's reply")
+    elif kind == "reply" and context is not None:
+        if ticket.status in (RESOLVED, CLOSED):
+            apply_to(session, ticket, TicketEventIn(
+                type="reopened", actor="customer", reason="the customer replied"), context)
             outcome += ", reopened"
         if decision is not None:
-            outcome += _maybe_raise(ticket, decision, default_tier, now)
+            outcome += _maybe_raise(session, ticket, decision, context)
     session.add(ticket)
     log.info("input.threaded", kind=kind, ticket=ticket.number)
     return outcome
 
 
-def _maybe_raise(ticket: Ticket, decision: Decision, default_tier: str, now: datetime) -> str:
-    """Raise the ticket's priority when the reply's own assessment is higher; never lower it."""
+def _maybe_raise(session: Session, ticket: Ticket, decision: Decision, context: Context) -> str:
+    """Raise the ticket's priority when the reply's own assessment is higher; never lower it.
+
+    Through the lifecycle, as any priority change: new deadlines from the registration time,
+    the history entry, and the customer told why.
+    """
     old, new = ticket.priority, decision.priority
-    if old not in PRIORITY_ORDER or PRIORITY_ORDER.index(new) <= PRIORITY_ORDER.index(old):
+    if (ticket.status not in OPEN_STATUSES or old not in PRIORITIES
+            or PRIORITIES.index(new) >= PRIORITIES.index(old)):
         return ""
-    ticket.priority = new
-    # The new target counts from registration, as the seed's deadlines do.
-    start = ticket.registered_at or ticket.received_at
-    due = deadlines(start, ticket.tier or default_tier, new, ticket.request_type)
-    ticket.resolution_due = due.resolution_due
-    why = "; ".join(decision.reasons) or "new information from the customer"
+    why = "; ".join(decision.reasons) or "the details in your reply"
+    apply_to(session, ticket, TicketEventIn(
+        type="priority_changed", priority=new, basis="customer_information", actor="rules",
+        reason=f"new information from the customer: {why}"), context)
     reasons = json.loads(ticket.reasons or "[]")
     reasons.append(f"raised from {old} to {new} by the customer's reply: {why}")
     ticket.reasons = json.dumps(reasons, ensure_ascii=False)
-    _note(ticket, f"{now.isoformat()}: priority {old} -> {new} (customer's reply)")
     log.info("ticket.priority_raised", ticket=ticket.number, old=old, new=new)
     return f", priority raised from {old} to {new}"
 
@@ -98,4 +104,3 @@ def _note(ticket: Ticket, text: str) -> None:
     notes = json.loads(ticket.notes or "[]")
     notes.append(text)
     ticket.notes = json.dumps(notes, ensure_ascii=False)
-

@@ -37,7 +37,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 class RulesWatcher:
     """Calls RELOAD when the file's modification time or size changes (editors, git pull)."""
 
-    def __init__(self, path: Path, reload: Callable[[], None],
+    def __init__(self, path: Path, reload: Callable[[], object],
                  interval_s: float = WATCH_INTERVAL_S) -> None:
         self.path = path
         self.reload = reload

@@ -11,10 +11,11 @@ from sqlmodel import col, select
 
 from gateway.clock import iso_utc
 from gateway.db import read_transaction
-from gateway.models import Ticket, TicketMessage
+from gateway.models import Ticket, TicketEvent, TicketMessage
 
 
-def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]:
+def ticket_json(ticket: Ticket, messages: list[TicketMessage],
+                history: list[TicketEvent] | None = None) -> dict[str, Any]:
     return {
         "number": ticket.number,
         "channel": ticket.channel,
@@ -32,6 +33,8 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]
         "reaction_due": iso_utc(ticket.reaction_due),
         "resolution_due": iso_utc(ticket.resolution_due),
         "acknowledged_at": iso_utc(ticket.acknowledged_at),
+        "resolved_at": iso_utc(ticket.resolved_at),
+        "closed_at": iso_utc(ticket.closed_at),
         "reasons": json.loads(ticket.reasons),
         "notes": json.loads(ticket.notes),
         "follows_up": ticket.follows_up,
@@ -43,6 +46,8 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage]) -> dict[str, Any]
              "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at)}
             for m in messages
         ],
+        "history": [{"at": iso_utc(e.at), "event": e.kind, "actor": e.actor,
+                     **json.loads(e.details)} for e in history or []],
     }
 
 
@@ -61,6 +66,7 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
             query = query.limit(limit)
         tickets = session.exec(query).all()
         by_ticket: dict[int, list[TicketMessage]] = {}
+        events: dict[int, list[TicketEvent]] = {}
         ids = [t.id for t in tickets]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
@@ -68,7 +74,12 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
                                         .where(col(TicketMessage.ticket_id).in_(chunk))
                                         .order_by(col(TicketMessage.id))):
                 by_ticket.setdefault(message.ticket_id, []).append(message)
-        return [ticket_json(t, by_ticket.get(t.id or 0, [])) for t in tickets]
+            for event in session.exec(select(TicketEvent)
+                                      .where(col(TicketEvent.ticket_id).in_(chunk))
+                                      .order_by(col(TicketEvent.id))):
+                events.setdefault(event.ticket_id, []).append(event)
+        return [ticket_json(t, by_ticket.get(t.id or 0, []), events.get(t.id or 0))
+                for t in tickets]
 
 
 def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
@@ -79,4 +90,7 @@ def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
         messages = list(session.exec(select(TicketMessage)
                                      .where(TicketMessage.ticket_id == ticket.id)
                                      .order_by(col(TicketMessage.id))))
-        return ticket_json(ticket, messages)
+        history = list(session.exec(select(TicketEvent)
+                                    .where(TicketEvent.ticket_id == ticket.id)
+                                    .order_by(col(TicketEvent.id))))
+        return ticket_json(ticket, messages, history)

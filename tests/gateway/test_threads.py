@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from gateway.db import transaction
 from gateway.loops import ticket_limit_reached
 from gateway.models import OutboxItem, Ticket, Undeliverable
+from gateway.policy import seed_policy
 from gateway.registration import register
 from gateway.replies import add_to_ticket
 from gateway.settings import LoopSettings
@@ -58,12 +59,12 @@ def test_corpus_threads_group_as_expected(database_url: str, tmp_path: Path, cor
             if found is None:
                 new = register(session, request=request, customer=None, decision=decision,
                                prefix="SUP-", received_at=START, now=START, default_tier="8/5",
-                               notes=[])
+                               notes=[], policy=seed_policy())
                 link_ids(session, new.id, thread_ids(request))
                 ticket_of[name] = new.id
             else:
                 add_to_ticket(session, found, request, input_id=None, received_at=START,
-                              now=START, decision=None, default_tier="8/5")
+                              now=START, decision=None, context=None)
                 ticket_of[name] = int(found.id or 0)
     groups: dict[int, list[str]] = {}
     for name, ticket in ticket_of.items():
@@ -133,7 +134,8 @@ def test_reply_to_a_closed_ticket(database_url: str, tmp_path: Path, mode: str) 
                                            "It happened again today, the same symptoms."))
     tickets = list_tickets(engine)
     if mode == "reopen":
-        assert [t["status"] for t in tickets] == ["reopened"]
+        assert [t["status"] for t in tickets] == ["registered"]
+        assert tickets[0]["history"][-1]["event"] == "reopened"
         assert len(acknowledgements(engine)) == 1
     else:
         newest, closed = tickets

@@ -1,0 +1,92 @@
+"""Mail about a stored ticket (registration acknowledgements, notices, alerts) into the outbox."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, col, select
+
+from gateway.acknowledgement import TicketFacts, render_mail, safe_address
+from gateway.clock import iso_utc
+from gateway.models import Ticket, TicketEvent, TicketMessage
+from gateway.outbox import enqueue
+from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
+
+if TYPE_CHECKING:
+    from gateway.processing import Context
+
+
+def ticket_tier(ticket: Ticket, context: Context) -> str:
+    """The tier whose clock applies to TICKET (unknown senders: the configured default)."""
+    return ticket.tier or context.settings.intake.unknown_customer_tier
+
+
+def ticket_language(ticket: Ticket, context: Context) -> str:
+    """The language the customer of TICKET is written to in (unknown senders: Russian)."""
+    customer = context.directory.get(ticket.customer_id)
+    return customer.language if customer else "ru"
+
+
+def customer_address(ticket: Ticket) -> str | None:
+    """Where mail to the customer goes: the requester, unless we must not write to them."""
+    notes = json.loads(ticket.notes)
+    if any(str(n).startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes):
+        return None
+    return safe_address(ticket.requester_email)
+
+
+def first_message_id(session: Session, ticket_id: int) -> str | None:
+    """The Message-ID of the customer's request that opened the ticket."""
+    return session.exec(select(TicketMessage.message_id)
+                        .where(TicketMessage.ticket_id == ticket_id)
+                        .where(TicketMessage.kind == "request")
+                        .order_by(col(TicketMessage.id)).limit(1)).first()
+
+
+def enqueue_ticket_mail(session: Session, ticket: Ticket, *, template: str, recipient: str,
+                        language: str, sender: str, now: datetime, dedup_key: str, kind: str,
+                        in_reply_to: str | None = None, send_by: datetime | None = None,
+                        to_customer: bool = True, subject_note: str = "",
+                        **extra: Any) -> str | None:
+    """Render TEMPLATE about TICKET to RECIPIENT and queue it (once per DEDUP_KEY).
+
+    Mail to the customer is recorded among the ticket's messages; its Message-ID is returned,
+    or None when the key was queued before.
+    """
+    assert ticket.id is not None and ticket.reaction_due and ticket.resolution_due
+    facts = TicketFacts(
+        number=ticket.number, subject=ticket.subject, priority=ticket.priority,
+        reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
+        language=language, requester_name=ticket.requester_name if to_customer else None,
+        requester_email=recipient, in_reply_to=in_reply_to, references=[])
+    mail = render_mail(template, facts, sender, now,
+                       auto_submitted="auto-replied" if to_customer else "auto-generated",
+                       subject_note=subject_note, **extra)
+    added = enqueue(session, {
+        "dedup_key": dedup_key, "ticket_id": ticket.id, "kind": kind,
+        "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
+        "message_id": mail.message_id, "message": mail.data, "send_by": send_by or now,
+        "next_attempt_at": now, "created_at": now})
+    if not added:
+        return None
+    if to_customer:
+        add_messages(session, [message_row(ticket.id, direction="out", kind=kind,
+                                           message_id=mail.message_id, at=now)])
+    return mail.message_id
+
+
+def record_event(session: Session, ticket_id: int, kind: str, at: datetime,
+                 actor: str | None = None, **details: Any) -> int:
+    """Add one entry to the ticket's history; its id."""
+    event = TicketEvent(ticket_id=ticket_id, at=at, kind=kind, actor=actor,
+                        details=json.dumps(details, ensure_ascii=False, default=_json))
+    session.add(event)
+    session.flush()
+    return int(event.id or 0)
+
+
+def _json(value: object) -> object:
+    return iso_utc(value) if isinstance(value, datetime) else str(value)

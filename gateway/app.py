@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import signal
@@ -25,6 +26,7 @@ from gateway.intake import IntakeDoor
 from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
+from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox import OutboxWorker
 from gateway.processing import (
     BatchResult,
@@ -243,17 +245,26 @@ class Gateway:
 
 
 async def run_daemon(loaded: LoadedSettings) -> None:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads."""
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Tells systemd (sd_notify) each step."""
+    notifier = Notifier()
+    notifier.status("starting")
     gateway = Gateway(loaded)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_notified, gateway, notifier))
     await gateway.start()
+    watchdog = asyncio.create_task(notifier.watchdog(lambda: running_status(gateway)),
+                                   name="watchdog")
+    notifier.ready(running_status(gateway))
     await stop.wait()
     log.info("gateway.stopping")
+    notifier.stopping("draining: no new input, finishing what was accepted")
+    # The watchdog keeps pinging while draining: a long drain is not a hang.
     await gateway.stop()
+    watchdog.cancel()
+    notifier.close()
 
 
 def deliver_now(loaded: LoadedSettings) -> int:

@@ -95,7 +95,8 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
 class _Running(Protocol):
     """What the status line reads from the gateway (kept structural: no import cycle)."""
 
-    mailboxes: Sequence[Any]
+    @property
+    def mailboxes(self) -> Sequence[Any]: ...
 
     def reload(self) -> None: ...
 

@@ -87,6 +87,7 @@ class Gateway:
                                         context=lambda: self.context))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
+        self.http.services.mailboxes = self.mailboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._pool: ProcessPoolExecutor | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import signal
@@ -27,6 +28,7 @@ from gateway.logs import configure_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.monitor import sla_step
+from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox import OutboxWorker
 from gateway.policy import load_policy_for
 from gateway.processing import (
@@ -94,6 +96,7 @@ class Gateway:
                                         context=lambda: self.context))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
+        self.http.services.mailboxes = self.mailboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -288,17 +291,26 @@ class Gateway:
 
 
 async def run_daemon(loaded: LoadedSettings) -> None:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads."""
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Tells systemd (sd_notify) each step."""
+    notifier = Notifier()
+    notifier.status("starting")
     gateway = Gateway(loaded)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_notified, gateway, notifier))
     await gateway.start()
+    watchdog = asyncio.create_task(notifier.watchdog(lambda: running_status(gateway)),
+                                   name="watchdog")
+    notifier.ready(running_status(gateway))
     await stop.wait()
     log.info("gateway.stopping")
+    notifier.stopping("draining: no new input, finishing what was accepted")
+    # The watchdog keeps pinging while draining: a long drain is not a hang.
     await gateway.stop()
+    watchdog.cancel()
+    notifier.close()
 
 
 def deliver_now(loaded: LoadedSettings) -> int:

@@ -262,6 +262,8 @@ def _read_secret(suffix: str, reference: object, base: Path) -> str | _Missing:
     if suffix == "_env":
         value = os.environ.get(reference)
         return value.strip() if value else _Missing(f"environment variable {reference} is not set")
+    # "${CREDENTIALS_DIRECTORY}/admin.token": systemd's LoadCredential= puts secrets there.
+    reference = os.path.expandvars(reference)
     try:
         return (base / reference).read_text(encoding="utf-8").strip()
     except OSError as error:

@@ -16,6 +16,7 @@ from gateway.db import read_transaction
 from gateway.http import api, hooks, rules_api  # noqa: F401 (rules_api adds to api.router)
 from gateway.http.errors import Refused, refused_response
 from gateway.http.services import Services
+from gateway.metrics import CONTENT_TYPE, GatewayCollector, render
 
 log = structlog.get_logger("gateway.http")
 
@@ -52,10 +53,13 @@ def make_app(services: Services) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Ready to take requests (database reachable)")
+    @app.get("/readyz", tags=["health"],
+             summary="Ready to take requests (database and mailboxes reachable)")
     async def readyz() -> Response:
         if not services.started or services.closing:
             return JSONResponse({"status": "not ready"}, status_code=503)
+        if down := [m.name for m in services.mailboxes if not m.connected]:
+            return JSONResponse({"status": "mailbox down", "mailboxes": down}, status_code=503)
         try:
             await asyncio.to_thread(_ping, services)
         except Exception as error:
@@ -63,15 +67,15 @@ def make_app(services: Services) -> FastAPI:
             return JSONResponse({"status": "database unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    collector = GatewayCollector(services.db.engine, services.clock.now,
+                                 lambda: services.mailboxes, lambda: dict(services.outcomes))
+
     @app.get("/metrics", tags=["health"], summary="Prometheus text format",
              response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
-        lines = ["# TYPE intake_http_requests_total counter"]
-        for outcome, count in sorted(services.outcomes.items()):
-            label = outcome.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'intake_http_requests_total{{outcome="{label}"}} {count}')
-        return PlainTextResponse("\n".join(lines) + "\n",
-                                 media_type="text/plain; version=0.0.4")
+    async def metrics() -> Response:
+        # The collector queries the database: off the event loop.
+        return Response(await asyncio.to_thread(render, collector),
+                        media_type=CONTENT_TYPE)
 
     return app
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
 from gateway.db import Database
@@ -29,6 +29,8 @@ class Services:
     outcomes: Counter[str] = field(default_factory=Counter)
     # The processing context in force (rules, customers); replaced on reload, so asked anew.
     context: Callable[[], Context] | None = None
+    # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
+    mailboxes: Sequence[Any] = ()
 
     def hook(self, name: str) -> WebhookSettings | None:
         return next((h for h in self.settings.webhooks if h.name == name), None)

@@ -1,0 +1,1 @@
+"""Operations: the systemd unit, the lifecycle under a supervisor, metrics, fuzzing."""

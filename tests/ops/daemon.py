@@ -1,0 +1,82 @@
+"""A real daemon subprocess under a stand-in supervisor: a NOTIFY_SOCKET datagram socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NotifyListener:
+    """What systemd's end of sd_notify sees: one datagram per message, in order."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "notify.sock"
+        assert len(str(self.path)) < 100, "AF_UNIX paths are limited to 108 bytes"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.messages: list[list[str]] = []
+
+    def wait_for(self, line: str, timeout: float = 60.0, after: int = 0) -> int:
+        """Receive until a message (at index AFTER or later) holds LINE; its index."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index in range(after, len(self.messages)):
+                if line in self.messages[index]:
+                    return index
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {line!r} within {timeout} s: {self.messages}")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append(data.decode().split("\n"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start_daemon(config: Path, log: Path, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(config),
+                                 "run"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+@contextmanager
+def supervised(config: Path, tmp_path: Path, watchdog_usec: int | None = None
+               ) -> Iterator[tuple[subprocess.Popen[bytes], NotifyListener, Path]]:
+    """Run the daemon with NOTIFY_SOCKET (and WATCHDOG_USEC); killed if a test leaves it."""
+    listener = NotifyListener(tmp_path)
+    log = tmp_path / "daemon.log"
+    env = {"NOTIFY_SOCKET": str(listener.path)}
+    if watchdog_usec:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    daemon = start_daemon(config, log, env)
+    try:
+        yield daemon, listener, log
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        listener.close()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")

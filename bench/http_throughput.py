@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1,
                         help="[intake] workers: processing processes beside the daemon")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy (raw collapsed stacks) on the daemon during the load")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
@@ -125,13 +127,20 @@ def main() -> None:
             f'[[webhooks]]\nname = "callcenter"\nprovider = "generic"\nsecret_file = "secret"\n',
             encoding="utf-8")
         daemon = subprocess.Popen([str(BIN / "intake-gateway"), "--config", str(config), "run"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=None)
         try:
             wait_listening(port, daemon)
             asyncio.run(load(port, args.warmup, 8, prefix="warmup"))
+            profiler = (subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(daemon.pid),
+                                          "--subprocesses", "--format", "raw", "--output",
+                                          args.profile], stdout=subprocess.DEVNULL)
+                        if args.profile else None)
             started = time.perf_counter()
             elapsed, latencies, statuses = asyncio.run(
                 load(port, args.requests, args.connections))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
             database = state / "intake.db"
             stored = count(database, "SELECT count(*) FROM inputs WHERE idempotency_key "
                                      "LIKE 'phone:callcenter:bench-%'")

@@ -80,7 +80,7 @@ def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> li
 def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
     keys = [idempotency_key(item) for item in items]
     now = clock.now()
-    with transaction(engine) as session:
+    with transaction(engine, urgent=True) as session:
         known: dict[str, int] = {
             key: row_id for key, row_id in session.exec(
                 select(Input.idempotency_key, Input.id)

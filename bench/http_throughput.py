@@ -97,6 +97,21 @@ def wait_listening(port: int, daemon: subprocess.Popen[bytes], timeout_s: float 
     raise SystemExit("the daemon did not start listening")
 
 
+def process_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of PID and of its children (the processing worker), from /proc."""
+    def cpu(task: int) -> float:
+        fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu(pid), sum(cpu(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def count(database: Path, query: str) -> int:
     with sqlite3.connect(database) as connection:
         return int(connection.execute(query).fetchone()[0])
@@ -136,8 +151,13 @@ def main() -> None:
                                           args.profile], stdout=subprocess.DEVNULL)
                         if args.profile else None)
             started = time.perf_counter()
+            client_cpu = sum(os.times()[:2])
+            daemon_cpu = process_cpu(daemon.pid)
             elapsed, latencies, statuses = asyncio.run(
                 load(port, args.requests, args.connections))
+            client_cpu = sum(os.times()[:2]) - client_cpu
+            daemon_cpu = tuple(after - before for after, before in
+                               zip(process_cpu(daemon.pid), daemon_cpu, strict=True))
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(30)
@@ -170,6 +190,10 @@ def main() -> None:
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
         "tickets_registered": tickets,
         "registered_per_s": round(args.requests / registered_after, 1),
+        "cpu_s_during_load": {"client": round(client_cpu, 1),
+                              "daemon": round(daemon_cpu[0], 1),
+                              "worker": round(daemon_cpu[1], 1)},
+        "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(), "python": sys.version.split()[0],
     }
     print(json.dumps(report, indent=2))

@@ -134,18 +134,27 @@ class Database:
     """The engine plus the thread that runs blocking database work for the event loop.
 
     SQLite allows one writer at a time, so one worker thread serialises our own writes
-    instead of making them wait on file locks; PostgreSQL gets a few threads.
+    (and the intake door's thread takes its turn first); PostgreSQL gets a few threads.
     """
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         workers = 1 if is_sqlite(self.engine) else 4
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+        # The intake door's own thread: its commits, which senders wait for, never queue
+        # behind the outbox's or the processor's database work.
+        self._urgent = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-intake")
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
+    async def run_urgent(self, function: Callable[..., T], *args: Any) -> T:
+        """Run FUNCTION on the intake thread (write it with `transaction(urgent=True)`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._urgent, functools.partial(function, *args))
+
     def close(self) -> None:
+        self._urgent.shutdown(wait=True)
         self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -139,7 +139,8 @@ class IntakeDoor:
                 batch.append(self._queue.get_nowait())
             items = [item for item, _ in batch]
             try:
-                results = await self._db.run(store_inputs, self._db.engine, items, self._clock)
+                results = await self._db.run_urgent(store_inputs, self._db.engine, items,
+                                                    self._clock)
             except Exception as error:
                 log.error("intake.store_failed", error=str(error), count=len(batch))
                 for _, future in batch:

@@ -97,6 +97,21 @@ def wait_listening(port: int, daemon: subprocess.Popen[bytes], timeout_s: float 
     raise SystemExit("the daemon did not start listening")
 
 
+def process_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of PID and of its children (the processing worker), from /proc."""
+    def cpu(task: int) -> float:
+        fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu(pid), sum(cpu(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def count(database: Path, query: str) -> int:
     with sqlite3.connect(database) as connection:
         return int(connection.execute(query).fetchone()[0])
@@ -109,6 +124,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1,
                         help="[intake] workers: processing processes beside the daemon")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy (raw collapsed stacks) on the daemon during the load")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
@@ -125,13 +142,25 @@ def main() -> None:
             f'[[webhooks]]\nname = "callcenter"\nprovider = "generic"\nsecret_file = "secret"\n',
             encoding="utf-8")
         daemon = subprocess.Popen([str(BIN / "intake-gateway"), "--config", str(config), "run"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=None)
         try:
             wait_listening(port, daemon)
             asyncio.run(load(port, args.warmup, 8, prefix="warmup"))
+            profiler = (subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(daemon.pid),
+                                          "--subprocesses", "--format", "raw", "--output",
+                                          args.profile], stdout=subprocess.DEVNULL)
+                        if args.profile else None)
             started = time.perf_counter()
+            client_cpu = sum(os.times()[:2])
+            daemon_cpu = process_cpu(daemon.pid)
             elapsed, latencies, statuses = asyncio.run(
                 load(port, args.requests, args.connections))
+            client_cpu = sum(os.times()[:2]) - client_cpu
+            daemon_cpu = tuple(after - before for after, before in
+                               zip(process_cpu(daemon.pid), daemon_cpu, strict=True))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
             database = state / "intake.db"
             stored = count(database, "SELECT count(*) FROM inputs WHERE idempotency_key "
                                      "LIKE 'phone:callcenter:bench-%'")
@@ -161,6 +190,10 @@ def main() -> None:
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
         "tickets_registered": tickets,
         "registered_per_s": round(args.requests / registered_after, 1),
+        "cpu_s_during_load": {"client": round(client_cpu, 1),
+                              "daemon": round(daemon_cpu[0], 1),
+                              "worker": round(daemon_cpu[1], 1)},
+        "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(), "python": sys.version.split()[0],
     }
     print(json.dumps(report, indent=2))

@@ -7,7 +7,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+from gateway.write_turns import WriteTurns
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -78,17 +80,36 @@ def open_migrated(url: str) -> Engine:
 
 
 @contextmanager
-def transaction(engine: Engine, flush_to_disk: bool = True) -> Iterator[Session]:
+def transaction(engine: Engine, flush_to_disk: bool = True,
+                urgent: bool = False) -> Iterator[Session]:
     """One unit of work: committed when the block ends, rolled back if it raises.
 
     FLUSH_TO_DISK=False (SQLite only) commits without waiting for the disk: safe against a
     crash of the process, and made durable by the next flushing commit. Use it only for work
     that can be redone from what is already on disk (processing a stored input, outbox
     bookkeeping); the intake door, which answers senders, always flushes.
+
+    URGENT (SQLite) writers go before ordinary ones waiting for the write lock: the intake
+    door, whose senders wait for the commit, takes precedence over processing.
     """
     bound = engine if flush_to_disk else _with_option(engine, "flush_to_disk", False)
-    with Session(bound, expire_on_commit=False) as session, session.begin():
+    turns = write_turns(engine)
+    with (turns.turn(urgent) if turns is not None else nullcontext()), \
+            Session(bound, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@functools.lru_cache(maxsize=64)
+def _turns_of(database: str) -> WriteTurns:
+    return WriteTurns(database)
+
+
+def write_turns(engine: Engine) -> WriteTurns | None:
+    """The write turns of ENGINE's SQLite file; None for PostgreSQL and in-memory SQLite."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database or database == ":memory:":
+        return None
+    return _turns_of(str(Path(database).resolve()))
 
 
 @contextmanager
@@ -113,18 +134,27 @@ class Database:
     """The engine plus the thread that runs blocking database work for the event loop.
 
     SQLite allows one writer at a time, so one worker thread serialises our own writes
-    instead of making them wait on file locks; PostgreSQL gets a few threads.
+    (and the intake door's thread takes its turn first); PostgreSQL gets a few threads.
     """
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         workers = 1 if is_sqlite(self.engine) else 4
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+        # The intake door's own thread: its commits, which senders wait for, never queue
+        # behind the outbox's or the processor's database work.
+        self._urgent = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-intake")
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
+    async def run_urgent(self, function: Callable[..., T], *args: Any) -> T:
+        """Run FUNCTION on the intake thread (write it with `transaction(urgent=True)`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._urgent, functools.partial(function, *args))
+
     def close(self) -> None:
+        self._urgent.shutdown(wait=True)
         self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -80,7 +80,7 @@ def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> li
 def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
     keys = [idempotency_key(item) for item in items]
     now = clock.now()
-    with transaction(engine) as session:
+    with transaction(engine, urgent=True) as session:
         known: dict[str, int] = {
             key: row_id for key, row_id in session.exec(
                 select(Input.idempotency_key, Input.id)
@@ -139,7 +139,8 @@ class IntakeDoor:
                 batch.append(self._queue.get_nowait())
             items = [item for item, _ in batch]
             try:
-                results = await self._db.run(store_inputs, self._db.engine, items, self._clock)
+                results = await self._db.run_urgent(store_inputs, self._db.engine, items,
+                                                    self._clock)
             except Exception as error:
                 log.error("intake.store_failed", error=str(error), count=len(batch))
                 for _, future in batch:

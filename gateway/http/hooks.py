@@ -6,7 +6,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from gateway.http.body import read_body
@@ -57,13 +58,13 @@ def _hook(services: Services, name: str) -> WebhookSettings:
 
 @router.post("/hooks/{name}", openapi_extra=_BODY_DOC, summary="Call-centre / PBX / form input")
 async def post_hook(name: str, request: Request) -> Response:
-    return await _receive(request, name, None)
+    return await receive_hook(_services(request), request, name, None)
 
 
 @router.post("/hooks/{name}/{token}", openapi_extra=_BODY_DOC,
              summary="Input from senders that authenticate by a secret path token")
 async def post_hook_with_token(name: str, token: str, request: Request) -> Response:
-    return await _receive(request, name, token)
+    return await receive_hook(_services(request), request, name, token)
 
 
 @router.get("/hooks/{name}", summary="Zadarma's URL check (?zd_echo=)",
@@ -78,8 +79,9 @@ async def get_hook(name: str, request: Request) -> Response:
     return PlainTextResponse(echo)
 
 
-async def _receive(request: Request, name: str, token: str | None) -> Response:
-    services = _services(request)
+async def receive_hook(services: Services, request: Request, name: str,
+                       token: str | None) -> Response:
+    """Authenticate, read and store one webhook request; Refused says why not."""
     hook = _hook(services, name)
     peer = request.client.host if request.client else None
     try:

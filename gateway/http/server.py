@@ -11,6 +11,7 @@ import structlog
 import uvicorn
 
 from gateway.http.app import make_app
+from gateway.http.fast_hooks import HookFastPath
 from gateway.http.services import Services
 from gateway.settings import split_host_port
 
@@ -51,7 +52,8 @@ class HttpServer:
         sock.listen(1024)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=False,
+        config = uvicorn.Config(HookFastPath(self.app, self.services),
+                                lifespan="off", log_config=None, access_log=False,
                                 http="httptools", server_header=False,
                                 timeout_graceful_shutdown=5, backlog=1024)
         self._server = _InLoopServer(config)

@@ -93,7 +93,9 @@ class Gateway:
                                           if self.settings.smtp else [])
         self.smtp_server: asyncio.Server | None = None
         self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
-                                        context=lambda: self.context))
+                                        context=lambda: self.context,
+                                        ticket_event=self.ticket_event,
+                                        sla_report=self.sla_report))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes

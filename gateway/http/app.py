@@ -13,7 +13,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.db import read_transaction
-from gateway.http import api, hooks, rules_api  # noqa: F401 (rules_api adds to api.router)
+from gateway.http import (  # noqa: F401 (rules_api and sla_api add to api.router)
+    api,
+    hooks,
+    rules_api,
+    sla_api,
+)
 from gateway.http.errors import Refused, refused_response
 from gateway.http.services import Services
 from gateway.metrics import CONTENT_TYPE, GatewayCollector, render

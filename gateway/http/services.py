@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,9 @@ from gateway.intake import IntakeDoor
 from gateway.settings import Settings, WebhookSettings
 
 if TYPE_CHECKING:
+    from gateway.lifecycle import Applied
     from gateway.processing import Context
+    from gateway.report import ReportQuery, SlaReport
 
 
 @dataclass
@@ -29,6 +31,9 @@ class Services:
     outcomes: Counter[str] = field(default_factory=Counter)
     # The processing context in force (rules, customers); replaced on reload, so asked anew.
     context: Callable[[], Context] | None = None
+    # The gateway's lifecycle events and SLA report (they wake the outbox, use the policy).
+    ticket_event: Callable[[str, object], Awaitable[Applied]] | None = None
+    sla_report: Callable[[ReportQuery], Awaitable[SlaReport]] | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
 

@@ -60,11 +60,14 @@ def test_sigkill_during_import_registers_each_message_once(dovecot: Dovecot, dat
     log = tmp_path / "daemon.log"
     for _ in range(kills):
         daemon = start_daemon(config, log)
-        # Kill somewhere inside the import: after the first inputs are in, before the last.
-        wait_until(lambda: count(database_url, "SELECT count(*) FROM inputs") > 0, timeout=60)
-        time.sleep(rng.uniform(0.0, 0.5))
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+        try:
+            # Kill somewhere inside the import: after the first inputs are in, before the last.
+            wait_until(lambda: count(database_url, "SELECT count(*) FROM inputs") > 0,
+                       timeout=60)
+            time.sleep(rng.uniform(0.0, 0.5))
+        finally:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
     daemon = start_daemon(config, log)
     try:
         wait_until(lambda: count(database_url, "SELECT count(*) FROM outbox WHERE status = "
@@ -74,7 +77,12 @@ def test_sigkill_during_import_registers_each_message_once(dovecot: Dovecot, dat
         assert count(database_url, "SELECT count(DISTINCT ticket_id) FROM outbox") == total
     finally:
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+        try:
+            assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+        finally:
+            if daemon.poll() is None:  # never leave a daemon (or its workers) behind
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
     sent = list((state / "outgoing" / "new").iterdir())
     assert total <= len(sent) <= total + kills
     assert all(SEEN in flags for flags in dovecot.messages().values())

@@ -90,7 +90,7 @@ class Gateway:
         self._work = asyncio.Event()
         self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
-                                          if self.settings.smtp else [])
+                                          if self.settings.smtp else [], self.settings.limits)
         self.smtp_server: asyncio.Server | None = None
         self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
                                         context=lambda: self.context,

@@ -188,6 +188,20 @@ class LoopSettings(Section):
     ticket_window_min: int = Field(default=60, ge=1)
 
 
+class LimitSettings(Section):
+    """What one input may contain; over a limit it is refused at the edge or quarantined."""
+
+    mime_parts: int = Field(default=500, ge=1)
+    # Nested multiparts and attached messages; the message itself is depth 0.
+    mime_depth: int = Field(default=20, ge=0)
+    # Header fields of the message itself, and the longest one unfolded (name included).
+    header_count: int = Field(default=1000, ge=1)
+    header_line_bytes: int = Field(default=16384, ge=78)
+    attachments: int = Field(default=100, ge=0)
+    # HTTP requests per source address per minute (/healthz and /metrics are not counted).
+    http_requests_per_source_per_min: int = Field(default=600, ge=1)
+
+
 class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -203,6 +217,7 @@ class Settings(Section):
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
+    limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("webhooks")

@@ -12,11 +12,13 @@ log = structlog.get_logger("gateway.http")
 class Refused(Exception):
     """An outcome, not a crash: the request is answered STATUS and nothing is stored."""
 
-    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+    def __init__(self, status: int, reason: str, field: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.field = field
+        self.retry_after = retry_after
 
 
 async def refused_response(request: Request, error: Exception) -> JSONResponse:
@@ -27,5 +29,7 @@ async def refused_response(request: Request, error: Exception) -> JSONResponse:
     body: dict[str, str] = {"error": error.reason}
     if error.field is not None:
         body["field"] = error.field
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(body, status_code=error.status, headers=headers)

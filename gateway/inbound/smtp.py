@@ -9,7 +9,8 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.intake import IncomingInput, IntakeDoor
-from gateway.settings import SmtpSettings, split_host_port
+from gateway.limits import LimitExceeded, check_structure
+from gateway.settings import LimitSettings, SmtpSettings, split_host_port
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -17,9 +18,11 @@ log = structlog.get_logger("gateway.smtp")
 class IntakeHandler:
     """aiosmtpd handler: checks recipients, hands DATA to the door, answers from the outcome."""
 
-    def __init__(self, door: IntakeDoor, recipients: list[str]) -> None:
+    def __init__(self, door: IntakeDoor, recipients: list[str],
+                 limits: LimitSettings | None = None) -> None:
         self._door = door
         self._recipients = {r.lower() for r in recipients}
+        self.limits = limits or LimitSettings()
         self.closing = False
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
@@ -44,6 +47,13 @@ class IntakeHandler:
         if isinstance(raw, str):  # only with decode_data=True, which we never set
             raw = raw.encode("utf-8", "surrogateescape")
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        try:
+            # Before the commit: a refused message is never stored, the sender keeps it.
+            check_structure(raw, self.limits)
+        except LimitExceeded as error:
+            log.warning("smtp.refused", reason=str(error), limit=error.name, peer=peer,
+                        size=len(raw))
+            return f"554 5.3.4 Message too complex: {error}"
         item = IncomingInput("email", raw, {
             "via": "smtp", "mail_from": envelope.mail_from or "",
             "rcpt_to": list(envelope.rcpt_tos), "peer": peer, "helo": session.host_name,

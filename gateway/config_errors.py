@@ -26,6 +26,12 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def syntax_problem(file: str, error: Exception) -> ConfigProblem:
+    """A TOML syntax error as a problem at the line tomllib names (1 when it names none)."""
+    line = re.search(r"line (\d+)", str(error))
+    return ConfigProblem(file, int(line.group(1)) if line else 1, "", f"TOML syntax: {error}")
+
+
 def dotted(loc: tuple[str | int, ...]) -> str:
     """("mailboxes", 0, "port") -> "mailboxes[0].port"."""
     text = ""

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config_errors import ConfigError, ConfigProblem, problem_of
+from gateway.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 from gateway.settings import Settings
 from gateway.workcal import CalendarSpec, Windows, WorkingCalendar
 
@@ -341,9 +341,7 @@ def parse_policy(text: str, name: str) -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        line = re.search(r"line (\d+)", str(error))
-        raise ConfigError([ConfigProblem(name, int(line.group(1)) if line else 1, "",
-                                         f"TOML syntax: {error}")]) from None
+        raise ConfigError([syntax_problem(name, error)]) from None
     try:
         parsed = PolicyFile.model_validate(data)
     except ValidationError as error:

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config_errors import ConfigError, ConfigProblem, problem_of
+from gateway.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
 DEFAULT_STATE_DIR = Path("var")
@@ -313,9 +313,7 @@ def parse_settings(text: str, path: Path | None) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        line_match = re.search(r"line (\d+)", str(error))
-        line = int(line_match.group(1)) if line_match else 1
-        raise ConfigError([ConfigProblem(name, line, "", f"TOML syntax: {error}")]) from None
+        raise ConfigError([syntax_problem(name, error)]) from None
     # CONTRACT.md: in a config file, leaving out [smtp] turns the listener off.
     data.setdefault("smtp", None)
     secret_problems: list[tuple[tuple[str | int, ...], str]] = []

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gateway.config_errors import ConfigError, ConfigProblem, dotted, syntax_problem
 from parsers.model import PRIORITIES
 from rules.conditions import (
     All,
@@ -34,24 +34,12 @@ CHANNELS = ("email", "phone", "web")
 TIERS = ("8/5", "24/7", "premium")
 
 
-@dataclass(frozen=True)
-class RuleProblem:
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        key = f" {self.key}:" if self.key else ""
-        return f"{self.file}:{self.line}:{key} {self.message}"
+# A rules file's problems are configuration problems: the same `file:line: key: problem`.
+RuleProblem = ConfigProblem
 
 
-class RulesError(Exception):
+class RulesError(ConfigError):
     """A rules file that cannot be used; whoever loaded the previous one keeps it."""
-
-    def __init__(self, problems: list[RuleProblem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 class _Bad(Exception):
@@ -249,9 +237,7 @@ def parse_rules(text: str, source: str) -> RuleSet:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        match = re.search(r"line (\d+)", str(error))
-        raise RulesError([RuleProblem(source, int(match.group(1)) if match else 1, "",
-                                      f"TOML syntax: {error}")]) from None
+        raise RulesError([syntax_problem(source, error)]) from None
     lines = _Lines(text)
     problems = [RuleProblem(source, lines.find(("rule" if k == "rule" else k,)), k,
                             "unknown top-level key; a rules file holds [[rule]] tables")
@@ -266,13 +252,13 @@ def parse_rules(text: str, source: str) -> RuleSet:
         try:
             rule = _rule(table, index)
         except _Bad as bad:
-            problems.append(RuleProblem(source, lines.find(bad.path), _dotted(bad.path),
+            problems.append(RuleProblem(source, lines.find(bad.path), dotted(bad.path),
                                         bad.message))
             continue
         line = lines.rule_start(index)
         if rule.name in first_seen:
             problems.append(RuleProblem(source, lines.find(("rule", index, "name")),
-                                        _dotted(("rule", index, "name")),
+                                        dotted(("rule", index, "name")),
                                         f"duplicate rule name {rule.name!r} "
                                         f"(first at line {first_seen[rule.name]})"))
             continue
@@ -299,13 +285,6 @@ def load_rules(path: Path | None) -> RuleSet:
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError([RuleProblem(str(path), 0, "", f"cannot read: {error}")]) from None
     return parse_rules(text, str(path))
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text
 
 
 class _Lines:

@@ -12,7 +12,7 @@ from gateway.acknowledgement import safe_address
 from gateway.customers import CustomerEntry, Directory
 from gateway.models import Input, Ticket
 from gateway.registration import REGISTERED, add_messages, message_row, register
-from gateway.threads import find_ticket, known_ids, link_ids, thread_ids
+from gateway.threads import extend_thread, find_ticket, link_ids, thread_ids
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
 
@@ -76,8 +76,7 @@ def process_call(session: Session, item: Input, request: CallRequest,
         add_messages(session, [message_row(
             int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
             at=item.received_at, body=request.text, input_id=item.id)])
-        ids, ticket_id = thread_ids(request), int(existing.id or 0)
-        link_ids(session, ticket_id, ids, known_ids(session, ticket_id, ids))
+        extend_thread(session, int(existing.id or 0), request)
         _finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("call.logged", call_event=request.event)

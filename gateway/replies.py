@@ -14,7 +14,7 @@ from gateway.loops import mark_undeliverable
 from gateway.models import Ticket, TicketMessage
 from gateway.policy import PRIORITIES
 from gateway.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
-from gateway.threads import known_ids, link_ids, thread_ids
+from gateway.threads import extend_thread
 from parsers.model import Request
 from rules.engine import Decision
 
@@ -40,8 +40,7 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
     add_messages(session, [message_row(
         ticket_id, direction="in", kind=kind, message_id=request.message_id, at=received_at,
         body=request.reply_text or request.text, input_id=input_id)])
-    ids = thread_ids(request)
-    link_ids(session, ticket_id, ids, known_ids(session, ticket_id, ids))
+    extend_thread(session, ticket_id, request)
     outcome = f"added to {ticket.number} as {kind}"
     if kind == "bounce":
         outcome += _record_bounce(session, ticket, request, now)

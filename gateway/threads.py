@@ -64,19 +64,18 @@ def _ticket_of_bounced(session: Session, recipients: list[str],
     return session.exec(query.order_by(col(OutboxItem.id).desc()).limit(1)).first()
 
 
-def link_ids(session: Session, ticket_id: int, ids: Iterable[str],
-             known: Iterable[str] = ()) -> None:
-    """Remember IDS as part of the ticket's thread, skipping those it already has."""
-    have = set(known)
-    rows = [{"ticket_id": ticket_id, "message_id": i[:998]} for i in dict.fromkeys(ids)
-            if i not in have]
+def link_ids(session: Session, ticket_id: int, ids: Iterable[str]) -> None:
+    """Remember IDS as the thread of a ticket just registered (it has none yet)."""
+    rows = [{"ticket_id": ticket_id, "message_id": i[:998]} for i in dict.fromkeys(ids)]
     if rows:
         session.connection().execute(insert(_THREAD_IDS), rows)
 
 
-def known_ids(session: Session, ticket_id: int, ids: list[str]) -> set[str]:
-    """Which of IDS the ticket's thread already holds."""
+def extend_thread(session: Session, ticket_id: int, request: Request) -> None:
+    """Add REQUEST's ids to an existing ticket's thread, skipping those it has already."""
+    ids = thread_ids(request)
     if not ids:
-        return set()
-    return set(session.exec(select(ThreadId.message_id).where(
+        return
+    have = set(session.exec(select(ThreadId.message_id).where(
         ThreadId.ticket_id == ticket_id, col(ThreadId.message_id).in_(ids))).all())
+    link_ids(session, ticket_id, [i for i in ids if i not in have])

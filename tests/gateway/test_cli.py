@@ -51,7 +51,9 @@ def test_daemon_registers_and_acknowledges_then_stops_cleanly(tmp_path: Path) ->
     port = free_port()
     state = tmp_path / "state"
     config = tmp_path / "config.toml"
-    config.write_text(config_text(f"sqlite:///{tmp_path / 'intake.db'}", state, port),
+    # The daemon runs on the wall clock: the 24/7 tier acknowledges at any hour.
+    config.write_text(config_text(f"sqlite:///{tmp_path / 'intake.db'}", state, port,
+                                  intake='unknown_customer_tier = "24/7"'),
                       encoding="utf-8")
     daemon = subprocess.Popen([*CLI, "--config", str(config), "run"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)

@@ -34,6 +34,7 @@ from gateway.policy import load_policy_for
 from gateway.processing import (
     BatchResult,
     Context,
+    PackedContext,
     pending_ids,
     process_ids,
     process_pending,
@@ -88,6 +89,8 @@ class Gateway:
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock,
                                    self.settings.outgoing.max_attempts)
         self._work = asyncio.Event()
+        self._packed_context: PackedContext | None = None
+        self._packed_for: Context | None = None
         self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
                                           if self.settings.smtp else [], self.settings.limits)
@@ -157,7 +160,8 @@ class Gateway:
         if in_worker and self._pool is not None:
             try:
                 result = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, process_ids, self.settings.database_url(), self.context, ids)
+                    self._pool, process_ids, self.settings.database_url(), self._packed(),
+                    self.clock, ids)
             except BrokenProcessPool as error:
                 # A worker died (killed, out of memory): the inputs are still received.
                 log.error("worker_pool.broken", error=str(error))
@@ -171,6 +175,12 @@ class Gateway:
         if result.enqueued:
             self.outbox.wake()
         return result
+
+    def _packed(self) -> PackedContext:
+        """The current context as workers receive it, pickled once per configuration."""
+        if self._packed_context is None or self._packed_for is not self.context:
+            self._packed_context, self._packed_for = PackedContext.of(self.context), self.context
+        return self._packed_context
 
     def _new_pool(self) -> ProcessPoolExecutor:
         logging_settings = self.settings.logging

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import smtplib
 import subprocess
+from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -205,3 +206,30 @@ def test_hostile_bytes_over_smtp_are_stored_not_crashed_on(make_gateway) -> None
     assert len(rows) == len(hostile) + 1
     assert set(rows) <= {"processed", "failed"}
     assert list_tickets(engine)[0]["subject"] == "still alive"
+
+
+def test_workers_keep_the_configuration_yet_follow_clock_and_reload(
+        make_gateway, relay_sink: Sink, tmp_path: Path) -> None:
+    """A worker process unpickles the configuration once, yet every batch runs at the
+    gateway's current time and a reload's new rules apply to the next batch."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "all-low"\n[rule.when]\nsubject_contains = ["printer"]\n'
+                     '[rule.then]\npriority = "low"\n', encoding="utf-8")
+    running = make_gateway(relay_port=relay_sink.port, workers=True,
+                           extra=f'[files]\nrules = "{rules}"\n')
+    send(running.smtp_port, make_mail("The printer jams"))
+    running.settle()
+    running.clock.advance(timedelta(minutes=7))
+    send(running.smtp_port, make_mail("The printer jams again"))
+    running.settle()
+    rules.write_text('[[rule]]\nname = "all-critical"\n[rule.when]\n'
+                     'subject_contains = ["printer"]\n[rule.then]\npriority = "critical"\n',
+                     encoding="utf-8")
+    assert running.gateway.reload()
+    send(running.smtp_port, make_mail("The printer is on fire"))
+    running.settle()
+
+    tickets = sorted(list_tickets(running.gateway.db.engine), key=lambda t: t["number"])
+    assert [(t["priority"], t["acknowledged_at"]) for t in tickets] == [
+        ("low", "2026-11-25T08:00:00Z"), ("low", "2026-11-25T08:07:00Z"),
+        ("critical", "2026-11-25T08:07:00Z")]

@@ -84,7 +84,8 @@ def process_call(session: Session, item: Input, request: CallRequest,
     if request.event in ("answered", "ringing"):
         _finish(item, None, f"stored, not registered: {request.event} call, no open ticket", now)
         return 0
-    if request.event == "missed" and customer is None:
+    if (request.event == "missed" and customer is None
+            and settings.intake.missed_calls_from_unknown == "store"):
         _finish(item, None, "stored, not registered: missed call from an unknown number", now)
         log.info("call.missed_unknown")
         return 0

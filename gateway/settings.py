@@ -168,6 +168,9 @@ class IntakeSettings(Section):
     workers: int = Field(default=1, ge=0, le=32)
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
     reply_to_closed: Literal["reopen", "new"] = "reopen"
+    # A missed call from a number no customer has: kept as a stored input (robocalls and
+    # wrong numbers ring too), or registered as a call-back ticket with customer null.
+    missed_calls_from_unknown: Literal["store", "register"] = "store"
 
     @field_validator("ticket_prefix")
     @classmethod

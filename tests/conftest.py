@@ -167,11 +167,11 @@ def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Ru
     running: list[RunningGateway] = []
 
     def start(relay_port: int | None = None, extra: str = "", smtp: str = "",
-              workers: bool = False, http: str = "") -> RunningGateway:
+              workers: bool = False, http: str = "", intake: str = "") -> RunningGateway:
         state = tmp_path / f"state{len(running)}"
         port = free_port()
         text = config_text(database_url, state, port, relay_port=relay_port, extra=extra,
-                           smtp=smtp, http=http)
+                           smtp=smtp, http=http, intake=intake)
         config_path = tmp_path / f"config{len(running)}.toml"
         config_path.write_text(text, encoding="utf-8")
         settings = parse_settings(text, config_path)

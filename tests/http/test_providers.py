@@ -26,9 +26,8 @@ def _secret(tmp_path: Path, name: str, value: str) -> str:
     return f'secret_file = "{path}"\n'
 
 
-@pytest.fixture
-def running(make_gateway, relay_sink: Sink, tmp_path: Path) -> RunningGateway:
-    hooks = (
+def pbx_hooks(tmp_path: Path) -> str:
+    return (
         f'[[webhooks]]\nname = "pbx"\nprovider = "zammad-cti"\n{_secret(tmp_path, "pbx", TOKEN)}\n'
         f'[[webhooks]]\nname = "zd"\nprovider = "zadarma"\n'
         f'{_secret(tmp_path, "zd", ZADARMA_SECRET)}\n'
@@ -40,7 +39,11 @@ def running(make_gateway, relay_sink: Sink, tmp_path: Path) -> RunningGateway:
         'subject = "comment", contact_email = "email" }\n\n'
         f'[[webhooks]]\nname = "far"\nprovider = "mapped"\nallow_from = ["10.0.0.0/8"]\n'
         f'{_secret(tmp_path, "far", TOKEN)}\n')
-    extra, http = hook_config(tmp_path, hooks)
+
+
+@pytest.fixture
+def running(make_gateway, relay_sink: Sink, tmp_path: Path) -> RunningGateway:
+    extra, http = hook_config(tmp_path, pbx_hooks(tmp_path))
     gateway: RunningGateway = make_gateway(relay_port=relay_sink.port, extra=extra, http=http)
     return gateway
 
@@ -95,6 +98,23 @@ def test_zammad_unknown_number_and_bad_tokens(running) -> None:
     assert (bad.status_code, bad.json()["field"]) == (422, "event")
     running.settle()
     assert list_tickets(running.gateway.db.engine) == []
+
+
+def test_missed_call_from_unknown_number_registers_when_configured(
+        make_gateway, relay_sink: Sink, tmp_path: Path) -> None:
+    """With `missed_calls_from_unknown = "register"` an unknown caller gets a call-back ticket
+    with customer null; with no address to write to, its notes say so."""
+    extra, http = hook_config(tmp_path, pbx_hooks(tmp_path))
+    running = make_gateway(relay_port=relay_sink.port, extra=extra, http=http,
+                           intake='missed_calls_from_unknown = "register"')
+    fields = {"from": "+7 916 000 00 00", "to": "100", "direction": "in", "callId": "z-4"}
+    assert zammad(running, event="hangup", cause="noAnswer", **fields).status_code == 202
+    running.settle()
+    [ticket] = list_tickets(running.gateway.db.engine)
+    assert (ticket["customer"], ticket["requester"]["phone"]) == (None, "+79160000000")
+    assert ticket["subject"] == "Missed call from +7 916 000 00 00, call back"
+    assert any("no acknowledgement" in note for note in ticket["notes"]), ticket["notes"]
+    assert relay_sink.messages == []
 
 
 def zadarma_sign(params: dict[str, str]) -> str:

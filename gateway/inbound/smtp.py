@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.inbound.smtp_data import IntakeSMTP
 from gateway.intake import IncomingInput, IntakeDoor
 from gateway.limits import LimitExceeded, check_structure
 from gateway.settings import LimitSettings, SmtpSettings, split_host_port
@@ -74,7 +75,7 @@ async def start_smtp(handler: IntakeHandler, settings: SmtpSettings) -> asyncio.
     loop = asyncio.get_running_loop()
 
     def factory() -> Any:
-        return SMTP(handler, data_size_limit=settings.max_message_bytes,
+        return IntakeSMTP(handler, data_size_limit=settings.max_message_bytes,
                     hostname=settings.hostname, ident="Intake Gateway",
                     enable_SMTPUTF8=True, decode_data=False, loop=loop)
 

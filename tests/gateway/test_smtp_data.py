@@ -134,3 +134,28 @@ def test_random_lines(servers: tuple[Server, Server], lines: list[bytes], cut: i
     pieces = [p for p in (stream[:cut], stream[cut:]) if p]
     stock, ours = both(servers, pieces)
     assert ours == stock
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="<>@.aZ0-+_\"() \t\r\n\x0b\u00a0é=:[]\\", max_size=30))
+def test_addresses_read_as_aiosmtpd_reads_them(arg: str) -> None:
+    """MAIL FROM and RCPT TO arguments: the fast path gives what aiosmtpd's parser gives
+    (including its crashes, such as an IndexError on an empty quoted local part)."""
+    assert address_outcome(IntakeSMTP, arg) == address_outcome(SMTP, arg)
+
+
+def address_outcome(smtp_class: type[SMTP], arg: str) -> object:
+    class Handler:
+        pass
+
+    try:
+        return smtp_class(Handler())._getaddr(arg)
+    except Exception as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("arg", ["<ivan.petrov+support@acme-corp.example> SIZE=1234 BODY=8BITMIME",
+                                 "<a@b.c>", " <a@b.c>\tSIZE=1", "<a@b.c> (comment) SIZE=1",
+                                 "<иван@пример.рф>", "<>", "a@b.c"])
+def test_common_addresses(arg: str) -> None:
+    assert address_outcome(IntakeSMTP, arg) == address_outcome(SMTP, arg)

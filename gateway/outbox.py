@@ -74,7 +74,8 @@ class Outcome:
     permanent: bool = False
 
 
-def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
+def claim_due(engine: Engine, now: datetime, limit: int,
+              lease: timedelta = LEASE) -> list[Claimed]:
     """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
     table = _OUTBOX
     with transaction(engine, flush_to_disk=False) as session:
@@ -92,7 +93,7 @@ def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
         if not rows:
             return []
         connection.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
-                           .values(status=SENDING, lease_until=now + LEASE,
+                           .values(status=SENDING, lease_until=now + lease,
                                    attempts=table.c.attempts + 1))
         return [Claimed(r.id, r.ticket_id, r.kind, r.sender, r.recipient, r.message,
                         r.attempts + 1) for r in rows]
@@ -106,14 +107,14 @@ def next_due(engine: Engine) -> datetime | None:
             .order_by(col(OutboxItem.next_attempt_at)).limit(1)).first()
 
 
-def backoff(attempts: int) -> timedelta:
-    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
+    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h (for a 15 s base)."""
+    ceiling = min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
 def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
-                    max_attempts: int) -> None:
+                    max_attempts: int, retry_base_s: float = BACKOFF_BASE_S) -> None:
     """Mark each claimed item sent, due again later, or failed for good."""
     table = _OUTBOX
     sent = [o.item.id for o in outcomes if o.error is None]
@@ -131,7 +132,7 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                 values: dict[str, Any] = {"status": FAILED}
             else:
                 values = {"status": PENDING,
-                          "next_attempt_at": now + backoff(outcome.item.attempts)}
+                          "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
             connection.execute(update(table).where(table.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
@@ -149,12 +150,15 @@ class OutboxWorker:
     """Sends due items through a Delivery; woken when something is enqueued."""
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
-                 batch: int = 64) -> None:
+                 batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
+                 lease: timedelta = LEASE) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
         self._max_attempts = max_attempts
         self._batch = batch
+        self._retry_base_s = retry_base_s
+        self._lease = lease
         self._wake = asyncio.Event()
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
@@ -166,12 +170,12 @@ class OutboxWorker:
         """Send one batch of due items; the number claimed."""
         async with self._busy:
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
-                                         self._batch)
+                                         self._batch, self._lease)
             if not claimed:
                 return 0
             outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
             await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
-                               self._max_attempts)
+                               self._max_attempts, self._retry_base_s)
             return len(claimed)
 
     async def _send(self, item: Claimed) -> Outcome:

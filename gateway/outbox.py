@@ -151,7 +151,7 @@ class OutboxWorker:
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
                  batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
-                 lease: timedelta = LEASE) -> None:
+                 lease: timedelta = LEASE, connections: int = 2) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
@@ -160,6 +160,9 @@ class OutboxWorker:
         self._retry_base_s = retry_base_s
         self._lease = lease
         self._wake = asyncio.Event()
+        # Sends in flight at once: at most this many are sent but not yet recorded when the
+        # process dies, and only those go out a second time after the restart.
+        self._slots = asyncio.Semaphore(connections)
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
 
@@ -173,10 +176,34 @@ class OutboxWorker:
                                          self._batch, self._lease)
             if not claimed:
                 return 0
-            outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
-            await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
-                               self._max_attempts, self._retry_base_s)
+            await asyncio.gather(*(self._send_and_record(item) for item in claimed))
             return len(claimed)
+
+    async def _send_and_record(self, item: Claimed) -> None:
+        # Each outcome is recorded before its slot takes the next item, so a kill finds at
+        # most `connections` messages sent and unrecorded (a batch recorded at its end would
+        # leave the whole batch to be sent again).
+        async with self._slots:
+            outcome = await self._send(item)
+            await self._record(outcome)
+
+    async def _record(self, outcome: Outcome) -> None:
+        """Record OUTCOME, retrying while the database is away (a restart, a failover): the
+        message is sent, and unrecorded it would be sent again once its lease expires."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease.total_seconds() / 2
+        delay = 0.1
+        while True:
+            try:
+                await self._db.run(record_outcomes, self._db.engine, [outcome],
+                                   self._clock.now(), self._max_attempts, self._retry_base_s)
+                return
+            except Exception as error:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("outbox.record_retry", outbox_id=outcome.item.id, error=str(error))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     async def _send(self, item: Claimed) -> Outcome:
         try:
@@ -201,7 +228,9 @@ class OutboxWorker:
             except Exception as error:  # the database may be down; keep the worker alive
                 log.error("outbox.worker_error", error=str(error))
                 due = None
-            timeout = 30.0
+                timeout = 1.0  # try again soon, not in half a minute
+            else:
+                timeout = 30.0
             if due is not None:
                 timeout = max(0.05, min(timeout, (due - self._clock.now()).total_seconds()))
             with contextlib.suppress(TimeoutError):

@@ -75,13 +75,13 @@ class Relay:
 
 def _postgres_bin() -> Path | None:
     """The newest PostgreSQL server binaries (Debian keeps them out of PATH)."""
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
                         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit()
                         else 0)
-    return Path(candidates[-1]).parent if candidates else None
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found else None
 
 
 class PrivatePostgres:
@@ -129,7 +129,9 @@ class PrivatePostgres:
 
     def restart(self) -> None:
         """A fast restart: every session is terminated, transactions in flight roll back."""
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "restart")
+        # The log file again: a server started without one would hold our output pipe open.
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                  "-m", "fast", "-w", "restart")
 
     def stop(self) -> None:
         try:

@@ -90,7 +90,7 @@ class Gateway:
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
-                                   connections=outgoing.connections)
+                                   record_every=outgoing.record_every)
         self._work = asyncio.Event()
         self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients

@@ -151,7 +151,7 @@ class OutboxWorker:
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
                  batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
-                 lease: timedelta = LEASE, connections: int = 2) -> None:
+                 lease: timedelta = LEASE, record_every: int = 8) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
@@ -160,9 +160,7 @@ class OutboxWorker:
         self._retry_base_s = retry_base_s
         self._lease = lease
         self._wake = asyncio.Event()
-        # Sends in flight at once: at most this many are sent but not yet recorded when the
-        # process dies, and only those go out a second time after the restart.
-        self._slots = asyncio.Semaphore(connections)
+        self._record_every = record_every
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
 
@@ -176,32 +174,29 @@ class OutboxWorker:
                                          self._batch, self._lease)
             if not claimed:
                 return 0
-            await asyncio.gather(*(self._send_and_record(item) for item in claimed))
+            # Outcomes are recorded every RECORD_EVERY sends: a process that dies leaves at most
+            # that many sent and unrecorded, to go out again when their lease expires (a batch
+            # recorded at its end would send all of it twice).
+            for start in range(0, len(claimed), self._record_every):
+                chunk = claimed[start:start + self._record_every]
+                await self._record(await asyncio.gather(*(self._send(item) for item in chunk)))
             return len(claimed)
 
-    async def _send_and_record(self, item: Claimed) -> None:
-        # Each outcome is recorded before its slot takes the next item, so a kill finds at
-        # most `connections` messages sent and unrecorded (a batch recorded at its end would
-        # leave the whole batch to be sent again).
-        async with self._slots:
-            outcome = await self._send(item)
-            await self._record(outcome)
-
-    async def _record(self, outcome: Outcome) -> None:
-        """Record OUTCOME, retrying while the database is away (a restart, a failover): the
-        message is sent, and unrecorded it would be sent again once its lease expires."""
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Record OUTCOMES, retrying while the database is away (a restart, a failover): the
+        messages are sent, and unrecorded they would be sent again once their lease expires."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._lease.total_seconds() / 2
         delay = 0.1
         while True:
             try:
-                await self._db.run(record_outcomes, self._db.engine, [outcome],
+                await self._db.run(record_outcomes, self._db.engine, outcomes,
                                    self._clock.now(), self._max_attempts, self._retry_base_s)
                 return
             except Exception as error:
                 if loop.time() + delay > deadline:
                     raise
-                log.warning("outbox.record_retry", outbox_id=outcome.item.id, error=str(error))
+                log.warning("outbox.record_retry", count=len(outcomes), error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
 
@@ -209,12 +204,20 @@ class OutboxWorker:
         try:
             await self._delivery.send(item.sender, item.recipient, item.data)
         except PermanentFailure as error:
-            log.warning("outbox.permanent_failure", outbox_id=item.id, error=str(error))
+            log.warning("outbox.permanent_failure", outbox_id=item.id, kind=item.kind,
+                        ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
             return Outcome(item, str(error), permanent=True)
         except TemporaryFailure as error:
-            log.info("outbox.temporary_failure", outbox_id=item.id, error=str(error))
+            # The last attempt allowed fails the message for good (record_outcomes agrees).
+            if item.attempts >= self._max_attempts:
+                log.warning("outbox.failed", outbox_id=item.id, kind=item.kind,
+                            ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
+            else:
+                log.info("outbox.temporary_failure", outbox_id=item.id, kind=item.kind,
+                         ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
             return Outcome(item, str(error))
-        log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id)
+        log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id,
+                 attempts=item.attempts)
         return Outcome(item)
 
     async def run(self) -> None:

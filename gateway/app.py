@@ -10,6 +10,7 @@ import multiprocessing
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
 from email.utils import parseaddr
 
 import structlog
@@ -86,8 +87,11 @@ class Gateway:
         self.context = build_context(loaded, self.clock)
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
-        self.outbox = OutboxWorker(self.db, self.delivery, self.clock,
-                                   self.settings.outgoing.max_attempts)
+        outgoing = self.settings.outgoing
+        self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
+                                   retry_base_s=outgoing.retry_base_s,
+                                   lease=timedelta(seconds=outgoing.lease_s),
+                                   record_every=outgoing.record_every)
         self._work = asyncio.Event()
         self._packed_context: PackedContext | None = None
         self._packed_for: Context | None = None

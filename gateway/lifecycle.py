@@ -152,7 +152,8 @@ def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Co
         details = {"reason": event.reason, "status": ticket.status}
     record_event(session, ticket.id, event.type, now, event.actor, **details)
     session.add(ticket)
-    log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor)
+    log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor,
+             status=ticket.status, priority=ticket.priority)
     return enqueued
 
 

@@ -74,7 +74,8 @@ class Outcome:
     permanent: bool = False
 
 
-def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
+def claim_due(engine: Engine, now: datetime, limit: int,
+              lease: timedelta = LEASE) -> list[Claimed]:
     """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
     table = _OUTBOX
     with transaction(engine, flush_to_disk=False) as session:
@@ -92,7 +93,7 @@ def claim_due(engine: Engine, now: datetime, limit: int) -> list[Claimed]:
         if not rows:
             return []
         connection.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
-                           .values(status=SENDING, lease_until=now + LEASE,
+                           .values(status=SENDING, lease_until=now + lease,
                                    attempts=table.c.attempts + 1))
         return [Claimed(r.id, r.ticket_id, r.kind, r.sender, r.recipient, r.message,
                         r.attempts + 1) for r in rows]
@@ -106,14 +107,14 @@ def next_due(engine: Engine) -> datetime | None:
             .order_by(col(OutboxItem.next_attempt_at)).limit(1)).first()
 
 
-def backoff(attempts: int) -> timedelta:
-    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
+    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h (for a 15 s base)."""
+    ceiling = min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
 def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
-                    max_attempts: int) -> None:
+                    max_attempts: int, retry_base_s: float = BACKOFF_BASE_S) -> None:
     """Mark each claimed item sent, due again later, or failed for good."""
     table = _OUTBOX
     sent = [o.item.id for o in outcomes if o.error is None]
@@ -131,7 +132,7 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                 values: dict[str, Any] = {"status": FAILED}
             else:
                 values = {"status": PENDING,
-                          "next_attempt_at": now + backoff(outcome.item.attempts)}
+                          "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
             connection.execute(update(table).where(table.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
@@ -149,13 +150,17 @@ class OutboxWorker:
     """Sends due items through a Delivery; woken when something is enqueued."""
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
-                 batch: int = 64) -> None:
+                 batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
+                 lease: timedelta = LEASE, record_every: int = 8) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
         self._max_attempts = max_attempts
         self._batch = batch
+        self._retry_base_s = retry_base_s
+        self._lease = lease
         self._wake = asyncio.Event()
+        self._record_every = record_every
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
 
@@ -166,24 +171,53 @@ class OutboxWorker:
         """Send one batch of due items; the number claimed."""
         async with self._busy:
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
-                                         self._batch)
+                                         self._batch, self._lease)
             if not claimed:
                 return 0
-            outcomes = await asyncio.gather(*(self._send(item) for item in claimed))
-            await self._db.run(record_outcomes, self._db.engine, outcomes, self._clock.now(),
-                               self._max_attempts)
+            # Outcomes are recorded every RECORD_EVERY sends: a process that dies leaves at most
+            # that many sent and unrecorded, to go out again when their lease expires (a batch
+            # recorded at its end would send all of it twice).
+            for start in range(0, len(claimed), self._record_every):
+                chunk = claimed[start:start + self._record_every]
+                await self._record(await asyncio.gather(*(self._send(item) for item in chunk)))
             return len(claimed)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Record OUTCOMES, retrying while the database is away (a restart, a failover): the
+        messages are sent, and unrecorded they would be sent again once their lease expires."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease.total_seconds() / 2
+        delay = 0.1
+        while True:
+            try:
+                await self._db.run(record_outcomes, self._db.engine, outcomes,
+                                   self._clock.now(), self._max_attempts, self._retry_base_s)
+                return
+            except Exception as error:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("outbox.record_retry", count=len(outcomes), error=str(error))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     async def _send(self, item: Claimed) -> Outcome:
         try:
             await self._delivery.send(item.sender, item.recipient, item.data)
         except PermanentFailure as error:
-            log.warning("outbox.permanent_failure", outbox_id=item.id, error=str(error))
+            log.warning("outbox.permanent_failure", outbox_id=item.id, kind=item.kind,
+                        ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
             return Outcome(item, str(error), permanent=True)
         except TemporaryFailure as error:
-            log.info("outbox.temporary_failure", outbox_id=item.id, error=str(error))
+            # The last attempt allowed fails the message for good (record_outcomes agrees).
+            if item.attempts >= self._max_attempts:
+                log.warning("outbox.failed", outbox_id=item.id, kind=item.kind,
+                            ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
+            else:
+                log.info("outbox.temporary_failure", outbox_id=item.id, kind=item.kind,
+                         ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
             return Outcome(item, str(error))
-        log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id)
+        log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id,
+                 attempts=item.attempts)
         return Outcome(item)
 
     async def run(self) -> None:
@@ -197,7 +231,9 @@ class OutboxWorker:
             except Exception as error:  # the database may be down; keep the worker alive
                 log.error("outbox.worker_error", error=str(error))
                 due = None
-            timeout = 30.0
+                timeout = 1.0  # try again soon, not in half a minute
+            else:
+                timeout = 30.0
             if due is not None:
                 timeout = max(0.05, min(timeout, (due - self._clock.now()).total_seconds()))
             with contextlib.suppress(TimeoutError):

@@ -31,7 +31,7 @@ async def accept_event(services: Services, event: CallEvent, content_type: str, 
         raise Refused(503, "could not store the request, try again later") from None
     if not accepted.duplicate:
         services.outcomes["accepted"] += 1
-        log.debug("http.accepted", input_id=accepted.input_id, hook=event.hook)
+        log.info("http.accepted", input_id=accepted.input_id, hook=event.hook)
         return JSONResponse({"status": "accepted", "input_id": accepted.input_id},
                             status_code=202)
     services.outcomes["duplicate"] += 1

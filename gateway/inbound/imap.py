@@ -138,7 +138,8 @@ class MailboxWorker:
         self.imported += len(new)
         self._log.info("imap.imported", count=len(committed), new=len(new),
                        duplicates=len(committed) - len(new),
-                       last_uid=committed[-1] if committed else None)
+                       last_uid=committed[-1] if committed else None,
+                       input_ids=[r.input_id for r in new])
         if error is not None:
             raise error
         return len(new)
@@ -212,6 +213,7 @@ class MailboxWorker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._disconnect(graceful=True), 15)
         self._executor.shutdown(wait=False)
+        self._log.info("imap.disconnected", reason="stopping")
 
 
 def mailbox_workers(settings: list[MailboxSettings], door: IntakeDoor, db: Database,

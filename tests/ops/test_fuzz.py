@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +28,11 @@ from tests.conftest import CORPORA, make_mail
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 # Per input, on a shared and loaded CI machine; a hang or a quadratic blow-up exceeds it.
 TIME_BOUND_S = 10.0
+# Memory: how far above the resident size before it one input may take the process (a fixed
+# allowance plus a multiple of the input's size); a blow-up (a part copied per header, a
+# quadratic decode) exceeds it. Linux: the peak is reset before each input (clear_refs).
+MEMORY_BASE_BYTES = 64 * 2**20
+MEMORY_PER_INPUT_BYTE = 200
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get(
     "FUZZ_EXAMPLES"), suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -41,11 +48,37 @@ def _seeds() -> list[bytes]:
 SEEDS = _seeds()
 
 
-def bounded(function: Callable[[], Any]) -> Any:
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_bytes(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    assert match, f"no {field} in {_STATUS}"
+    return int(match.group(1)) * 1024
+
+
+def _reset_peak() -> bool:
+    """Reset the peak resident size (VmHWM) to the current one; False where impossible."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def bounded(function: Callable[[], Any], size: int) -> Any:
+    """FUNCTION's result, asserting it took bounded time and memory for an input of SIZE."""
+    measured = _reset_peak()
+    before = _status_bytes("VmRSS") if measured else 0
     started = time.monotonic()
     result = function()
     elapsed = time.monotonic() - started
     assert elapsed < TIME_BOUND_S, f"one input took {elapsed:.1f} s"
+    if measured:
+        grown = _status_bytes("VmHWM") - before
+        limit = MEMORY_BASE_BYTES + MEMORY_PER_INPUT_BYTE * size
+        assert grown <= limit, f"one input of {size} bytes took {grown} bytes more at its peak"
     return result
 
 
@@ -77,7 +110,7 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(mutated_messages())
 def test_email_parser_survives_mutated_corpus(raw: bytes) -> None:
-    request = bounded(lambda: parse_email(raw))
+    request = bounded(lambda: parse_email(raw), len(raw))
     json.dumps(request.as_json(), ensure_ascii=False)
 
 
@@ -85,7 +118,7 @@ def test_email_parser_survives_mutated_corpus(raw: bytes) -> None:
 @given(st.binary(max_size=5000))
 @example(b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\n" * 2000)
 def test_email_parser_survives_raw_bytes(raw: bytes) -> None:
-    json.dumps(bounded(lambda: parse_email(raw)).as_json(), ensure_ascii=False)
+    json.dumps(bounded(lambda: parse_email(raw), len(raw)).as_json(), ensure_ascii=False)
 
 
 _json = st.recursive(
@@ -126,7 +159,7 @@ def test_webhook_parsers_survive_raw_bodies(provider: str, body: bytes,
 def _read(provider: str, content_type: str, body: bytes) -> None:
     mapping = {"call_id": "id", "caller": "from", "subject": "topic"}
     try:
-        bounded(lambda: read_event(provider, "fuzz", content_type, body, mapping))
+        bounded(lambda: read_event(provider, "fuzz", content_type, body, mapping), len(body))
     except PayloadError as error:
         assert error.problem
 
@@ -139,9 +172,18 @@ def _read(provider: str, content_type: str, body: bytes) -> None:
     st.sampled_from(['"x"', "[]", '["a", 1]', "1", "{}", '"(("', '"\\\\d{99999}"', "true"])))
 def test_rule_loader_refuses_precisely(text: str) -> None:
     try:
-        bounded(lambda: parse_rules(text, "fuzz.toml"))
+        bounded(lambda: parse_rules(text, "fuzz.toml"), len(text.encode()))
     except RulesError as error:
         assert str(error)
+
+
+def test_memory_bound_catches_a_blow_up() -> None:
+    """The bound is not vacuous: holding 300 copies of a 1 MiB input at once exceeds it."""
+    raw = b"x" * 2**20
+    if not _reset_peak():
+        pytest.skip("the peak resident size cannot be reset here (Linux /proc/self/clear_refs)")
+    with pytest.raises(AssertionError, match="at its peak"):
+        bounded(lambda: [bytearray(raw) for _ in range(300)], len(raw))
 
 
 @pytest.mark.skipif(not SEEDS, reason="no seed messages")

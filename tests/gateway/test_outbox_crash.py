@@ -1,0 +1,82 @@
+"""The outbox across a death or a database restart: what was sent is recorded, not sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+import gateway.outbox
+from gateway.mailer import Delivery
+from tests.conftest import RunningGateway, Sink, make_mail
+from tests.gateway.test_outbox import outbox_rows, submit
+
+
+class StallsAfter:
+    """Delivers the first SENDS messages, then hangs forever (the process is about to die)."""
+
+    def __init__(self, inner: Delivery, sends: int) -> None:
+        self.inner = inner
+        self.left = sends
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> None:
+        if self.left <= 0:
+            await asyncio.Event().wait()
+        self.left -= 1
+        await self.inner.send(sender, recipient, data)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def pending_acknowledgements(running: RunningGateway, count: int) -> None:
+    for n in range(count):
+        submit(running, make_mail(f"Request {n}", sender=f"c{n}@acme.example"))
+    while running.call(running.gateway.process_once):
+        pass
+
+
+def test_each_delivery_is_recorded_as_it_is_sent(make_gateway, relay_sink: Sink) -> None:
+    """The worker dies half-way through a batch: the messages sent in the groups already
+    recorded (record_every, 8) are recorded sent, so after the restart (the lease expired) only
+    the others go out; none twice."""
+    running = make_gateway(relay_port=relay_sink.port)
+    pending_acknowledgements(running, 10)
+    outbox = running.gateway.outbox
+    real = outbox._delivery
+    outbox._delivery = StallsAfter(real, sends=9)
+    with pytest.raises(TimeoutError):
+        running.loop.run(asyncio.wait_for(outbox.run_once(), 5))
+    statuses = sorted(item.status for item in outbox_rows(running))
+    assert statuses == ["sending"] * 2 + ["sent"] * 8
+    outbox._delivery = real
+    running.clock.advance(timedelta(minutes=6))
+    running.settle()
+    assert [item.status for item in outbox_rows(running)] == ["sent"] * 10
+    # The ninth was taken by the relay as the worker died: the one duplicate of this crash.
+    recipients = sorted(str(m["X-Envelope-To"]) for m in relay_sink.messages)
+    assert len(recipients) == 11 and set(recipients) == {f"c{n}@acme.example" for n in range(10)}
+
+
+def test_recording_is_retried_while_the_database_is_away(make_gateway, relay_sink: Sink,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails the first attempt to record a send: the worker tries again, so the
+    message is recorded sent and not sent a second time when its lease would have expired."""
+    running = make_gateway(relay_port=relay_sink.port)
+    pending_acknowledgements(running, 1)
+    real = gateway.outbox.record_outcomes
+    failures = [OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))]
+
+    def flaky(*args: object) -> None:
+        if failures:
+            raise failures.pop()
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gateway.outbox, "record_outcomes", flaky)
+    running.settle()
+    assert [(item.status, item.attempts) for item in outbox_rows(running)] == [("sent", 1)]
+    running.clock.advance(timedelta(minutes=6))
+    running.settle()
+    assert len(relay_sink.messages) == 1

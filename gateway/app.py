@@ -43,6 +43,7 @@ from gateway.processing import (
 )
 from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.rules_file import RulesWatcher, load_rules_file
+from gateway.sent_journal import SentJournal
 from gateway.settings import LoadedSettings
 
 log = structlog.get_logger("gateway.app")
@@ -88,10 +89,11 @@ class Gateway:
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
         outgoing = self.settings.outgoing
+        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
-                                   record_every=outgoing.record_every)
+                                   journal=self.journal)
         self._work = asyncio.Event()
         self._packed_context: PackedContext | None = None
         self._packed_for: Context | None = None
@@ -300,6 +302,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        self.journal.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()

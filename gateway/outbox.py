@@ -29,6 +29,7 @@ from gateway.models import (
     OutboxItem,
     Ticket,
 )
+from gateway.sent_journal import SentJournal, Taken
 
 log = structlog.get_logger("gateway.outbox")
 
@@ -151,7 +152,7 @@ class OutboxWorker:
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
                  batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
-                 lease: timedelta = LEASE, record_every: int = 8) -> None:
+                 lease: timedelta = LEASE, journal: SentJournal | None = None) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
@@ -159,8 +160,10 @@ class OutboxWorker:
         self._batch = batch
         self._retry_base_s = retry_base_s
         self._lease = lease
+        self._journal = journal
+        # Lines a previous process (or a failed record) may have left: recorded first.
+        self._journal_unrecorded = journal is not None
         self._wake = asyncio.Event()
-        self._record_every = record_every
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
 
@@ -170,17 +173,69 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Send one batch of due items; the number claimed."""
         async with self._busy:
+            if self._journal_unrecorded:
+                await self._record_journal()
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
                                          self._batch, self._lease)
             if not claimed:
                 return 0
-            # Outcomes are recorded every RECORD_EVERY sends: a process that dies leaves at most
-            # that many sent and unrecorded, to go out again when their lease expires (a batch
-            # recorded at its end would send all of it twice).
-            for start in range(0, len(claimed), self._record_every):
-                chunk = claimed[start:start + self._record_every]
-                await self._record(await asyncio.gather(*(self._send(item) for item in chunk)))
-            return len(claimed)
+            self._journal_unrecorded = self._journal is not None
+            sent = await self._send_and_record(claimed)
+            # Every send of the batch is in the database now: the journal can forget them.
+            if self._journal is not None:
+                self._journal.clear()
+                self._journal_unrecorded = False
+            return sent
+
+    async def _record_journal(self) -> None:
+        """Record as sent what the journal says the relay took (a kill came before the
+        database record), each at the time it was taken."""
+        assert self._journal is not None
+        taken = self._journal.entries()
+        for entry in taken:
+            item = Claimed(entry.outbox_id, entry.ticket_id, entry.kind, "", "", b"", 0)
+            await self._db.run(record_outcomes, self._db.engine, [Outcome(item)], entry.at,
+                               self._max_attempts, self._retry_base_s)
+        if taken:
+            log.info("outbox.journal_recorded", count=len(taken))
+        self._journal.clear()
+        self._journal_unrecorded = False
+
+    async def _send_and_record(self, claimed: list[Claimed]) -> int:
+        """Send CLAIMED concurrently; record each outcome as soon as the database can take it.
+
+        A record is a group commit: the outcomes that arrived while the previous record was
+        committing go together. What a process killed meanwhile leaves sent and unrecorded is
+        in the journal, recorded at the next start instead of sent again."""
+        finished: list[Outcome] = []
+        arrived = asyncio.Event()
+
+        async def send(item: Claimed) -> None:
+            try:
+                outcome = await self._send(item)
+            except Exception as error:  # a bug or an odd failure: retried like a 4xx
+                log.error("outbox.send_error", outbox_id=item.id, error=str(error))
+                outcome = Outcome(item, f"{type(error).__name__}: {error}")
+            finished.append(outcome)
+            arrived.set()
+
+        sending = asyncio.gather(*(send(item) for item in claimed))
+        try:
+            recorded = 0
+            while recorded < len(claimed):
+                await arrived.wait()
+                arrived.clear()
+                group = finished[:]
+                del finished[:]
+                await self._record(group)
+                recorded += len(group)
+        except BaseException:
+            # Stopped, or the database stayed away: what is unrecorded goes again after its
+            # lease, so nothing is lost by not waiting for the sends still in flight.
+            sending.cancel()
+            raise
+        await sending
+        return len(claimed)
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Record OUTCOMES, retrying while the database is away (a restart, a failover): the
@@ -203,6 +258,8 @@ class OutboxWorker:
     async def _send(self, item: Claimed) -> Outcome:
         try:
             await self._delivery.send(item.sender, item.recipient, item.data)
+            if self._journal is not None:  # at once: the relay has it, whatever happens next
+                self._journal.append(Taken(item.id, item.kind, item.ticket_id, self._clock.now()))
         except PermanentFailure as error:
             log.warning("outbox.permanent_failure", outbox_id=item.id, kind=item.kind,
                         ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))

@@ -129,8 +129,6 @@ class OutgoingSettings(Section):
     # A message being sent is leased this long; one leased by a process that died is sent
     # again (by whoever runs next) once its lease has expired.
     lease_s: float = Field(default=300, gt=0)
-    # Sends are recorded in groups of this many: at most this many go out twice after a crash.
-    record_every: int = Field(default=8, ge=1, le=64)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class NotifyListener:
-    """What systemd's end of sd_notify sees: one datagram per message, in order."""
+    """What systemd's end of sd_notify sees: one datagram per message, in order.
+
+    A thread receives all the time, as systemd does: a datagram socket holds only a few
+    unread messages, and a daemon that found it full (watchdog pings while a test waits on
+    something else) would lose the next message, STOPPING=1 say."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "notify.sock"
@@ -24,25 +29,38 @@ class NotifyListener:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
         self.messages: list[list[str]] = []
+        self.sock.settimeout(0.2)
+        self._closed = False
+        self._arrived = threading.Condition()
+        self._receiver = threading.Thread(target=self._receive, daemon=True)
+        self._receiver.start()
 
-    def wait_for(self, line: str, timeout: float = 60.0, after: int = 0) -> int:
-        """Receive until a message (at index AFTER or later) holds LINE; its index."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for index in range(after, len(self.messages)):
-                if line in self.messages[index]:
-                    return index
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {line!r} within {timeout} s: {self.messages}")
-            self.sock.settimeout(remaining)
+    def _receive(self) -> None:
+        while not self._closed:
             try:
                 data = self.sock.recv(4096)
             except TimeoutError:
                 continue
-            self.messages.append(data.decode().split("\n"))
+            with self._arrived:
+                self.messages.append(data.decode().split("\n"))
+                self._arrived.notify_all()
+
+    def wait_for(self, line: str, timeout: float = 60.0, after: int = 0) -> int:
+        """Wait until a message (at index AFTER or later) holds LINE; its index."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for index in range(after, len(self.messages)):
+                    if line in self.messages[index]:
+                        return index
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no {line!r} within {timeout} s: {self.messages}")
+                self._arrived.wait(remaining)
 
     def close(self) -> None:
+        self._closed = True
+        self._receiver.join(5)
         self.sock.close()
 
 

@@ -213,7 +213,7 @@ def gateway_config(tmp_path: Path, url: str, smtp_port: int, http_port: int, rel
         '[outgoing]\nfrom = "Support <support@example.com>"\nhost = "127.0.0.1"\n'
         f'port = {relay.port}\nsecurity = "none"\ntimeout_s = 30\nretry_base_s = 0.5\n'
         # Each send recorded before the next: a kill finds at most one sent and unrecorded.
-        'record_every = 1\nlease_s = 10\nmax_attempts = 1000\n\n'
+        'lease_s = 10\nmax_attempts = 1000\n\n'
         '[limits]\nhttp_requests_per_source_per_min = 1000000\n\n'
         f'[[webhooks]]\nname = "callcenter"\nprovider = "generic"\n'
         f'secret_file = "{tmp_path / "callcenter.secret"}"\n\n'

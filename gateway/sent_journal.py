@@ -56,4 +56,8 @@ class SentJournal:
         os.ftruncate(self._fd, 0)
 
     def close(self) -> None:
-        os.close(self._fd)
+        # Once only: a second close could close whatever reused the number (an event loop's
+        # epoll, as a gateway stopped twice in a test showed).
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -113,3 +115,16 @@ def test_sends_taken_before_a_kill_are_recorded_from_the_journal(
     acknowledged = {t["acknowledged_at"] for t in list_tickets(gateway.db.engine)}
     assert acknowledged == {"2026-11-25T08:00:00Z"}
     assert journal.entries() == []
+
+
+def test_journal_closes_once(tmp_path: Path) -> None:
+    """A gateway stopped twice closes its journal once; the second close must not close a
+    descriptor that reused the number."""
+    journal = SentJournal(tmp_path / "journal")
+    journal.close()
+    reused = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT)
+    try:
+        journal.close()
+        os.fstat(reused)  # still open
+    finally:
+        os.close(reused)

@@ -24,7 +24,7 @@ from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
 from gateway.lifecycle import Applied, apply_event, parse_event
-from gateway.logs import configure_logging
+from gateway.logs import configure_process_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.monitor import sla_step
@@ -177,7 +177,7 @@ class Gateway:
         # spawn, not fork: this process has threads (database, to_thread) that fork would copy.
         return ProcessPoolExecutor(
             self.settings.intake.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=configure_logging,
+            initializer=configure_process_logging,
             initargs=(logging_settings.level, logging_settings.format))
 
     async def _process_forever(self) -> None:

@@ -74,6 +74,15 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def migrate_url(url: str) -> None:
+    """`migrate` on a connection of its own (in a process started only for that)."""
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
 def open_migrated(url: str) -> Engine:
     """An engine on URL whose schema is current: what every one-shot command starts with."""
     engine = make_engine(url)

@@ -18,14 +18,14 @@ from sqlalchemy import Engine
 
 from gateway.clock import Clock, SystemClock
 from gateway.customers import Directory, load_customers
-from gateway.db import Database, migrate, transaction
+from gateway.db import Database, migrate, migrate_url, transaction
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
 from gateway.lifecycle import Applied, apply_event, parse_event
-from gateway.logs import configure_logging
+from gateway.logs import configure_process_logging
 from gateway.mailer import make_delivery
 from gateway.models import Customer
 from gateway.monitor import sla_step
@@ -115,7 +115,7 @@ class Gateway:
     async def start(self, workers: bool = True) -> None:
         """Migrate, then listen. Without WORKERS nothing is processed or sent until
         `run_until_idle` is called (tests drive the pipeline step by step that way)."""
-        await self.db.run(migrate, self.db.engine)
+        await self._migrate(separately=workers and self.settings.intake.workers > 0)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if self.settings.files.rules is not None:
@@ -141,6 +141,25 @@ class Gateway:
                  mailboxes=[m.name for m in self.mailboxes],
                  database=self.db.engine.url.render_as_string(hide_password=True),
                  outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
+
+    async def _migrate(self, separately: bool) -> None:
+        """Bring the schema up to date, SEPARATELY in a short-lived process.
+
+        alembic and the migration scripts stay in memory once loaded (13 MB) for a job done
+        once; the workers share the database anyway, so another process may do it.
+        """
+        if not separately:
+            await self.db.run(migrate, self.db.engine)
+            return
+        logging_settings = self.settings.logging
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=configure_process_logging,
+                                   initargs=(logging_settings.level, logging_settings.format))
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                pool, migrate_url, self.settings.database_url())
+        finally:
+            await asyncio.to_thread(pool.shutdown)
 
     async def start_mailboxes(self) -> None:
         """Follow every configured IMAP mailbox, one task each (`start` does this with workers;
@@ -193,7 +212,7 @@ class Gateway:
         # spawn, not fork: this process has threads (database, to_thread) that fork would copy.
         return ProcessPoolExecutor(
             self.settings.intake.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=configure_logging,
+            initializer=configure_process_logging,
             initargs=(logging_settings.level, logging_settings.format))
 
     async def _process_forever(self) -> None:

@@ -23,19 +23,23 @@ def _print_json(value: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> LoadedSettings:
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_logging, configure_process_logging
 
     loaded = load_settings(args.config)
     logging_settings = loaded.settings.logging
-    level = "warning" if args.command != "run" else logging_settings.level
-    configure_logging(level, logging_settings.format)
+    if args.command == "run":
+        configure_process_logging(logging_settings.level, logging_settings.format)
+    else:
+        configure_logging("warning", logging_settings.format)
     return loaded
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Settings (and logging) first: the app's imports then find logging configured.
+    loaded = _settings(args)
     from gateway.app import run_daemon
 
-    asyncio.run(run_daemon(_settings(args)))
+    asyncio.run(run_daemon(loaded))
     return EXIT_OK
 
 

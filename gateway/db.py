@@ -11,8 +11,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -65,11 +63,24 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
+    # Imported here: worker processes never migrate, and alembic with mako is 3 MB in each.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def migrate_url(url: str) -> None:
+    """`migrate` on a connection of its own (in a process started only for that)."""
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
 
 
 def open_migrated(url: str) -> Engine:

@@ -7,8 +7,6 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-import structlog
-
 _SECRET_KEYS = {"password", "secret", "token", "admin_token", "authorization"}
 
 
@@ -20,8 +18,25 @@ def _drop_secrets(_logger: Any, _method: str,
     return event
 
 
+def configure_process_logging(level: str = "info", output_format: str = "auto") -> None:
+    """configure_logging for a process of our own (the daemon, a worker), called before
+    anything imports structlog: with JSON output the console extras are never loaded."""
+    if _uses_json(output_format) and "structlog" not in sys.modules:
+        # structlog imports rich and pygments when they are installed (7 MB per process), for
+        # console tracebacks only. None in sys.modules makes that import fail as if absent.
+        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    configure_logging(level, output_format)
+
+
+def _uses_json(output_format: str) -> bool:
+    return output_format == "json" or (output_format == "auto" and not sys.stdout.isatty())
+
+
 def configure_logging(level: str = "info", output_format: str = "auto") -> None:
-    use_json = output_format == "json" or (output_format == "auto" and not sys.stdout.isatty())
+    # Imported here, so a process can decide what structlog may import (see above).
+    import structlog
+
+    use_json = _uses_json(output_format)
     renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if use_json
                      else structlog.dev.ConsoleRenderer())
     structlog.configure(

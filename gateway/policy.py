@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from gateway.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
+from gateway.country_holidays import country_class, country_codes
 from gateway.settings import Settings
 from gateway.workcal import CalendarSpec, Windows, WorkingCalendar
 
@@ -126,7 +126,7 @@ class CalendarModel(Section):
     @field_validator("country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
-        if value is not None and value.upper() not in holidays.list_supported_countries():
+        if value is not None and value.upper() not in country_codes():
             raise ValueError(f"unknown country {value!r} (ISO 3166 code the holidays package "
                              "knows, e.g. RU)")
         return value.upper() if value else value
@@ -151,7 +151,7 @@ class CalendarModel(Section):
         if self.subdivision is not None:
             if self.country is None:
                 raise ValueError("subdivision needs a country")
-            known = holidays.list_supported_countries()[self.country]
+            known = country_class(self.country).subdivisions
             if self.subdivision not in known:
                 raise ValueError(f"unknown subdivision {self.subdivision!r} of {self.country}")
         return self

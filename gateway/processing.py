@@ -43,7 +43,6 @@ from gateway.settings import LimitSettings, Settings
 from gateway.sla import DEFAULT_CALENDAR
 from gateway.threads import find_ticket, link_ids, thread_ids
 from gateway.workcal import is_working_time
-from parsers.email import parse_email
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision, RuleSet, evaluate
@@ -95,6 +94,10 @@ def parse_raw(channel: str, raw: bytes, limits: LimitSettings | None = None) -> 
         # (quarantined, kept), before the full parse could spend time on them.
         if limits is not None:
             check_structure(raw, limits)
+        # Imported on first use: with worker processes the daemon never parses, and the
+        # parser with flanker is 8 MB.
+        from parsers.email import parse_email
+
         request = parse_email(raw)
         if limits is not None:
             check_attachments(len(request.attachments), limits)

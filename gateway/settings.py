@@ -100,7 +100,7 @@ class MailboxSettings(Section):
     after_import: str = "seen"
     batch_size: int = Field(default=100, ge=1, le=1000)
     # Messages fetched at once are also limited by their total size.
-    batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    batch_bytes: int = Field(default=1024 * 1024, ge=1024)
     timeout_s: float = Field(default=60, gt=0)
     # Reconnects wait exponentially longer (with jitter), up to this many seconds.
     reconnect_max_s: float = Field(default=60, gt=0)

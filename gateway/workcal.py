@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays
+from gateway.country_holidays import country_holidays
 
 # Windows are minutes after local midnight, [start, end); 1440 is the end of the day.
 Window = tuple[int, int]
@@ -50,7 +50,7 @@ class WorkingCalendar:
     def __init__(self, spec: CalendarSpec) -> None:
         self.spec = spec
         self.zone = ZoneInfo(spec.zone)
-        self._country: Any = (holidays.country_holidays(spec.country, subdiv=spec.subdivision)
+        self._country: Any = (country_holidays(spec.country, spec.subdivision)
                               if spec.country else None)
         self._days = dict(spec.days)
         self._cache: dict[date, tuple[Interval, ...]] = {}

@@ -13,7 +13,6 @@ from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.sla import DEFAULT_CALENDAR
 from gateway.workcal import is_working_time
-from parsers.email import parse_email
 from rules.corpus import request_from_payload
 from rules.explain import explain
 from rules.facts import Sender
@@ -47,6 +46,8 @@ async def post_rules_explain(request: Request) -> JSONResponse:
             raise Refused(422, f"malformed JSON payload: {error}", "body") from None
         customer_id = payload.get("customer") if isinstance(payload, dict) else None
     elif content_type in ("message/rfc822", "text/plain", "application/octet-stream", ""):
+        from parsers.email import parse_email  # 8 MB with flanker: loaded when first needed
+
         parsed = parse_email(body)
     else:
         raise Refused(422, f"unsupported content type {content_type!r}: send message/rfc822 "

@@ -82,6 +82,7 @@ class Loaded:
     id: int
     channel: str
     raw: bytes
+    received_at: datetime
 
 
 # What the parse step returns per input: the request, or the error that stopped it.
@@ -118,15 +119,31 @@ def parse_many(items: list[Loaded], limits: LimitSettings | None = None) -> Pars
     return parsed
 
 
+def decide_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[int, Decision]:
+    """The rules' decision on each parsed e-mail, before the write transaction: the rules are
+    pure CPU, and SQLite's one write lock should not be held while they run."""
+    decisions: dict[int, Decision] = {}
+    for item in items:
+        request = parsed.get(item.id)
+        if isinstance(request, Request) and not isinstance(request, CallRequest) and (
+                request.kind == "normal"):
+            try:
+                decisions[item.id] = _decide(request, context, item.received_at)
+            except Exception:  # decided again in the transaction, where it fails the input
+                continue
+    return decisions
+
+
 def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None) -> list[Loaded]:
     """Up to LIMIT inputs to process, oldest first: received ones, or exactly ONLY_IDS."""
     with read_transaction(engine) as session:
-        query = select(Input.id, Input.channel, Input.raw).order_by(col(Input.id)).limit(limit)
+        query = (select(Input.id, Input.channel, Input.raw, Input.received_at)
+                 .order_by(col(Input.id)).limit(limit))
         if only_ids is None:
             query = query.where(Input.status == RECEIVED)
         else:
             query = query.where(col(Input.id).in_(only_ids))
-        return [Loaded(int(i or 0), c, r) for i, c, r in session.exec(query).all()]
+        return [Loaded(int(i or 0), c, r, at) for i, c, r, at in session.exec(query).all()]
 
 
 def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
@@ -195,8 +212,9 @@ def process_pending(engine: Engine, context: Context, limit: int,
     loaded = load_pending(engine, limit, only_ids)
     if not loaded:
         return BatchResult()
-    return apply_parsed(engine, context, parse_many(loaded, context.settings.limits),
-                        release_held)
+    parsed = parse_many(loaded, context.settings.limits)
+    return apply_parsed(engine, context, parsed, release_held,
+                        decide_many(loaded, parsed, context))
 
 
 # Inputs registered per transaction: a small number keeps the write lock short, so the
@@ -205,7 +223,8 @@ COMMIT_EVERY = 4
 
 
 def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
-                 release_held: bool = False) -> BatchResult:
+                 release_held: bool = False,
+                 decisions: dict[int, Decision] | None = None) -> BatchResult:
     """Register or thread each parsed input, a few per transaction, each in its own savepoint.
 
     Inputs processed meanwhile by someone else are skipped; one bad input is marked failed
@@ -219,10 +238,10 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
         # back and is redone with a savepoint per input, so only that input fails.
         attempt = BatchResult()
         try:
-            _apply_chunk(engine, context, chunk, release_held, attempt, isolate=False)
+            _apply_chunk(engine, context, chunk, release_held, attempt, False, decisions)
         except Exception:
             attempt = BatchResult()
-            _apply_chunk(engine, context, chunk, release_held, attempt, isolate=True)
+            _apply_chunk(engine, context, chunk, release_held, attempt, True, decisions)
         result.processed += attempt.processed
         result.failed += attempt.failed
         result.enqueued += attempt.enqueued
@@ -230,7 +249,8 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
 
 
 def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held: bool,
-                 result: BatchResult, isolate: bool) -> None:
+                 result: BatchResult, isolate: bool,
+                 decisions: dict[int, Decision] | None) -> None:
     open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
     with transaction(engine, flush_to_disk=False) as session:
         inputs = session.exec(
@@ -241,16 +261,17 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
         for item in inputs:
             structlog.contextvars.bind_contextvars(input_id=item.id)
             request = parsed[int(item.id or 0)]
+            decided = decisions.get(int(item.id or 0)) if decisions else None
             try:
                 if isinstance(request, str):
                     raise ParseFailure(request)
                 if isolate:
                     with session.begin_nested():
                         result.enqueued += process_one(session, item, request, context,
-                                                       release_held)
+                                                       release_held, decided=decided)
                 else:
                     result.enqueued += process_one(session, item, request, context, release_held,
-                                                   isolate=False)
+                                                   isolate=False, decided=decided)
                 result.processed += 1
             except Held as held:
                 item.status, item.outcome, item.last_error = HELD, str(held), None
@@ -274,8 +295,9 @@ class ParseFailure(Exception):
 
 
 def process_one(session: Session, item: Input, request: Request, context: Context,
-                release_held: bool, isolate: bool = True) -> int:
-    """Register or thread ITEM; return the number of outgoing messages enqueued."""
+                release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
+    """Register or thread ITEM; return the number of outgoing messages enqueued. DECIDED is
+    the rules' decision made before the transaction, if any (else it is made here)."""
     if isinstance(request, CallRequest):
         from gateway.calls import process_call  # calls.py uses this module's helpers
 
@@ -293,7 +315,7 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
                 and settings.intake.reply_to_closed == "new"):
             follows_up = existing.number
         else:
-            decision = (_decide(request, context, item.received_at)
+            decision = ((decided or _decide(request, context, item.received_at))
                         if request.kind == "normal" else None)
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
@@ -317,7 +339,7 @@ def process_one(session: Session, item: Input, request: Request, context: Contex
     if customer is None and settings.intake.hold_unknown_senders and not release_held:
         raise Held(f"held: sender {address or '(none)'} is not a known customer")
 
-    decision = _decide(request, context, item.received_at, customer)
+    decision = decided or _decide(request, context, item.received_at, customer)
     if decision.hold and not release_held:
         raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)

@@ -92,9 +92,10 @@ def mailbox_config(dovecot: Dovecot) -> str:
             'folder = "INBOX"\nafter_import = "seen"\nidle = true\npoll_interval_s = 30\n')
 
 
-def start_daemon(directory: Path, dovecot: Dovecot, sink: Sink) -> Daemon:
+def start_daemon(directory: Path, dovecot: Dovecot, sink: Sink,
+                 workers: int | None = None) -> Daemon:
     smtp_port = free_port()
-    config = write_config(directory, smtp_port, sink.port, None)
+    config = write_config(directory, smtp_port, sink.port, None, workers)
     with config.open("a", encoding="utf-8") as out:
         out.write(mailbox_config(dovecot))
     daemon = Daemon(config, smtp_port, directory / "daemon.log")
@@ -103,7 +104,7 @@ def start_daemon(directory: Path, dovecot: Dovecot, sink: Sink) -> Daemon:
 
 
 def backlog_phase(count: int, directory: Path, dovecot: Dovecot, sink: Sink,
-                  factory: MessageFactory) -> dict[str, Any]:
+                  factory: MessageFactory, workers: int | None = None) -> dict[str, Any]:
     messages = [factory.make(i, "backlog") for i in range(count)]
     began = time.monotonic()
     with dovecot.client() as client:
@@ -112,7 +113,7 @@ def backlog_phase(count: int, directory: Path, dovecot: Dovecot, sink: Sink,
     append_s = time.monotonic() - began
     print(f"  backlog: {count} messages appended in {append_s:.1f} s", file=sys.stderr)
     started = time.monotonic()
-    daemon = start_daemon(directory, dovecot, sink)
+    daemon = start_daemon(directory, dovecot, sink, workers)
     watch = RssWatch(daemon.proc.pid)
     try:
         wait_for_acks(sink, [m.message_id for m in messages], daemon, stall_timeout=60,
@@ -128,9 +129,9 @@ def backlog_phase(count: int, directory: Path, dovecot: Dovecot, sink: Sink,
 
 
 def latency_phase(count: int, rate: float, directory: Path, dovecot: Dovecot, sink: Sink,
-                  factory: MessageFactory) -> dict[str, Any]:
+                  factory: MessageFactory, workers: int | None = None) -> dict[str, Any]:
     messages = [factory.make(i, "latency") for i in range(count)]
-    daemon = start_daemon(directory, dovecot, sink)
+    daemon = start_daemon(directory, dovecot, sink, workers)
     appended: dict[str, float] = {}
     try:
         time.sleep(2)  # the mailbox worker connects and enters IDLE
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--latency", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="[intake] workers (default: the daemon's default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it: "
                         "database and daemon logs for a post-mortem")
@@ -183,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                     directory = Path(tmp) / "backlog"
                     directory.mkdir()
                     result["backlog"] = backlog_phase(args.backlog, directory, dovecot, sink,
-                                                      factory)
+                                                      factory, args.workers)
             if args.latency:
                 with running_dovecot() as dovecot:
                     directory = Path(tmp) / "latency"
                     directory.mkdir()
                     result["latency"] = latency_phase(args.latency, args.rate, directory,
-                                                      dovecot, sink, factory)
+                                                      dovecot, sink, factory, args.workers)
         finally:
             sink.stop()
     if args.json:

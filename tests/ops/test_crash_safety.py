@@ -106,7 +106,11 @@ def smtp_client(items: list[Item], port: int, ledger: Ledger) -> None:
         nonlocal client
         try:
             if client is None:
-                client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                # Connect after the assignment: a daemon killed before its banner must not
+                # leave a half-made client (and its socket) to the garbage collector, whose
+                # ResourceWarning would fail whichever test runs then.
+                client = smtplib.SMTP(timeout=30)
+                client.connect("127.0.0.1", port)
             client.sendmail(item.address, ["support@example.com"], mail(item))
             return True  # no exception: the recipient got 250 after DATA
         except (OSError, smtplib.SMTPException):

@@ -95,8 +95,8 @@ class Gateway:
                                    lease=timedelta(seconds=outgoing.lease_s),
                                    journal=self.journal)
         self._work = asyncio.Event()
+        # The context as workers receive it, pickled on first use after each (re)load.
         self._packed_context: PackedContext | None = None
-        self._packed_for: Context | None = None
         self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
         self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
                                           if self.settings.smtp else [], self.settings.limits)
@@ -151,10 +151,7 @@ class Gateway:
         if not separately:
             await self.db.run(migrate, self.db.engine)
             return
-        logging_settings = self.settings.logging
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=configure_process_logging,
-                                   initargs=(logging_settings.level, logging_settings.format))
+        pool = self._new_pool(1)
         try:
             await asyncio.get_running_loop().run_in_executor(
                 pool, migrate_url, self.settings.database_url())
@@ -202,16 +199,17 @@ class Gateway:
         return result
 
     def _packed(self) -> PackedContext:
-        """The current context as workers receive it, pickled once per configuration."""
-        if self._packed_context is None or self._packed_for is not self.context:
-            self._packed_context, self._packed_for = PackedContext.of(self.context), self.context
+        if self._packed_context is None:
+            self._packed_context = PackedContext.of(self.context)
         return self._packed_context
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
+        """WORKERS processes (default: the configured number), logging as this one does."""
         logging_settings = self.settings.logging
         # spawn, not fork: this process has threads (database, to_thread) that fork would copy.
         return ProcessPoolExecutor(
-            self.settings.intake.workers, mp_context=multiprocessing.get_context("spawn"),
+            workers or self.settings.intake.workers,
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=configure_process_logging,
             initargs=(logging_settings.level, logging_settings.format))
 
@@ -290,6 +288,7 @@ class Gateway:
         """Re-read the policy and customers files; a bad file keeps the previous ones."""
         try:
             self.context = build_context(self.loaded, self.clock)
+            self._packed_context = None
         except Exception as error:
             log.error("reload.failed", error=str(error))
             return False

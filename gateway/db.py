@@ -76,11 +76,7 @@ def migrate(engine: Engine) -> None:
 
 def migrate_url(url: str) -> None:
     """`migrate` on a connection of its own (in a process started only for that)."""
-    engine = make_engine(url)
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()
+    open_migrated(url).dispose()
 
 
 def open_migrated(url: str) -> Engine:

@@ -161,8 +161,6 @@ class OutboxWorker:
         self._retry_base_s = retry_base_s
         self._lease = lease
         self._journal = journal
-        # Lines a previous process (or a failed record) may have left: recorded first.
-        self._journal_unrecorded = journal is not None
         self._wake = asyncio.Event()
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
@@ -173,18 +171,17 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Send one batch of due items; the number claimed."""
         async with self._busy:
-            if self._journal_unrecorded:
+            # Lines a killed process (or a batch whose record failed) left: recorded first.
+            if self._journal is not None and self._journal.has_entries():
                 await self._record_journal()
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
                                          self._batch, self._lease)
             if not claimed:
                 return 0
-            self._journal_unrecorded = self._journal is not None
             sent = await self._send_and_record(claimed)
             # Every send of the batch is in the database now: the journal can forget them.
             if self._journal is not None:
                 self._journal.clear()
-                self._journal_unrecorded = False
             return sent
 
     async def _record_journal(self) -> None:
@@ -199,7 +196,6 @@ class OutboxWorker:
         if taken:
             log.info("outbox.journal_recorded", count=len(taken))
         self._journal.clear()
-        self._journal_unrecorded = False
 
     async def _send_and_record(self, claimed: list[Claimed]) -> int:
         """Send CLAIMED concurrently; record each outcome as soon as the database can take it.

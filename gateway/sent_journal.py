@@ -38,6 +38,9 @@ class SentJournal:
         line = f"{taken.outbox_id} {taken.kind} {ticket} {taken.at.isoformat()}\n"
         os.write(self._fd, line.encode("ascii"))
 
+    def has_entries(self) -> bool:
+        return os.fstat(self._fd).st_size > 0
+
     def entries(self) -> list[Taken]:
         """Every complete line (a kill may have cut the last one short: it was not taken)."""
         with open(self.path, "rb") as journal:

@@ -5,41 +5,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_ADMIN, config_text, free_port, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
 from tests.gateway.test_imap import SEEN, poll, tickets, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def count(url: str, sql: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text(sql)).scalar_one())
-    except Exception:
-        return -1  # not there yet (schema being created by the first start)
-    finally:
-        engine.dispose()
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    # A session of its own, so a kill takes its worker processes too (as systemd's
-    # control-group kill does).
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(config),
-                                 "run"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+from tests.ops.daemon import count, start_daemon
 
 
 def test_sigkill_during_import_registers_each_message_once(dovecot: Dovecot, database_url: str,

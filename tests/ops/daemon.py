@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,6 +64,19 @@ class NotifyListener:
         self._closed = True
         self._receiver.join(5)
         self.sock.close()
+
+
+def count(url: str, sql: str) -> int:
+    """SQL's one number from the daemon's database; -1 while there is none to ask (the
+    schema not created yet, the server restarting)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar_one())
+    except Exception:
+        return -1
+    finally:
+        engine.dispose()
 
 
 def start_daemon(config: Path, log: Path, env: dict[str, str] | None = None

@@ -25,7 +25,7 @@ from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
 from tests.gateway.test_imap import SEEN
 from tests.http.helpers import SECRET, signed_headers
 from tests.ops.crash_peers import PrivatePostgres, Relay
-from tests.ops.daemon import start_daemon
+from tests.ops.daemon import count, start_daemon
 
 # The issue asks for 2,000; CRASH_INPUTS=N changes it, CRASH_SEED=N replays a run.
 TOTAL = int(os.environ.get("CRASH_INPUTS", "2000"))
@@ -168,17 +168,6 @@ class Daemon:
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
-
-
-def count(url: str, sql: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text(sql)).scalar_one())
-    except Exception:
-        return -1  # not there yet, or the database is restarting
-    finally:
-        engine.dispose()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -17,7 +17,7 @@ from parsers.phones import to_e164
 from parsers.telephony import CallRequest
 
 if TYPE_CHECKING:
-    from gateway.processing import Context
+    from gateway.processing import Context, Pending
 
 log = structlog.get_logger("gateway.calls")
 
@@ -57,7 +57,7 @@ def open_ticket_of(session: Session, customer_id: str) -> Ticket | None:
         .order_by(col(Ticket.id).desc()).limit(1)).first()
 
 
-def process_call(session: Session, item: Input, request: CallRequest,
+def process_call(session: Session, item: Pending, request: CallRequest,
                  context: Context) -> int:
     """Register, thread or log one phone or web input; the number of messages enqueued."""
     # processing imports this module; its helpers are shared, not copied.

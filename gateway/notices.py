@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import TicketFacts, render_mail, safe_address
+from gateway.acknowledgement import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.clock import iso_utc
 from gateway.models import Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
@@ -67,7 +66,7 @@ def enqueue_ticket_mail(session: Session, ticket: Ticket, *, template: str, reci
                        subject_note=subject_note, **extra)
     added = enqueue(session, {
         "dedup_key": dedup_key, "ticket_id": ticket.id, "kind": kind,
-        "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
+        "sender": safe_address(sender_parts(sender)[1]) or "", "recipient": recipient,
         "message_id": mail.message_id, "message": mail.data, "send_by": send_by or now,
         "next_attempt_at": now, "created_at": now})
     if not added:

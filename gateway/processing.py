@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from email.utils import parseaddr
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.orm import defer
+from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import (
@@ -20,6 +20,7 @@ from gateway.acknowledgement import (
     render_acknowledgement,
     render_mail,
     safe_address,
+    sender_parts,
 )
 from gateway.clock import Clock
 from gateway.customers import CustomerEntry, Directory
@@ -248,20 +249,66 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
     return result
 
 
+@dataclass
+class Pending:
+    """An input row as processing reads it, and the status it ends the transaction with.
+
+    A plain object instead of the ORM's: the ORM's identity map and unit of work cost more
+    per input than the statements do; `_store_outcomes` writes every outcome of a chunk at once.
+    """
+
+    id: int
+    source: str
+    received_at: datetime
+    attempts: int
+    status: str = RECEIVED
+    outcome: str | None = None
+    last_error: str | None = None
+    ticket_id: int | None = None
+    processed_at: datetime | None = None
+
+
+_INPUTS = Input.__table__  # type: ignore[attr-defined]
+_STORE_OUTCOME = (update(_INPUTS).where(_INPUTS.c.id == bindparam("input_id"))
+                  .values(status=bindparam("status"), outcome=bindparam("outcome"),
+                          last_error=bindparam("last_error"), attempts=bindparam("attempts"),
+                          ticket_id=bindparam("ticket_id"),
+                          processed_at=bindparam("processed_at")))
+
+
+def _load_open(session: Session, ids: list[int], statuses: list[str]) -> list[Pending]:
+    """The inputs IDS still in one of STATUSES, locked (PostgreSQL skips those locked by
+    another worker: they are that worker's)."""
+    table = _INPUTS
+    rows = session.connection().execute(
+        sa_select(table.c.id, table.c.source, table.c.received_at, table.c.attempts,
+                  table.c.status, table.c.outcome, table.c.last_error, table.c.ticket_id,
+                  table.c.processed_at)
+        .where(table.c.id.in_(ids)).where(table.c.status.in_(statuses))
+        .order_by(table.c.id).with_for_update(skip_locked=True)).all()
+    return [Pending(*row) for row in rows]
+
+
+def _store_outcomes(session: Session, items: list[Pending]) -> None:
+    if items:
+        session.connection().execute(_STORE_OUTCOME, [
+            {"input_id": i.id, "status": i.status, "outcome": i.outcome,
+             "last_error": i.last_error, "attempts": i.attempts, "ticket_id": i.ticket_id,
+             "processed_at": i.processed_at} for i in items])
+
+
 def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held: bool,
                  result: BatchResult, isolate: bool,
                  decisions: dict[int, Decision] | None) -> None:
     open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
     with transaction(engine, flush_to_disk=False) as session:
-        inputs = session.exec(
-            select(Input).options(defer(Input.raw))  # type: ignore[arg-type]
-            .where(col(Input.id).in_(list(parsed)))
-            .where(col(Input.status).in_(open_statuses))
-            .order_by(col(Input.id)).with_for_update(skip_locked=True)).all()
-        for item in inputs:
+        items = _load_open(session, list(parsed), open_statuses)
+        for item in items:
             structlog.contextvars.bind_contextvars(input_id=item.id)
-            request = parsed[int(item.id or 0)]
-            decided = decisions.get(int(item.id or 0)) if decisions else None
+            request = parsed[item.id]
+            decided = decisions.get(item.id) if decisions else None
+            # What the row holds now: a failure inside a savepoint leaves it as it was.
+            before = dataclasses.replace(item)
             try:
                 if isinstance(request, str):
                     raise ParseFailure(request)
@@ -280,6 +327,8 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
                 if not isolate and not isinstance(error, ParseFailure):
                     raise
                 result.failed += 1
+                item.outcome, item.ticket_id = before.outcome, before.ticket_id
+                item.processed_at = before.processed_at
                 item.status = FAILED
                 item.attempts += 1
                 item.last_error = str(error) if isinstance(error, ParseFailure) else (
@@ -288,13 +337,14 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
                           where=traceback.format_exc(limit=-3))
             finally:
                 structlog.contextvars.unbind_contextvars("input_id", "ticket")
+        _store_outcomes(session, items)
 
 
 class ParseFailure(Exception):
     """The parse step's error, carried over from wherever it ran."""
 
 
-def process_one(session: Session, item: Input, request: Request, context: Context,
+def process_one(session: Session, item: Pending, request: Request, context: Context,
                 release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
     """Register or thread ITEM; return the number of outgoing messages enqueued. DECIDED is
     the rules' decision made before the transaction, if any (else it is made here)."""
@@ -424,7 +474,7 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
     added = enqueue(session, {
         "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",
         "ticket_id": ticket.id, "kind": "notice" if pending else "acknowledgement",
-        "sender": safe_address(parseaddr(sender)[1]) or "", "recipient": recipient,
+        "sender": safe_address(sender_parts(sender)[1]) or "", "recipient": recipient,
         "message_id": ack.message_id, "message": ack.data,
         # The courtesy notice is due now; an acknowledgement by the reaction deadline.
         "send_by": now if pending else ticket.reaction_due,
@@ -432,7 +482,7 @@ def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reque
     return ack.message_id if added else None
 
 
-def _finish(item: Input, ticket_id: int | None, outcome: str, now: datetime) -> None:
+def _finish(item: Pending, ticket_id: int | None, outcome: str, now: datetime) -> None:
     item.status = PROCESSED
     item.outcome = outcome
     item.last_error = None

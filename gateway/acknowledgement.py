@@ -156,7 +156,7 @@ def _encoded(name: str, value: str) -> str:
     registration)."""
     if value.isascii():
         return value
-    words: list[str] = []
+    words: list[bytes] = []
     room = 45  # UTF-8 octets per word: "=?utf-8?b?" + 60 base64 characters + "?=" = 72
     octets = b""
     for char in value:

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from gateway.clock import Clock
 from gateway.db import Database, transaction
-from gateway.models import RECEIVED, Input
+from gateway.models import RECEIVED, Input, InputBody
 
 log = structlog.get_logger("gateway.intake")
 
@@ -26,6 +26,7 @@ _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?<?([^\s<>]{1,900})
                          re.IGNORECASE | re.MULTILINE)
 _MAX_KEY = 500
 _INPUTS = Input.__table__  # type: ignore[attr-defined]
+_BODIES = InputBody.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,15 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
                 .where(col(Input.idempotency_key).in_(keys))).all()
             if row_id is not None}
         new_rows: dict[str, dict[str, Any]] = {}
+        new_raws: dict[str, bytes] = {}
         for item, key in zip(items, keys, strict=True):
             if key not in known and key not in new_rows:
                 new_rows[key] = {
                     "channel": item.channel, "idempotency_key": key,
-                    "source": json.dumps(item.source, ensure_ascii=False), "raw": item.raw,
+                    "source": json.dumps(item.source, ensure_ascii=False),
                     "size": len(item.raw), "received_at": now, "status": RECEIVED,
                     "attempts": 0}
+                new_raws[key] = item.raw
         known_new: dict[str, int] = {}
         if new_rows:
             # A Core insert of the whole batch; the ORM would build an object per row.
@@ -102,6 +105,8 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
                                           sort_by_parameter_order=True),
                 list(new_rows.values()))
             known_new = {key: row_id for key, row_id in inserted}
+            session.connection().execute(insert(_BODIES), [
+                {"input_id": known_new[key], "raw": raw} for key, raw in new_raws.items()])
         results = []
         first_of_key: set[str] = set()
         for key in keys:

@@ -27,7 +27,7 @@ class Input(SQLModel, table=True):
     channel: str = Field(max_length=16)
     idempotency_key: str = Field(max_length=600, unique=True)
     source: str = Field(default="{}", sa_column=Column(Text, nullable=False))
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The bytes are in InputBody: this row is updated as processing goes on, they never are.
     size: int
     received_at: datetime
     status: str = Field(default=RECEIVED, max_length=16, index=True)
@@ -36,6 +36,15 @@ class Input(SQLModel, table=True):
     attempts: int = 0
     processed_at: datetime | None = None
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+
+
+class InputBody(SQLModel, table=True):
+    """The raw bytes of an input, exactly as received, written once."""
+
+    __tablename__ = "input_bodies"
+
+    input_id: int = Field(foreign_key="inputs.id", primary_key=True)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class Customer(SQLModel, table=True):

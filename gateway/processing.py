@@ -28,7 +28,7 @@ from gateway.db import make_engine, read_transaction, transaction
 from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
-from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input
+from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
 from gateway.outbox import enqueue
 from gateway.policy import Policy, seed_policy
 from gateway.registration import (
@@ -138,7 +138,8 @@ def decide_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[i
 def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None) -> list[Loaded]:
     """Up to LIMIT inputs to process, oldest first: received ones, or exactly ONLY_IDS."""
     with read_transaction(engine) as session:
-        query = (select(Input.id, Input.channel, Input.raw, Input.received_at)
+        query = (select(Input.id, Input.channel, InputBody.raw, Input.received_at)
+                 .join(InputBody, col(InputBody.input_id) == col(Input.id))
                  .order_by(col(Input.id)).limit(limit))
         if only_ids is None:
             query = query.where(Input.status == RECEIVED)

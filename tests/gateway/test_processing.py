@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
 from gateway.app import build_context
@@ -218,3 +218,37 @@ def test_acknowledgement_already_queued_is_not_queued_again(database_url: str,
     assert [m["kind"] for m in ticket["messages"]] == ["request"]
     with Session(engine) as session:
         assert [i.message_id for i in session.exec(select(OutboxItem))] == ["old@x.example"]
+
+
+def test_migration_moves_stored_bodies_to_their_own_table(database_url: str,
+                                                          tmp_path: Path) -> None:
+    """Inputs stored before revision 0006 keep their bytes and are processed as before."""
+    from alembic import command
+    from alembic.config import Config
+
+    from gateway.db import MIGRATIONS
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+    raw = make_mail("Сервер не отвечает", message_id="<old-body@acme.example>")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO inputs (channel, idempotency_key, source, raw, size, received_at, "
+            "status, attempts) VALUES ('email', 'msgid:old-body@acme.example', '{}', :raw, "
+            ":size, :at, 'received', 0)"), {"raw": raw, "size": len(raw), "at": START})
+    migrate(engine)
+    with engine.connect() as connection:
+        stored = connection.execute(text(
+            "SELECT b.raw FROM input_bodies b JOIN inputs i ON i.id = b.input_id")).scalar_one()
+        columns = {c["name"] for c in inspect(connection).get_columns("inputs")}
+    assert bytes(stored) == raw and "raw" not in columns
+    _, loaded, clock = setup(database_url, tmp_path)
+    context = build_context(loaded, clock)
+    assert process_pending(engine, context, 10).processed == 1
+    tickets = list_tickets(engine)
+    engine.dispose()
+    assert [t["subject"] for t in tickets] == ["Сервер не отвечает"]

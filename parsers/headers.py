@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from email.header import decode_header
@@ -67,19 +68,28 @@ def parse_addresses(raw: str | None, defects: list[str], where: str) -> list[Add
     """Mailboxes of an address header (raw value, bytes as latin-1); names RFC 2047-decoded."""
     if not raw:
         return []
+    addresses, found = _parsed_addresses(raw, where)
+    defects.extend(found)
+    return list(addresses)
+
+
+# Cached: the same few From/To/Cc values recur (a customer writes many times, and every
+# request is to the same support address), and the email package's parser is slow.
+@functools.lru_cache(maxsize=4096)
+def _parsed_addresses(raw: str, where: str) -> tuple[tuple[Address, ...], tuple[str, ...]]:
+    found: list[str] = []
     out: list[Address] = []
     try:
         pairs = getaddresses([clean(raw)])
     except Exception:
-        defects.append(f"{where}: address list could not be parsed")
-        return []
+        return (), (f"{where}: address list could not be parsed",)
     for name, addr in pairs:
-        name = decode_value(name, defects, where) if name else ""
-        addr = decode_value(addr, defects, where) if addr else ""
+        name = decode_value(name, found, where) if name else ""
+        addr = decode_value(addr, found, where) if addr else ""
         if not (name or addr):
             continue
         out.append(Address(name=name or None, address=addr))
-    return out
+    return tuple(out), tuple(found)
 
 
 def first_msgid(raw: str | None) -> str | None:

@@ -98,13 +98,22 @@ class Words:
     written: tuple[str, ...]
     compiled: tuple[Phrase, ...] = dataclass_field(init=False, repr=False,
                                                     compare=False)
+    # Phrases of one `word*` (most of the default set's): a prefix look-up each, without
+    # the phrase machinery; the rest go through `Phrase.found_in`.
+    lone_prefixes: tuple[str, ...] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "compiled", tuple(Phrase.of(t) for t in self.phrases))
+        compiled = [Phrase.of(t) for t in self.phrases]
+        lone = tuple(dict.fromkeys(
+            t[0].value for t in self.phrases if len(t) == 1 and t[0].prefix))
+        object.__setattr__(self, "lone_prefixes", lone)
+        object.__setattr__(self, "compiled", tuple(
+            p for p in compiled if not (len(p.terms) == 1 and p.terms[0].prefix)))
 
     def check(self, facts: Facts) -> bool:
         text = _text(facts, self.field)
-        return any(phrase.found_in(text) for phrase in self.compiled)
+        return (any(map(text.has_prefix, self.lone_prefixes))
+                or any(phrase.found_in(text) for phrase in self.compiled))
 
     def describe(self) -> str:
         return f"{self.field} has the words {' or '.join(repr(w) for w in self.written)}"

@@ -206,6 +206,8 @@ def serve(requests_fd: int, replies_fd: int) -> None:
                 reply = (False, error)
             try:
                 _send(replies, reply)
+            except BrokenPipeError:  # the parent is gone: nobody waits for this result
+                return
             except (pickle.PicklingError, TypeError, AttributeError) as error:
                 # The result or the exception does not pickle: its text does.
                 failed = error if reply[0] else reply[1]

@@ -61,18 +61,32 @@ def peak_rss_mb(pid: int) -> dict[int, float]:
     return peaks
 
 
+def role(pid: int, daemon: int) -> str:
+    """What process PID is: the daemon, multiprocessing's resource tracker, or a worker."""
+    if pid == daemon:
+        return "daemon"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "child"
+    return "resource_tracker" if b"resource_tracker" in command else "worker"
+
+
 class RssWatch:
     """Samples the peak RSS of the daemon and its children every 0.2 s."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self._stop = pid, threading.Event()
         self.peaks: dict[int, float] = {}
+        self.roles: dict[int, str] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         for one, mb in peak_rss_mb(self.pid).items():
             self.peaks[one] = max(self.peaks.get(one, 0.0), mb)
+            if one not in self.roles:
+                self.roles[one] = role(one, self.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -84,6 +98,13 @@ class RssWatch:
         self._stop.set()
         self._thread.join()
         return self.peaks.get(self.pid, 0.0), sum(self.peaks.values())
+
+    def by_role(self) -> dict[str, list[float]]:
+        """The peaks of each kind of process, in MB (a pool replaced mid-run adds workers)."""
+        kinds: dict[str, list[float]] = {}
+        for one, mb in self.peaks.items():
+            kinds.setdefault(self.roles.get(one, "child"), []).append(round(mb, 1))
+        return kinds
 
 
 def mailbox_config(dovecot: Dovecot) -> str:
@@ -124,7 +145,7 @@ def backlog_phase(count: int, directory: Path, dovecot: Dovecot, sink: Sink,
         daemon.stop()
     return {"messages": count, "seconds": round(elapsed, 2),
             "messages_per_s": round(count / elapsed, 1), "peak_rss_mb": round(peak, 1),
-            "daemon_peak_rss_mb": round(own, 1),
+            "daemon_peak_rss_mb": round(own, 1), "peak_rss_by_process_mb": watch.by_role(),
             "megabytes": round(sum(len(m.data) for m in messages) / 2**20, 1)}
 
 
@@ -203,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"backlog: {b['messages']} messages ({b['megabytes']} MB) drained in "
                   f"{b['seconds']} s = {b['messages_per_s']} msg/s (target {BACKLOG_TARGET:.0f});"
                   f" peak RSS {b['peak_rss_mb']} MB with workers, "
-                  f"{b['daemon_peak_rss_mb']} MB the daemon (target {RSS_TARGET_MB:.0f})")
+                  f"{b['daemon_peak_rss_mb']} MB the daemon (target {RSS_TARGET_MB:.0f}); "
+                  f"by process {b['peak_rss_by_process_mb']}")
         if "latency" in result:
             la = result["latency"]
             print(f"latency: {la['messages']} messages at {la['rate_per_s']}/s: "

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
-import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from email.utils import parseaddr
@@ -45,6 +43,7 @@ from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.rules_file import RulesWatcher, load_rules_file
 from gateway.sent_journal import SentJournal
 from gateway.settings import LoadedSettings
+from gateway.worker_pool import WorkerPool
 
 log = structlog.get_logger("gateway.app")
 
@@ -110,7 +109,7 @@ class Gateway:
         self.http.services.mailboxes = self.mailboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
 
     async def start(self, workers: bool = True) -> None:
         """Migrate, then listen. Without WORKERS nothing is processed or sent until
@@ -203,15 +202,15 @@ class Gateway:
             self._packed_context = PackedContext.of(self.context)
         return self._packed_context
 
-    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
+    def _new_pool(self, workers: int | None = None) -> WorkerPool:
         """WORKERS processes (default: the configured number), logging as this one does."""
         logging_settings = self.settings.logging
-        # spawn, not fork: this process has threads (database, to_thread) that fork would copy.
-        return ProcessPoolExecutor(
-            workers or self.settings.intake.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=configure_process_logging,
-            initargs=(logging_settings.level, logging_settings.format))
+        # Fresh interpreters, not fork: this process has threads (database, to_thread) that
+        # fork would copy; not multiprocessing's spawn either, whose resource tracker is one
+        # more interpreter (see WorkerPool).
+        return WorkerPool(workers or self.settings.intake.workers,
+                          configure_process_logging,
+                          (logging_settings.level, logging_settings.format))
 
     async def _process_forever(self) -> None:
         """Hand batches of received inputs to the workers, a few in flight at a time."""

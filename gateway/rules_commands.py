@@ -6,27 +6,33 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.customers import load_customers
-from gateway.rules_file import load_rules_file
 from gateway.settings import load_settings
-from rules.corpus import read_request, score
-from rules.engine import RuleSet
-from rules.explain import explain
-from rules.facts import Sender
-from rules.loader import RulesError, load_rules
+
+if TYPE_CHECKING:
+    from rules.engine import RuleSet
+
+# The rules packages are imported by the commands that use them, not when the command line
+# is built: they import structlog, and the daemon (`intake-gateway run`) must configure
+# logging before anything does (see gateway.logs.configure_process_logging).
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _ruleset(args: argparse.Namespace) -> RuleSet:
     """--rules FILE, else the configuration's rules file, else the built-in rules."""
+    from gateway.rules_file import load_rules_file
+    from rules.loader import load_rules
+
     if getattr(args, "rules", None):
         return load_rules(Path(args.rules))
     return load_rules_file(load_settings(args.config).settings.files.rules)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rules.loader import RulesError, load_rules
+
     try:
         ruleset = load_rules(Path(args.file)) if args.file else _ruleset(args)
     except RulesError as error:
@@ -38,6 +44,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from gateway.customers import load_customers
+    from rules.corpus import read_request
+    from rules.explain import explain
+    from rules.facts import Sender
+
     ruleset = _ruleset(args)
     try:
         request, customer_id = read_request(Path(args.path))
@@ -70,6 +81,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from gateway.customers import load_customers
+    from rules.corpus import score
+
     ruleset = _ruleset(args)
     directory = load_customers(load_settings(args.config).settings.files.customers)
     tiers = {c.id: c.tier for c in directory.customers}

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from gateway.logs import configure_process_logging
 from gateway.worker_pool import WorkerPool
 
@@ -84,9 +82,6 @@ def test_daemon_imports_no_migrations_or_mail_parser() -> None:
     assert loaded & ({"alembic", "mako", "flanker", "parsers.email"} | NEVER) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="build_parser imports gateway.rules_commands, whose "
-                   "rules.engine imports structlog (and so rich, 4.5 MB) before the daemon "
-                   "configures logging; the fix is in gateway/cli.py")
 def test_daemon_started_from_the_command_line_imports_no_console_extras() -> None:
     """The daemon as `intake-gateway run` starts it loads no rich or pygments either."""
     assert loaded_by(DAEMON_FROM_COMMAND_LINE) & NEVER == set()

@@ -223,17 +223,8 @@ def test_acknowledgement_already_queued_is_not_queued_again(database_url: str,
 def test_migration_moves_stored_bodies_to_their_own_table(database_url: str,
                                                           tmp_path: Path) -> None:
     """Inputs stored before revision 0006 keep their bytes and are processed as before."""
-    from alembic import command
-    from alembic.config import Config
-
-    from gateway.db import MIGRATIONS
-
     engine = make_engine(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
+    migrate(engine, "0005")
     raw = make_mail("Сервер не отвечает", message_id="<old-body@acme.example>")
     with engine.begin() as connection:
         connection.execute(text(

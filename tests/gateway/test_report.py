@@ -146,18 +146,10 @@ def test_html_renders_in_chromium(report: SlaReport, tmp_path: Path) -> None:
 
 def test_migration_backfills_tickets_stored_before(database_url: str) -> None:
     """Tickets from before revision 0005 (SLA clock) get their report day and reaction outcome."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from gateway.db import MIGRATIONS
-
     engine = make_engine(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
+    migrate(engine, "0002")
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO tickets (number, channel, status, request_type, priority, subject, "

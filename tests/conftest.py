@@ -105,7 +105,15 @@ def relay_sink() -> Iterator[Sink]:
     try:
         yield Sink(handler, port)
     finally:
-        controller.stop()
+        stop_controller(controller)
+
+
+def stop_controller(controller: Controller) -> None:
+    """Stop an aiosmtpd Controller and close the event loop it made: `stop` leaves the loop
+    open, and when the garbage collector later finds its self-pipe sockets, the "unclosed
+    socket" ResourceWarning fails whichever test happens to be running then."""
+    controller.stop()
+    controller.loop.close()
 
 
 def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from gateway.models import OutboxItem
 from gateway.ticket_view import list_tickets
-from tests.conftest import RunningGateway, Sink, free_port, make_mail
+from tests.conftest import RunningGateway, Sink, free_port, make_mail, stop_controller
 
 
 def submit(running: RunningGateway, raw: bytes) -> None:
@@ -74,7 +74,7 @@ def test_relay_down_then_up(make_gateway) -> None:
         running.clock.advance(timedelta(minutes=1))
         running.settle()
     finally:
-        controller.stop()
+        stop_controller(controller)
     assert len(handler.messages) == 1
     assert outbox_rows(running)[0].status == "sent"
 

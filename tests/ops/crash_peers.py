@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_controller
 
 
 class RelayHandler:
@@ -69,7 +69,7 @@ class Relay:
         self.handler.mode = "4xx"
         time.sleep(0.3)
         if self._controller is not None:
-            self._controller.stop()
+            stop_controller(self._controller)
             self._controller = None
 
 

@@ -214,3 +214,4 @@ def make_mail(subject: str = "Messages are not delivered", *,
         message[name] = value
     message.set_content(body)
     return message.as_bytes(policy=policy.SMTP)
+

@@ -61,32 +61,18 @@ def peak_rss_mb(pid: int) -> dict[int, float]:
     return peaks
 
 
-def role(pid: int, daemon: int) -> str:
-    """What process PID is: the daemon, multiprocessing's resource tracker, or a worker."""
-    if pid == daemon:
-        return "daemon"
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "child"
-    return "resource_tracker" if b"resource_tracker" in command else "worker"
-
-
 class RssWatch:
     """Samples the peak RSS of the daemon and its children every 0.2 s."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self._stop = pid, threading.Event()
         self.peaks: dict[int, float] = {}
-        self.roles: dict[int, str] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         for one, mb in peak_rss_mb(self.pid).items():
             self.peaks[one] = max(self.peaks.get(one, 0.0), mb)
-            if one not in self.roles:
-                self.roles[one] = role(one, self.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -100,10 +86,11 @@ class RssWatch:
         return self.peaks.get(self.pid, 0.0), sum(self.peaks.values())
 
     def by_role(self) -> dict[str, list[float]]:
-        """The peaks of each kind of process, in MB (a pool replaced mid-run adds workers)."""
+        """The peaks of the daemon and of its workers, in MB (a pool replaced mid-run adds
+        workers)."""
         kinds: dict[str, list[float]] = {}
         for one, mb in self.peaks.items():
-            kinds.setdefault(self.roles.get(one, "child"), []).append(round(mb, 1))
+            kinds.setdefault("daemon" if one == self.pid else "worker", []).append(round(mb, 1))
         return kinds
 
 

@@ -151,13 +151,14 @@ def render_mail(template: str, facts: TicketFacts, sender: str, now: datetime,
 
 
 def _encoded(name: str, value: str) -> str:
-    """VALUE as is when it is plain ASCII, else RFC 2047 base64 encoded words, each on its own
-    folded line of at most 76 characters (by hand: email.header.Header took a tenth of a
-    registration)."""
+    """VALUE as is when it is plain ASCII, else RFC 2047 base64 encoded words, folded so that
+    every line, the first with "NAME: " too, stays within 76 characters (by hand:
+    email.header.Header took a tenth of a registration)."""
     if value.isascii():
         return value
+    # UTF-8 octets per word: "=?utf-8?b?" and "?=" around their base64 fill the rest.
+    room = (76 - len(name) - 2 - 12) // 4 * 3
     words: list[bytes] = []
-    room = 45  # UTF-8 octets per word: "=?utf-8?b?" + 60 base64 characters + "?=" = 72
     octets = b""
     for char in value:
         encoded = char.encode("utf-8")
@@ -166,20 +167,7 @@ def _encoded(name: str, value: str) -> str:
             octets = b""
         octets += encoded
     words.append(octets)
-    # The first line also holds "NAME: ": it may need a shorter first word.
-    if len(name) + 2 + 12 + 4 * -(-len(words[0]) // 3) > 76:
-        first = words[0]
-        cut = _char_boundary(first, 76 - len(name) - 2 - 12)
-        words[0:1] = [first[:cut], first[cut:]]
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words if w)
-
-
-def _char_boundary(octets: bytes, width: int) -> int:
-    """The longest prefix of OCTETS, ending between UTF-8 characters, whose base64 fits WIDTH."""
-    cut = width // 4 * 3
-    while cut > 0 and (octets[cut] & 0xC0) == 0x80:
-        cut -= 1
-    return cut
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
 def _plain_id(message_id: str) -> bool:

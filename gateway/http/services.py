@@ -37,16 +37,8 @@ class Services:
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
 
-    # Hooks by name, for the settings they were read from (settings are replaced on reload).
-    _hooks: tuple[object, dict[str, WebhookSettings]] = field(
-        default=(None, {}), init=False, repr=False)
-
     def hook(self, name: str) -> WebhookSettings | None:
-        of, hooks = self._hooks
-        if of is not self.settings:
-            hooks = {h.name: h for h in self.settings.webhooks}
-            self._hooks = (self.settings, hooks)
-        return hooks.get(name)
+        return next((h for h in self.settings.webhooks if h.name == name), None)
 
     def secret_of(self, hook: WebhookSettings) -> str:
         return hook.secret.get_secret_value() if hook.secret else ""

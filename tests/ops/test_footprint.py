@@ -18,9 +18,8 @@ from gateway.logs import configure_process_logging
 configure_process_logging("info", "json")
 """
 # The modules loaded (a None entry in sys.modules is an import refused).
-SHOW = """
-print(" ".join(sorted(name for name, module in sys.modules.items() if module is not None)))
-"""
+SHOW_EXPR = "sorted(n for n, m in __import__('sys').modules.items() if m is not None)"
+SHOW = f"\nprint(' '.join({SHOW_EXPR}))\n"
 # What a worker process does before its first batch, in one of the daemon's pools (below).
 WARM_UP = """
 import gateway.processing
@@ -61,8 +60,6 @@ def worker_modules() -> set[str]:
         pool.shutdown()
     return set(names)
 
-
-SHOW_EXPR = "sorted(n for n, m in __import__('sys').modules.items() if m is not None)"
 
 
 def test_worker_process_imports_no_http_stack_migrations_or_mailbox_clients() -> None:

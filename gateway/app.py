@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from gateway.clock import Clock, SystemClock
 from gateway.customers import Directory, load_customers
 from gateway.db import Database, migrate, migrate_url, transaction
+from gateway.heap import settle
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
@@ -291,6 +292,7 @@ class Gateway:
         except Exception as error:
             log.error("reload.failed", error=str(error))
             return False
+        settle()
         log.info("reload.done", customers=len(self.context.directory.customers),
                  policy=self.context.policy.source, rules=len(self.context.ruleset.rules),
                  rules_source=self.context.ruleset.source)
@@ -337,6 +339,7 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_notified, gateway, notifier))
     await gateway.start()
+    settle()
     watchdog = asyncio.create_task(notifier.watchdog(lambda: running_status(gateway)),
                                    name="watchdog")
     notifier.ready(running_status(gateway))

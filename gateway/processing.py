@@ -24,7 +24,8 @@ from gateway.acknowledgement import (
 )
 from gateway.clock import Clock
 from gateway.customers import CustomerEntry, Directory
-from gateway.db import make_engine, read_transaction, transaction
+from gateway.db import make_engine, read_transaction, transaction, write_turns
+from gateway.heap import settle
 from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
@@ -187,11 +188,15 @@ def unpacked(packed: PackedContext) -> Context:
     if context is None:
         _worker_context.clear()
         context = _worker_context[packed.digest] = pickle.loads(packed.data)
+        settle()  # the configuration lives until the next reload
     return context
 
 
 def worker_ready() -> bool:
-    """Run once in each new worker process: importing this module is the warm-up."""
+    """Run once in each new worker process: the imports are the warm-up."""
+    import parsers.email  # noqa: F401  (what the first e-mail would import, 8 MB)
+
+    settle()
     return True
 
 
@@ -219,8 +224,9 @@ def process_pending(engine: Engine, context: Context, limit: int,
                         decide_many(loaded, parsed, context))
 
 
-# Inputs registered per transaction: a small number keeps the write lock short, so the
-# intake door (which commits before every "250") never waits long behind processing.
+# Inputs registered per transaction at most. The intake door (which commits before every
+# "250" and every 202) never waits for more than one of them: a transaction ends early when
+# the door announces itself (`WriteTurns.urgent_waiting`).
 COMMIT_EVERY = 4
 
 
@@ -234,19 +240,21 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
     """
     result = BatchResult()
     ids = sorted(parsed)
-    for start in range(0, len(ids), COMMIT_EVERY):
+    start = 0
+    while start < len(ids):
         chunk = {i: parsed[i] for i in ids[start:start + COMMIT_EVERY]}
         # Optimistic first: no savepoints. Should any input fail half-way, the chunk rolls
         # back and is redone with a savepoint per input, so only that input fails.
         attempt = BatchResult()
         try:
-            _apply_chunk(engine, context, chunk, release_held, attempt, False, decisions)
+            done = _apply_chunk(engine, context, chunk, release_held, attempt, False, decisions)
         except Exception:
             attempt = BatchResult()
-            _apply_chunk(engine, context, chunk, release_held, attempt, True, decisions)
+            done = _apply_chunk(engine, context, chunk, release_held, attempt, True, decisions)
         result.processed += attempt.processed
         result.failed += attempt.failed
         result.enqueued += attempt.enqueued
+        start += done
     return result
 
 
@@ -300,11 +308,21 @@ def _store_outcomes(session: Session, items: list[Pending]) -> None:
 
 def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held: bool,
                  result: BatchResult, isolate: bool,
-                 decisions: dict[int, Decision] | None) -> None:
+                 decisions: dict[int, Decision] | None) -> int:
+    """Process the inputs of PARSED (ascending ids) in one transaction; return how many of
+    them are done with: all, or those before the point where the intake door asked for the
+    write turn (the rest are left as they were, for the next transaction)."""
     open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
+    ids = list(parsed)
+    turns = write_turns(engine)
     with transaction(engine, flush_to_disk=False) as session:
-        items = _load_open(session, list(parsed), open_statuses)
-        for item in items:
+        items = _load_open(session, ids, open_statuses)
+        done = len(ids)
+        for position, item in enumerate(items):
+            if position and turns is not None and turns.urgent_waiting():
+                done = ids.index(item.id)
+                items = items[:position]
+                break
             structlog.contextvars.bind_contextvars(input_id=item.id)
             request = parsed[item.id]
             decided = decisions.get(item.id) if decisions else None
@@ -339,6 +357,7 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
             finally:
                 structlog.contextvars.unbind_contextvars("input_id", "ticket")
         _store_outcomes(session, items)
+    return done
 
 
 class ParseFailure(Exception):

@@ -92,6 +92,17 @@ class WriteTurns:
         finally:
             fcntl.flock(files.announce, fcntl.LOCK_UN)
 
+    def urgent_waiting(self) -> bool:
+        """Whether an urgent writer has announced itself: a holder doing several units of
+        work in one turn commits what it has and lets it in."""
+        files = self._files()
+        try:
+            fcntl.flock(files.announce, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(files.announce, fcntl.LOCK_UN)
+        return False
+
     @staticmethod
     @contextmanager
     def _holding(files: _Files) -> Iterator[None]:

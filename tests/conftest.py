@@ -118,8 +118,8 @@ def stop_controller(controller: Controller) -> None:
 
 def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,
                 extra: str = "", smtp: str = "", intake: str = "", http: str = "",
-                http_port: int | None = None) -> str:
-    outgoing = (f'host = "127.0.0.1"\nport = {relay_port}\nsecurity = "none"\n'
+                http_port: int | None = None, outgoing_extra: str = "") -> str:
+    outgoing = outgoing_extra + (f'host = "127.0.0.1"\nport = {relay_port}\nsecurity = "none"\n'
                 if relay_port else f'maildir = "{state / "outgoing"}"\n')
     return (f'[database]\nurl = "{database_url}"\n\n'
             f'[intake]\nstate_dir = "{state}"\n{intake}\n'

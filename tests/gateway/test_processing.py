@@ -200,6 +200,41 @@ def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path
         assert len(session.exec(select(OutboxItem)).all()) == 2
 
 
+def test_processing_ends_its_transaction_when_the_door_waits(database_url: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """While the intake door waits for SQLite's write lock, processing commits after each
+    input instead of after COMMIT_EVERY of them, and still registers every input once."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("write turns exist for SQLite only; PostgreSQL has no single writer")
+    from sqlalchemy import event
+
+    from gateway.processing import COMMIT_EVERY
+    from gateway.write_turns import WriteTurns
+
+    engine, loaded, clock = setup(database_url, tmp_path)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda connection: commits.append(1))
+    count = COMMIT_EVERY * 2
+    store_inputs(engine, [IncomingInput("email", make_mail(f"m{n}")) for n in range(count)],
+                 clock)
+    context = build_context(loaded, clock)
+    commits.clear()
+    monkeypatch.setattr(WriteTurns, "urgent_waiting", lambda self: True)
+    result = process_pending(engine, context, count)
+    assert (result.processed, result.failed) == (count, 0)
+    reads = 1  # loading the pending inputs is a (read) transaction too
+    assert len(commits) == reads + count
+    monkeypatch.undo()
+    store_inputs(engine, [IncomingInput("email", make_mail(f"n{n}")) for n in range(count)],
+                 clock)
+    commits.clear()
+    assert process_pending(engine, context, count).processed == count
+    assert len(commits) == reads + count // COMMIT_EVERY
+    assert [r[0] for r in statuses(engine)] == ["processed"] * (count * 2)
+    assert len(list_tickets(engine)) == count * 2
+
+
 def test_acknowledgement_already_queued_is_not_queued_again(database_url: str,
                                                             tmp_path: Path) -> None:
     """If an input's acknowledgement is in the outbox already (a replay), registration keeps

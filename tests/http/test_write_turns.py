@@ -46,3 +46,23 @@ def test_a_nested_turn_reuses_the_lock_held_by_its_thread(tmp_path: Path) -> Non
     thread.start()
     thread.join(5)
     assert order == ["next"]
+
+
+def test_the_holder_of_a_turn_sees_an_urgent_writer_waiting(tmp_path: Path) -> None:
+    # Processing asks between two registrations and ends its transaction early.
+    turns = WriteTurns(str(tmp_path / "intake.db"))
+    order: list[str] = []
+    with turns.turn(urgent=False):
+        assert not turns.urgent_waiting()
+        started = threading.Event()
+        thread = threading.Thread(target=_take, args=(turns, True, order, "urgent", started))
+        thread.start()
+        started.wait()
+        deadline = time.monotonic() + 10
+        while not turns.urgent_waiting():
+            assert time.monotonic() < deadline, "the urgent writer never announced itself"
+            time.sleep(0.01)
+        assert order == []
+    thread.join(10)
+    assert order == ["urgent"]
+    assert not turns.urgent_waiting()

@@ -227,7 +227,7 @@ def process_pending(engine: Engine, context: Context, limit: int,
 # Inputs registered per transaction at most. The intake door (which commits before every
 # "250" and every 202) never waits for more than one of them: a transaction ends early when
 # the door announces itself (`WriteTurns.urgent_waiting`).
-COMMIT_EVERY = 4
+COMMIT_EVERY = 16
 
 
 def apply_parsed(engine: Engine, context: Context, parsed: Parsed,

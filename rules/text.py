@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -58,17 +59,18 @@ class Text:
     @cached_property
     def by_token(self) -> dict[str, list[int]]:
         """Token -> positions, for `word*` prefixes (distinct tokens are far fewer)."""
-        by_token: dict[str, list[int]] = {}
+        # A defaultdict: setdefault would make an empty list for every token, found or not.
+        by_token: defaultdict[str, list[int]] = defaultdict(list)
         for index, token in enumerate(self.tokens):
-            by_token.setdefault(token, []).append(index)
+            by_token[token].append(index)
         return by_token
 
     @cached_property
     def positions(self) -> dict[str, list[int]]:
         """Stem -> positions in `tokens`, ascending; phrase matching walks these."""
-        positions: dict[str, list[int]] = {}
+        positions: defaultdict[str, list[int]] = defaultdict(list)
         for token, found in self.by_token.items():
-            positions.setdefault(stem(token), []).extend(found)
+            positions[stem(token)].extend(found)
         for found in positions.values():
             found.sort()
         return positions
@@ -170,6 +172,8 @@ class Phrase:
                    tuple(t.value for t in terms if t.prefix))
 
     def found_in(self, text: Text) -> bool:
-        """`has_phrase`, after cheap set and prefix lookups rule most texts out."""
+        """`has_phrase`, after cheap set and prefix lookups rule most texts out. A phrase of
+        one word is found by those lookups alone: the positions (costly to index) are only
+        needed to check the order of several."""
         return (self.stems <= text.stems and all(map(text.has_prefix, self.prefixes))
-                and has_phrase(text, self.terms))
+                and (len(self.terms) == 1 or has_phrase(text, self.terms)))

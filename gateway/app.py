@@ -208,10 +208,13 @@ class Gateway:
         logging_settings = self.settings.logging
         # Fresh interpreters, not fork: this process has threads (database, to_thread) that
         # fork would copy; not multiprocessing's spawn either, whose resource tracker is one
-        # more interpreter (see WorkerPool).
+        # more interpreter (see WorkerPool). Workers run at a lower priority: when the cores
+        # are busy, the daemon's answers to senders and callers go first, and processing,
+        # which nobody waits on, takes what is left.
         return WorkerPool(workers or self.settings.intake.workers,
                           configure_process_logging,
-                          (logging_settings.level, logging_settings.format))
+                          (logging_settings.level, logging_settings.format),
+                          niceness=self.settings.intake.worker_niceness)
 
     async def _process_forever(self) -> None:
         """Hand batches of received inputs to the workers, a few in flight at a time."""

@@ -171,6 +171,9 @@ class IntakeSettings(Section):
     processing_batch: int = Field(default=64, ge=1, le=1000)
     # Processes that parse and register beside the daemon's own (0: all in the daemon).
     workers: int = Field(default=1, ge=0, le=32)
+    # Added to the workers' scheduling priority (nice): with the cores busy, the daemon's
+    # SMTP and HTTP answers go before processing. 0 runs them at the daemon's priority.
+    worker_niceness: int = Field(default=10, ge=0, le=19)
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
     reply_to_closed: Literal["reopen", "new"] = "reopen"
     # A missed call from a number no customer has: kept as a stored input (robocalls and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -61,7 +62,8 @@ class _Call:
 
 
 class WorkerPool(Executor):
-    """WORKERS child interpreters, each running INITIALIZER(*INITARGS) first.
+    """WORKERS child interpreters, each running INITIALIZER(*INITARGS) first, at NICENESS
+    (added to the parent's scheduling priority: higher is lower priority).
 
     Used like ProcessPoolExecutor (`run_in_executor`, `shutdown`, BrokenProcessPool when a
     worker dies), but spawned with subprocess: multiprocessing's spawn start method also
@@ -71,7 +73,7 @@ class WorkerPool(Executor):
     """
 
     def __init__(self, workers: int, initializer: Callable[..., Any] | None = None,
-                 initargs: tuple[Any, ...] = ()) -> None:
+                 initargs: tuple[Any, ...] = (), niceness: int = 0) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._broken: str | None = None
@@ -82,7 +84,8 @@ class WorkerPool(Executor):
             process, requests, replies = _start_child()
             self._processes.append(process)
             thread = threading.Thread(target=self._serve, name=f"worker-pool-{n}", daemon=True,
-                                      args=(process, requests, replies, initializer, initargs))
+                                      args=(process, requests, replies,
+                                            (initializer, initargs, niceness)))
             thread.start()
             self._threads.append(thread)
 
@@ -123,11 +126,11 @@ class WorkerPool(Executor):
                 call.future.set_exception(error)
 
     def _serve(self, process: subprocess.Popen[bytes], requests: BinaryIO, replies: BinaryIO,
-               initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+               start: tuple[Callable[..., Any] | None, tuple[Any, ...], int]) -> None:
         """One worker's thread: hand it calls one at a time until shutdown or its death."""
         try:
             _send(requests, sys.path)
-            _send(requests, (initializer, initargs))
+            _send(requests, start)
             while (call := self._calls.get()) is not None:
                 if not call.future.set_running_or_notify_cancel():
                     continue
@@ -190,7 +193,11 @@ def serve(requests_fd: int, replies_fd: int) -> None:
     """The child's loop: the initializer, then one call per request until end-of-file."""
     with os.fdopen(requests_fd, "rb") as requests, os.fdopen(replies_fd, "wb") as replies:
         sys.path[:] = _receive(requests)
-        initializer, initargs = _receive(requests)
+        initializer, initargs, niceness = _receive(requests)
+        if niceness:
+            # Not allowed (a seccomp filter, say): the worker runs at the parent's priority.
+            with contextlib.suppress(PermissionError):
+                os.nice(niceness)
         if initializer is not None:
             initializer(*initargs)
         while True:

@@ -70,3 +70,18 @@ def test_shutdown_cancels_calls_no_worker_has_taken() -> None:
     assert all(future.cancelled() for future in waiting)
     with pytest.raises(RuntimeError):
         pool.submit(abs, -1)
+
+
+def test_workers_run_at_the_niceness_they_are_given() -> None:
+    """The daemon starts its workers at a lower priority than its own (`worker_niceness`)."""
+    own = os.nice(0)
+    pool = WorkerPool(1, niceness=5)
+    try:
+        assert pool.submit(os.nice, 0).result(timeout=60) == min(own + 5, 19)
+    finally:
+        pool.shutdown()
+    plain = WorkerPool(1)
+    try:
+        assert plain.submit(os.nice, 0).result(timeout=60) == own
+    finally:
+        plain.shutdown()

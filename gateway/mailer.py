@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
-import time
-import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -45,7 +44,10 @@ class MaildirDelivery:
         await asyncio.to_thread(self._write, data)
 
     def _write(self, data: bytes) -> None:
-        name = f"{time.time_ns()}.{uuid.uuid4().hex}.{self._host}"
+        # Named by its content, so a message sent again (a process killed after writing it
+        # and before recording that, its lease expired) replaces its first copy in `new/`
+        # instead of adding a second one. Every message carries its own Message-ID.
+        name = f"{hashlib.sha256(data).hexdigest()[:40]}.{self._host}"
         temporary = self.root / "tmp" / name
         try:
             with open(temporary, "wb") as handle:

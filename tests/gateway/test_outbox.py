@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 from datetime import timedelta
+from pathlib import Path
 
 from sqlmodel import Session, select
 
+from gateway.mailer import MaildirDelivery
 from gateway.models import OutboxItem
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, free_port, make_mail, stop_controller
@@ -110,3 +113,15 @@ def test_expired_lease_is_sent_again(make_gateway, relay_sink: Sink) -> None:
     running.clock.advance(timedelta(minutes=6))
     running.settle()
     assert len(relay_sink.messages) == 1
+
+
+def test_maildir_keeps_one_copy_of_a_message_sent_twice(tmp_path: Path) -> None:
+    """A message sent again after a kill (written, not yet recorded) replaces its first copy."""
+    maildir = MaildirDelivery(tmp_path / "outgoing")
+    first = b"Message-ID: <ack-1@example.com>\r\nSubject: one\r\n\r\nbody\r\n"
+    second = b"Message-ID: <ack-2@example.com>\r\nSubject: two\r\n\r\nbody\r\n"
+    for data in (first, first, second):
+        asyncio.run(maildir.send("support@example.com", "ivan@acme.example", data))
+    delivered = sorted(path.read_bytes() for path in (tmp_path / "outgoing" / "new").iterdir())
+    assert delivered == sorted([first, second])
+    assert list((tmp_path / "outgoing" / "tmp").iterdir()) == []

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, case, func, insert, or_, update
+from sqlalchemy import Engine, bindparam, case, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -36,6 +36,9 @@ log = structlog.get_logger("gateway.outbox")
 LEASE = timedelta(minutes=5)
 BACKOFF_BASE_S = 15.0
 BACKOFF_CAP_S = 3600.0
+# Sends recorded together at most, and how long a record waits for more to finish.
+RECORD_GROUP = 32
+RECORD_WAIT_S = 0.05
 
 
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -73,6 +76,8 @@ class Outcome:
     item: Claimed
     error: str | None = None
     permanent: bool = False
+    # When the relay took it (a send); None: the time of the record.
+    at: datetime | None = None
 
 
 def claim_due(engine: Engine, now: datetime, limit: int,
@@ -114,18 +119,33 @@ def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
+_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id"))
+              .values(status=SENT, sent_at=bindparam("at"), last_error=None, lease_until=None))
+# The reaction is decided when the relay takes the acknowledgement: met, or late (a miss in
+# the SLA report); a ticket acknowledged before keeps its first time.
+_MARK_ACKNOWLEDGED = (
+    update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket"))
+    .where(_TICKETS.c.acknowledged_at.is_(None))
+    .values(acknowledged_at=bindparam("at"), sla_outcome=case(
+        (_TICKETS.c.sla_outcome.op("&")(REACTION_DECIDED) == 0,
+         _TICKETS.c.sla_outcome.op("|")(case(
+             (_TICKETS.c.reaction_due >= bindparam("at"), REACTION_MET), else_=REACTION_LATE))),
+        else_=_TICKETS.c.sla_outcome)))
+
+
 def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                     max_attempts: int, retry_base_s: float = BACKOFF_BASE_S) -> None:
-    """Mark each claimed item sent, due again later, or failed for good."""
-    table = _OUTBOX
-    sent = [o.item.id for o in outcomes if o.error is None]
-    acknowledged = [o.item.ticket_id for o in outcomes if o.error is None
-                    and o.item.kind == "acknowledgement" and o.item.ticket_id is not None]
+    """Mark each claimed item sent (at the time the relay took it), due again later, or
+    failed for good; one transaction, one statement per kind of change."""
+    sent = [{"item_id": o.item.id, "at": o.at or now} for o in outcomes if o.error is None]
+    acknowledged = [{"ticket": o.item.ticket_id, "at": o.at or now} for o in outcomes
+                    if o.error is None and o.item.kind == "acknowledgement"
+                    and o.item.ticket_id is not None]
     with transaction(engine, flush_to_disk=False) as session:
         connection = session.connection()
         if sent:
-            connection.execute(update(table).where(table.c.id.in_(sent)).values(
-                status=SENT, sent_at=now, last_error=None, lease_until=None))
+            connection.execute(_MARK_SENT, sent)
         for outcome in outcomes:
             if outcome.error is None:
                 continue
@@ -134,17 +154,10 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
             else:
                 values = {"status": PENDING,
                           "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
-            connection.execute(update(table).where(table.c.id == outcome.item.id).values(
+            connection.execute(update(_OUTBOX).where(_OUTBOX.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
-            # The reaction is decided now: met, or late (a miss in the SLA report).
-            reaction = case((col(Ticket.reaction_due) >= now, REACTION_MET), else_=REACTION_LATE)
-            connection.execute(update(Ticket).where(col(Ticket.id).in_(acknowledged))
-                               .where(col(Ticket.acknowledged_at).is_(None))
-                               .values(acknowledged_at=now, sla_outcome=case(
-                                   (col(Ticket.sla_outcome).op("&")(REACTION_DECIDED) == 0,
-                                    col(Ticket.sla_outcome).op("|")(reaction)),
-                                   else_=col(Ticket.sla_outcome))))
+            connection.execute(_MARK_ACKNOWLEDGED, acknowledged)
 
 
 class OutboxWorker:
@@ -189,11 +202,11 @@ class OutboxWorker:
         database record), each at the time it was taken."""
         assert self._journal is not None
         taken = self._journal.entries()
-        for entry in taken:
-            item = Claimed(entry.outbox_id, entry.ticket_id, entry.kind, "", "", b"", 0)
-            await self._db.run(record_outcomes, self._db.engine, [Outcome(item)], entry.at,
-                               self._max_attempts, self._retry_base_s)
         if taken:
+            await self._db.run(record_outcomes, self._db.engine, [
+                Outcome(Claimed(entry.outbox_id, entry.ticket_id, entry.kind, "", "", b"", 0),
+                        at=entry.at) for entry in taken],
+                self._clock.now(), self._max_attempts, self._retry_base_s)
             log.info("outbox.journal_recorded", count=len(taken))
         self._journal.clear()
 
@@ -201,10 +214,13 @@ class OutboxWorker:
         """Send CLAIMED concurrently; record each outcome as soon as the database can take it.
 
         A record is a group commit: the outcomes that arrived while the previous record was
-        committing go together. What a process killed meanwhile leaves sent and unrecorded is
-        in the journal, recorded at the next start instead of sent again."""
+        committing go together. With a journal, a record also waits up to RECORD_WAIT_S for
+        RECORD_GROUP outcomes (or the batch's last): a record is a transaction whatever its
+        size, and what a process killed meanwhile leaves sent and unrecorded is in the
+        journal, recorded at the next start instead of sent again."""
         finished: list[Outcome] = []
         arrived = asyncio.Event()
+        loop = asyncio.get_running_loop()
 
         async def send(item: Claimed) -> None:
             try:
@@ -221,6 +237,14 @@ class OutboxWorker:
             while recorded < len(claimed):
                 await arrived.wait()
                 arrived.clear()
+                if self._journal is not None:
+                    deadline = loop.time() + RECORD_WAIT_S
+                    while (len(finished) < RECORD_GROUP
+                           and recorded + len(finished) < len(claimed)
+                           and (left := deadline - loop.time()) > 0):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(arrived.wait(), left)
+                        arrived.clear()
                 group = finished[:]
                 del finished[:]
                 await self._record(group)
@@ -254,8 +278,9 @@ class OutboxWorker:
     async def _send(self, item: Claimed) -> Outcome:
         try:
             await self._delivery.send(item.sender, item.recipient, item.data)
+            taken_at = self._clock.now()
             if self._journal is not None:  # at once: the relay has it, whatever happens next
-                self._journal.append(Taken(item.id, item.kind, item.ticket_id, self._clock.now()))
+                self._journal.append(Taken(item.id, item.kind, item.ticket_id, taken_at))
         except PermanentFailure as error:
             log.warning("outbox.permanent_failure", outbox_id=item.id, kind=item.kind,
                         ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))
@@ -271,7 +296,7 @@ class OutboxWorker:
             return Outcome(item, str(error))
         log.info("outbox.sent", outbox_id=item.id, kind=item.kind, ticket_id=item.ticket_id,
                  attempts=item.attempts)
-        return Outcome(item)
+        return Outcome(item, at=taken_at)
 
     async def run(self) -> None:
         """Deliver until cancelled; sleep until woken or the next retry is due."""

@@ -42,6 +42,9 @@ RECORD_WAIT_S = 0.05
 
 
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+# Built once: a statement built per call costs SQLAlchemy its cache key every time.
+_INSERT_OUTBOX = insert(_OUTBOX)
+_OUTBOX_KEY_EXISTS = select(_OUTBOX.c.id).where(_OUTBOX.c.dedup_key == bindparam("key"))
 
 
 def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -> bool:
@@ -52,11 +55,10 @@ def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -
     """
     connection = session.connection()
     if look_first:
-        exists = connection.execute(select(_OUTBOX.c.id).where(
-            _OUTBOX.c.dedup_key == values["dedup_key"])).first()
+        exists = connection.execute(_OUTBOX_KEY_EXISTS, {"key": values["dedup_key"]}).first()
         if exists is not None:
             return False
-    connection.execute(insert(_OUTBOX), {"status": PENDING, "attempts": 0, **values})
+    connection.execute(_INSERT_OUTBOX, {"status": PENDING, "attempts": 0, **values})
     return True
 
 

@@ -59,6 +59,9 @@ class NewTicket:
 
 _TICKETS = Ticket.__table__  # type: ignore[attr-defined]
 _MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
+# Built once: a statement built per call costs SQLAlchemy its cache key every time.
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_INSERT_MESSAGES = insert(_MESSAGES)
 
 
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
@@ -110,8 +113,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "assignee": customer.engineer if customer and decision.assign_engineer else None,
         "manager_cc": customer.manager if customer and decision.copy_manager else None,
     }
-    ticket_id = session.connection().execute(
-        insert(_TICKETS).returning(_TICKETS.c.id), values).scalar_one()
+    ticket_id = session.connection().execute(_INSERT_TICKET, values).scalar_one()
     return NewTicket(ticket_id, number, status, decision.priority, customer_id, subject,
                      requester_name, registered_at, due.reaction_due, due.resolution_due)
 
@@ -130,4 +132,4 @@ def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | 
 
 def add_messages(session: Session, rows: list[dict[str, object]]) -> None:
     """Insert ticket messages, several in one statement."""
-    session.connection().execute(insert(_MESSAGES), rows)
+    session.connection().execute(_INSERT_MESSAGES, rows)

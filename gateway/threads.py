@@ -19,6 +19,7 @@ MAX_CITED_IDS = 50
 BOUNCE_LOOKBACK = timedelta(days=7)
 
 _THREAD_IDS = ThreadId.__table__  # type: ignore[attr-defined]
+_INSERT_THREAD_IDS = insert(_THREAD_IDS)
 # Core, not the ORM: this runs for every input, and most find nothing.
 _TICKET_OF_IDS = (select(func.max(_THREAD_IDS.c.ticket_id))
                   .where(_THREAD_IDS.c.message_id.in_(bindparam("ids", expanding=True))))
@@ -68,7 +69,7 @@ def link_ids(session: Session, ticket_id: int, ids: Iterable[str]) -> None:
     """Remember IDS as the thread of a ticket just registered (it has none yet)."""
     rows = [{"ticket_id": ticket_id, "message_id": i[:998]} for i in dict.fromkeys(ids)]
     if rows:
-        session.connection().execute(insert(_THREAD_IDS), rows)
+        session.connection().execute(_INSERT_THREAD_IDS, rows)
 
 
 def extend_thread(session: Session, ticket_id: int, request: Request) -> None:

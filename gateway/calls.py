@@ -10,8 +10,15 @@ from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import safe_address
 from gateway.customers import CustomerEntry, Directory
+from gateway.loops import recipient_blocked
 from gateway.models import Input, Ticket
-from gateway.registration import REGISTERED, add_messages, message_row, register
+from gateway.registration import (
+    NO_ACKNOWLEDGEMENT_NOTE,
+    REGISTERED,
+    add_messages,
+    message_row,
+    register,
+)
 from gateway.threads import extend_thread, find_ticket, link_ids, thread_ids
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
@@ -91,6 +98,11 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         return 0
 
     recipient, notes = _acknowledgement_address(request, customer, context.own_addresses)
+    # The last guard e-mail has too: an address that bounced, or one written to too often
+    # lately (a loop, or a caller giving someone else's address), gets nothing from us.
+    if recipient is not None and (
+            reason := recipient_blocked(session, recipient, now, settings.loops)):
+        recipient, notes = None, [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"]
     decision = _decide(request, context, item.received_at, customer)
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,

@@ -104,23 +104,22 @@ def read_body(content_type: str, body: bytes) -> dict[str, Any]:
     return data
 
 
-def _text(data: dict[str, Any], name: str, *, required: bool = False, limit: int = 1000,
-          source: str | None = None) -> str | None:
-    key = source or name
-    value = data.get(key)
+def _text(data: dict[str, Any], name: str, *, required: bool = False,
+          limit: int = 1000) -> str | None:
+    value = data.get(name)
     if value is None or value == "":
         if required:
-            raise PayloadError(key, "field required")
+            raise PayloadError(name, "field required")
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise PayloadError(key, "expected a string")
+        raise PayloadError(name, "expected a string")
     text = str(value).strip()
     if len(text) > limit:
-        raise PayloadError(key, f"longer than {limit} characters")
+        raise PayloadError(name, f"longer than {limit} characters")
     if "\x00" in text:
-        raise PayloadError(key, "contains NUL")
+        raise PayloadError(name, "contains NUL")
     if required and not text:
-        raise PayloadError(key, "field required")
+        raise PayloadError(name, "field required")
     return text or None
 
 
@@ -302,14 +301,14 @@ def mapped_event(data: dict[str, Any], hook: str, mapping: dict[str, str],
                  "agent", "subject", "description", "declared_priority", "started_at",
                  "duration_s", "answered"):
         values.update(get(ours))
-    call_id = _text(values, "call_id", required=True, limit=200, source="call_id")
     kind: EventKind = "ticket"
     if "answered" in mapping:
         answered = str(values.get("answered") or "").strip().lower()
         kind = "answered" if answered in _YES else "missed"
     try:
         return CallEvent(
-            provider="mapped", hook=hook, channel=channel, kind=kind, call_id=call_id,
+            provider="mapped", hook=hook, channel=channel, kind=kind,
+            call_id=_text(values, "call_id", required=True, limit=200),
             event_name=kind, caller=_text(values, "caller", limit=64),
             called=_text(values, "called", limit=64),
             customer=_text(values, "customer", limit=64),

@@ -25,7 +25,8 @@ async def refused_response(request: Request, error: Exception) -> JSONResponse:
     """Log why (never a secret: reasons are ours, not echoes of credentials) and answer."""
     assert isinstance(error, Refused)
     log.warning("http.refused", status=error.status, reason=error.reason, field=error.field,
-                path=request.url.path, peer=request.client.host if request.client else None)
+                path=loggable_path(request.url.path),
+                peer=request.client.host if request.client else None)
     body: dict[str, str] = {"error": error.reason}
     if error.field is not None:
         body["field"] = error.field
@@ -33,3 +34,11 @@ async def refused_response(request: Request, error: Exception) -> JSONResponse:
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def loggable_path(path: str) -> str:
+    """PATH without a hook's path token: for senders that cannot sign, it is the secret."""
+    name, slash, _token = path.removeprefix("/hooks/").partition("/")
+    if path.startswith("/hooks/") and slash:
+        return f"/hooks/{name}/[redacted]"
+    return path

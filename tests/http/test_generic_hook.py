@@ -153,11 +153,6 @@ def test_body_over_the_limit_is_413(running) -> None:
     assert list_tickets(running.gateway.db.engine) == []
 
 
-def test_unknown_hook_is_404(running) -> None:
-    body = call("c-404")
-    assert post_call(running.http_url, body, START, hook="nosuch").status_code == 404
-
-
 def test_web_request_and_ticket_endpoints(running, relay_sink: Sink) -> None:
     """POST /api/v1/requests needs the bearer token; the ticket is then served as JSON."""
     request = {"request_id": "form-1", "subject": "Cannot log in to the portal",

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity.wait import wait_base
 
 from gateway.clock import Clock
 from gateway.db import Database, read_transaction, transaction
@@ -42,6 +43,12 @@ def save_checkpoint(engine: Engine, name: str, folder: str, uidvalidity: int, la
     with transaction(engine) as session:
         session.merge(MailboxCheckpoint(name=name, folder=folder, uidvalidity=uidvalidity,
                                         last_uid=last_uid, updated_at=now))
+
+
+def reconnect_wait(settings: MailboxSettings) -> wait_base:
+    """The wait before reconnect attempt n: random up to 0.5 s * 2**(n-1), at most
+    reconnect_max_s (full jitter: mailboxes on one failed server do not return in step)."""
+    return wait_random_exponential(multiplier=0.5, max=settings.reconnect_max_s)
 
 
 class MailboxWorker:
@@ -176,8 +183,8 @@ class MailboxWorker:
         """Catch up, then follow the mailbox; on any failure reconnect with backoff, forever."""
         while not self._stopping.is_set():
             retrying = AsyncRetrying(
-                wait=wait_random_exponential(multiplier=0.5, max=self.settings.reconnect_max_s),
-                retry=retry_if_exception_type(Exception), before_sleep=self._log_retry)
+                wait=reconnect_wait(self.settings), retry=retry_if_exception_type(Exception),
+                before_sleep=self._log_retry)
             async for attempt in retrying:
                 with attempt:
                     await self.poll_once()

@@ -137,16 +137,18 @@ class MailboxWorker:
                 error = result
                 break
             committed.append(uid)
-        # Only what the door committed is flagged, moved or deleted, and then checkpointed.
-        if committed:
-            await self._call(self._session.after_import, committed)
-            await self._save(uidvalidity, committed[-1])
+        # Counted and logged as soon as they are committed: a server lost before the flags
+        # below makes the next round find them again, as duplicates.
         new = [r for r in results[:len(committed)] if isinstance(r, Accepted) and not r.duplicate]
         self.imported += len(new)
         self._log.info("imap.imported", count=len(committed), new=len(new),
                        duplicates=len(committed) - len(new),
                        last_uid=committed[-1] if committed else None,
                        input_ids=[r.input_id for r in new])
+        # Only what the door committed is flagged, moved or deleted, and then checkpointed.
+        if committed:
+            await self._call(self._session.after_import, committed)
+            await self._save(uidvalidity, committed[-1])
         if error is not None:
             raise error
         return len(new)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -84,7 +85,7 @@ service stats {{
     port = 0
   }}
 }}
-"""
+{extra}"""
 
 
 def _service_users() -> dict[str, str]:
@@ -160,9 +161,27 @@ class Dovecot:
     starttls_port: int = 0
     users: dict[str, str] = field(default_factory=lambda: {"support": "secret"})
     ca_file: Path | None = None
+    # Capabilities left out of the list advertised after login, as by a server that lacks
+    # them (Dovecot still understands the commands: a client must not use them unasked).
+    without_capabilities: frozenset[str] = frozenset()
+    # Log every IMAP command the server finishes (read them with `commands`).
+    log_commands: bool = False
+    # Dovecot's imap_capability, which replaces its own list; None: Dovecot's own.
+    imap_capability: str | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self.without_capabilities and self.imap_capability is None:
+            # imap_capability can only replace the whole list: ask this Dovecot for its own.
+            self._launch()
+            with self.client() as probe:
+                own = [name.decode() for name in probe.capabilities()]
+            self.stop()
+            leave_out = {name.upper() for name in self.without_capabilities}
+            self.imap_capability = " ".join(n for n in own if n.upper() not in leave_out)
+        self._launch()
+
+    def _launch(self) -> None:
         binary = dovecot_binary()
         for sub in ("run", "state", "mail", "home"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -189,7 +208,8 @@ class Dovecot:
             imap_port=self.starttls_port if self.tls else self.port,
             imaps_port=self.port if self.tls else 0,
             auth_user=pwd.getpwuid(os.getuid()).pw_name, **users, uid=uid, gid=gid,
-            ssl="required" if self.tls else "no", ssl_files=ssl_files)
+            ssl="required" if self.tls else "no", ssl_files=ssl_files,
+            extra=self._extra_config())
         (self.root / "dovecot.conf").write_text(config, encoding="utf-8")
         self._process = subprocess.Popen(
             [binary, "-F", "-c", str(self.root / "dovecot.conf")],
@@ -234,9 +254,28 @@ class Dovecot:
             except OSError:
                 return
 
+    def _extra_config(self) -> str:
+        lines: list[str] = []
+        if self.imap_capability is not None:
+            lines.append(f"imap_capability = {self.imap_capability}")
+        if self.log_commands:
+            lines.append("log_debug = event=imap_command_finished")
+        return "".join(f"{line}\n" for line in lines)
+
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def commands(self, user: str = "support") -> list[str]:
+        """Commands USER's sessions finished, oldest first, as "UID FETCH" or "IDLE" (needs
+        log_commands; the log names the command and its arguments, this only the command)."""
+        names: list[str] = []
+        for line in self.log().splitlines():
+            head, found, command = line.partition(": Debug: Command finished: ")
+            if found and f" imap({user})<" in head:
+                words = command.split()
+                names.append(" ".join(words[:2] if words[:1] == ["UID"] else words[:1]))
+        return names
 
     def client(self, user: str = "support") -> IMAPClient:
         """A logged-in IMAP client, as a mail server or a person would use."""
@@ -285,13 +324,15 @@ class Dovecot:
 
 
 @contextmanager
-def running_dovecot(tls: bool = False) -> Iterator[Dovecot]:
+def running_dovecot(tls: bool = False, *, without_capabilities: frozenset[str] = frozenset(),
+                    log_commands: bool = False) -> Iterator[Dovecot]:
     """A Dovecot in a fresh directory of its own (its mail user must reach it, so not under
     pytest's private tmp_path), removed afterwards."""
     dovecot_binary()
     root = Path(tempfile.mkdtemp(prefix="intake-dovecot-"))
     root.chmod(0o755)
-    server = Dovecot(root, free_port(), tls=tls, users={"support": "secret", "sales": "secret2"})
+    server = Dovecot(root, free_port(), tls=tls, users={"support": "secret", "sales": "secret2"},
+                     without_capabilities=without_capabilities, log_commands=log_commands)
     try:
         server.start()
         yield server
@@ -301,9 +342,11 @@ def running_dovecot(tls: bool = False) -> Iterator[Dovecot]:
 
 
 @pytest.fixture(name="dovecot")
-def dovecot_fixture() -> Iterator[Dovecot]:
-    """A plain-text (security = none) Dovecot on a free loopback port."""
-    with running_dovecot() as server:
+def dovecot_fixture(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+    """A plain-text (security = none) Dovecot on a free loopback port; parametrize it
+    indirectly with a dict of `running_dovecot` options for another setup."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    with running_dovecot(**options) as server:
         yield server
 
 

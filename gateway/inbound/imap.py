@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity.wait import wait_base
 
 from gateway.clock import Clock
 from gateway.db import Database, read_transaction, transaction
@@ -42,6 +43,12 @@ def save_checkpoint(engine: Engine, name: str, folder: str, uidvalidity: int, la
     with transaction(engine) as session:
         session.merge(MailboxCheckpoint(name=name, folder=folder, uidvalidity=uidvalidity,
                                         last_uid=last_uid, updated_at=now))
+
+
+def reconnect_wait(settings: MailboxSettings) -> wait_base:
+    """The wait before reconnect attempt n: random up to 0.5 s * 2**(n-1), at most
+    reconnect_max_s (full jitter: mailboxes on one failed server do not return in step)."""
+    return wait_random_exponential(multiplier=0.5, max=settings.reconnect_max_s)
 
 
 class MailboxWorker:
@@ -130,16 +137,18 @@ class MailboxWorker:
                 error = result
                 break
             committed.append(uid)
-        # Only what the door committed is flagged, moved or deleted, and then checkpointed.
-        if committed:
-            await self._call(self._session.after_import, committed)
-            await self._save(uidvalidity, committed[-1])
+        # Counted and logged as soon as they are committed: a server lost before the flags
+        # below makes the next round find them again, as duplicates.
         new = [r for r in results[:len(committed)] if isinstance(r, Accepted) and not r.duplicate]
         self.imported += len(new)
         self._log.info("imap.imported", count=len(committed), new=len(new),
                        duplicates=len(committed) - len(new),
                        last_uid=committed[-1] if committed else None,
                        input_ids=[r.input_id for r in new])
+        # Only what the door committed is flagged, moved or deleted, and then checkpointed.
+        if committed:
+            await self._call(self._session.after_import, committed)
+            await self._save(uidvalidity, committed[-1])
         if error is not None:
             raise error
         return len(new)
@@ -176,8 +185,8 @@ class MailboxWorker:
         """Catch up, then follow the mailbox; on any failure reconnect with backoff, forever."""
         while not self._stopping.is_set():
             retrying = AsyncRetrying(
-                wait=wait_random_exponential(multiplier=0.5, max=self.settings.reconnect_max_s),
-                retry=retry_if_exception_type(Exception), before_sleep=self._log_retry)
+                wait=reconnect_wait(self.settings), retry=retry_if_exception_type(Exception),
+                before_sleep=self._log_retry)
             async for attempt in retrying:
                 with attempt:
                     await self.poll_once()

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import random
 import smtplib
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import structlog
 from imapclient.exceptions import LoginError
 from sqlalchemy import Engine, text
+from tenacity import AsyncRetrying, RetryCallState
 
 from gateway.db import transaction
-from gateway.inbound.imap import MailboxWorker, load_checkpoint
+from gateway.inbound.imap import MailboxWorker, load_checkpoint, reconnect_wait
+from gateway.inbound.imap_session import ImapSession
 from gateway.intake import IncomingInput, store_inputs
-from gateway.settings import parse_settings
+from gateway.settings import MailboxSettings, parse_settings
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture, dovecot_tls_fixture  # noqa: F401 (fixtures)
 
 SEEN, DELETED = b"\\Seen", b"\\Deleted"
+# Indirect parameters of the `dovecot` fixture: a server lacking a capability, or one whose log
+# shows the commands it answered.
+COMMANDS_LOGGED = {"log_commands": True}
+NO_IDLE = {"without_capabilities": frozenset({"IDLE"}), "log_commands": True}
+NO_MOVE = {"without_capabilities": frozenset({"MOVE"}), "log_commands": True}
 
 
 def worker(running: RunningGateway, index: int = 0) -> MailboxWorker:
@@ -246,6 +255,136 @@ def test_polling_without_idle(dovecot: Dovecot, make_gateway) -> None:
     wait_until(lambda: worker(running).connected)
     dovecot.append(make_mail(message_id="<polled@acme.example>"))
     wait_until(lambda: len(tickets(running)) == 1, timeout=10, running=running)
+
+
+@dataclass
+class Waits:
+    """What the worker asked of `ImapSession.wait_for_news`: seconds, and whether news came."""
+
+    seconds: list[float] = field(default_factory=list)
+    news: list[bool] = field(default_factory=list)
+
+
+def record_waits(monkeypatch: pytest.MonkeyPatch,
+                 before: Callable[[int], None] = lambda n: None) -> Waits:
+    """Record every wait for news; BEFORE(n) runs in the worker's thread before the n-th."""
+    waits = Waits()
+    real = ImapSession.wait_for_news
+
+    def wait_for_news(session: ImapSession, seconds: float) -> bool:
+        waits.seconds.append(seconds)
+        before(len(waits.seconds))
+        news = real(session, seconds)
+        waits.news.append(news)
+        return news
+
+    monkeypatch.setattr(ImapSession, "wait_for_news", wait_for_news)
+    return waits
+
+
+@pytest.mark.parametrize("dovecot", [NO_IDLE], ids=["no-IDLE"], indirect=True)
+def test_polls_when_the_server_lacks_idle(dovecot: Dovecot, make_gateway,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With idle = true but no IDLE advertised the worker polls every poll_interval_s instead."""
+    waits = record_waits(monkeypatch)
+    running = make_gateway(extra=dovecot.mailbox_config(poll_interval_s=1))
+    assert worker(running).settings.idle
+    started = time.monotonic()
+    running.call(running.gateway.start_mailboxes)
+    wait_until(lambda: worker(running).connected)
+    dovecot.append(make_mail(message_id="<no-idle@acme.example>"))
+    wait_until(lambda: len(tickets(running)) == 1, timeout=10, running=running)
+    # Each round is one NOOP; three of them show the worker keeps polling.
+    wait_until(lambda: dovecot.commands().count("NOOP") >= 3, timeout=10)
+    elapsed = time.monotonic() - started
+    commands = dovecot.commands()
+    assert "IDLE" not in commands
+    # Rounds a poll_interval_s apart, not faster (the first round comes before any wait).
+    assert commands.count("NOOP") <= elapsed / 1 + 2
+    assert waits.seconds and set(waits.seconds) == {1} and not any(waits.news)
+
+
+@pytest.mark.parametrize("dovecot", [COMMANDS_LOGGED], ids=["commands-logged"], indirect=True)
+def test_idle_is_issued_again_after_idle_timeout(dovecot: Dovecot, make_gateway,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """IDLE ends after idle_timeout_s and is issued again; an IDLE after two such re-issues
+    still reports new mail."""
+
+    def deliver(n: int) -> None:
+        # After two IDLEs that ran out and the round after them, so only the third IDLE can
+        # find this message before its own timeout.
+        if n == 3:
+            dovecot.append(make_mail(message_id="<reissued@acme.example>"))
+
+    waits = record_waits(monkeypatch, deliver)
+    running = make_gateway(extra=dovecot.mailbox_config(
+        poll_interval_s=300, extra="idle_timeout_s = 1"))
+    running.call(running.gateway.start_mailboxes)
+    wait_until(lambda: len(tickets(running)) == 1, timeout=10, running=running)
+    assert waits.news[:3] == [False, False, True]
+    assert set(waits.seconds) == {1}
+    # Dovecot saw each IDLE end (DONE) before the next began.
+    wait_until(lambda: dovecot.commands().count("IDLE") >= 3, timeout=5)
+
+
+@pytest.mark.parametrize("dovecot", [NO_MOVE], ids=["no-MOVE"], indirect=True)
+def test_move_without_move_capability_copies_then_expunges(dovecot: Dovecot,
+                                                           make_gateway) -> None:
+    """Without MOVE, move:Folder is COPY, \\Deleted and UID EXPUNGE: each message lands in the
+    target once, leaves INBOX and registers once."""
+    running = make_gateway(extra=dovecot.mailbox_config(after_import="move:Done/Imported"))
+    ids = [f"<copied{n}@acme.example>" for n in range(3)]
+    for n, message_id in enumerate(ids):
+        dovecot.append(make_mail(f"copied {n}", message_id=message_id))
+    assert poll(running) == 3
+    assert poll(running) == 0
+    running.settle()
+    assert dovecot.messages() == {}
+    moved = dovecot.messages("Done.Imported")
+    assert len(moved) == 3 and not any(DELETED in flags for flags in moved.values())
+    assert sorted(message_ids(dovecot, "Done.Imported")) == sorted(ids)
+    assert len(tickets(running)) == 3 and inputs_count(running.gateway.db.engine) == 3
+    # UID EXPUNGE, not EXPUNGE: only our messages go, not others someone flagged \\Deleted.
+    wait_until(lambda: "UID EXPUNGE" in dovecot.commands(), timeout=5)
+    commands = dovecot.commands()
+    assert "UID COPY" in commands
+    assert not {"UID MOVE", "MOVE", "EXPUNGE"} & set(commands)
+
+
+def message_ids(dovecot: Dovecot, folder: str) -> list[str]:
+    """The Message-ID of every message in FOLDER."""
+    with dovecot.client() as client:
+        client.select_folder(folder, readonly=True)
+        fetched = client.fetch(client.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    return [bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]).decode().split(":", 1)[1].strip()
+            for data in fetched.values()]
+
+
+def test_reconnect_wait_grows_exponentially_with_jitter_up_to_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnect attempt n waits a random time up to 0.5 s * 2**(n-1), never above
+    reconnect_max_s."""
+    settings = MailboxSettings(name="m", host="imap.example.com", username="u",
+                               reconnect_max_s=5)
+    wait = reconnect_wait(settings)
+
+    def attempt(number: int) -> RetryCallState:
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = number
+        return state
+
+    # (attempt, the longest wait): tenacity draws uniformly between 0 and it.
+    table = [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 5.0), (6, 5.0), (20, 5.0), (200, 5.0)]
+    with monkeypatch.context() as patched:
+        patched.setattr(random, "uniform", lambda low, high: high)
+        assert [(n, wait(attempt(n))) for n, _ in table] == table
+        patched.setattr(random, "uniform", lambda low, high: low)
+        assert [wait(attempt(n)) for n, _ in table] == [0.0] * len(table)
+    # Unpatched, the waits of one attempt spread over the whole window.
+    for n, longest in table:
+        samples = [wait(attempt(n)) for _ in range(200)]
+        assert all(0 <= s <= longest for s in samples)
+        assert max(samples) > 0.8 * longest and min(samples) < 0.2 * longest
 
 
 def test_relative_ca_file_is_relative_to_the_config(tmp_path: Path) -> None:

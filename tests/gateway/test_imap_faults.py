@@ -1,20 +1,25 @@
-"""IMAP faults with real peers: the daemon killed with SIGKILL mid-import, the database away."""
+"""IMAP faults with real peers: the daemon killed mid-import, Dovecot or the database away."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
+from gateway.inbound.imap import load_checkpoint
+from gateway.inbound.imap_session import ImapSession
 from tests.conftest import PG_ADMIN, config_text, free_port, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
-from tests.gateway.test_imap import SEEN, poll, tickets, wait_until
+from tests.gateway.test_imap import SEEN, inputs_count, poll, tickets, wait_until, worker
 from tests.ops.daemon import count, start_daemon
 
 
@@ -98,3 +103,45 @@ def _poll_quietly(running) -> int:  # type: ignore[no-untyped-def]
         return poll(running)
     except Exception:
         return -1
+
+
+@pytest.mark.parametrize("step", ["_fetch_bodies", "after_import"])
+def test_dovecot_stopped_mid_fetch_loses_nothing_and_registers_once(
+        dovecot: Dovecot, make_gateway, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Dovecot stopped in the second of three batches, before its bodies are fetched or after
+    they are committed but not yet flagged, then started again: every message is registered
+    once and flagged, the first batch is not fetched again."""
+    running = make_gateway(extra=dovecot.mailbox_config(extra="batch_size = 2"))
+    for n in range(6):
+        dovecot.append(make_mail(f"batch {n}", message_id=f"<mid-fetch{n}@acme.example>"))
+    calls = 0
+    real: Callable[..., Any] = getattr(ImapSession, step)
+
+    def stop_at_second_batch(session: ImapSession, uids: list[int]) -> Any:
+        # In the worker's thread, so the server is gone before the step's own command goes out.
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            dovecot.stop()
+        return real(session, uids)
+
+    monkeypatch.setattr(ImapSession, step, stop_at_second_batch)
+    with pytest.raises((imaplib.IMAP4.abort, OSError)):
+        poll(running)
+    engine = running.gateway.db.engine
+    # The first batch was committed, flagged and checkpointed; the second at most committed.
+    assert inputs_count(engine) == (2 if step == "_fetch_bodies" else 4)
+    checkpoint = load_checkpoint(engine, "support")
+    assert checkpoint is not None and checkpoint.last_uid == 2
+
+    dovecot.start()
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [True] * 2 + [False] * 4
+    poll(running)
+    running.settle()
+    assert inputs_count(engine) == 6 and worker(running).imported == 6
+    assert sorted(str(t["subject"]) for t in tickets(running)) == [f"batch {n}" for n in range(6)]
+    assert [SEEN in flags for flags in dovecot.messages().values()] == [True] * 6
+    checkpoint = load_checkpoint(engine, "support")
+    assert checkpoint is not None and checkpoint.last_uid == 6
+    # Fetched again: the second batch only when it had been committed before the stop.
+    assert worker(running).fetched == (6 if step == "_fetch_bodies" else 8)

@@ -75,12 +75,19 @@ def recipient_blocked(session: Session, recipient: str, now: datetime,
     return None
 
 
+# Outbox kinds written to our own staff, not to the customer: they cannot start a loop with
+# the customer's mail system, and counting them would let our escalations silence the notices
+# the customer is owed.
+STAFF_KINDS = ("alert", "escalation")
+
+
 def ticket_limit_reached(session: Session, ticket_id: int, now: datetime,
                          limits: LoopSettings) -> str | None:
     """A reason not to send another automatic message about the ticket now, or None."""
     since = now - timedelta(minutes=limits.ticket_window_min)
     sent = session.exec(select(func.count()).select_from(OutboxItem).where(
-        OutboxItem.ticket_id == ticket_id, col(OutboxItem.created_at) >= since)).one()
+        OutboxItem.ticket_id == ticket_id, col(OutboxItem.created_at) >= since,
+        col(OutboxItem.kind).not_in(STAFF_KINDS))).one()
     if sent >= limits.ticket_limit:
         return (f"rate limit: {sent} automatic messages about this ticket "
                 f"in the last {limits.ticket_window_min} min")

@@ -23,7 +23,8 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
                                own_addresses: frozenset[str] | set[str]) -> str | None:
     """A human reason not to acknowledge REQUEST, or None when an acknowledgement is fine.
 
-    `envelope_sender` is the SMTP MAIL FROM ("" for a null return path, None when unknown).
+    `envelope_sender` is the SMTP MAIL FROM (aiosmtpd gives "<>" for a null return path),
+    None when the mail did not come by SMTP (IMAP, `ingest`).
     """
     if request.kind != "normal":
         return f"message is {request.kind.replace('_', ' ')}"
@@ -38,7 +39,7 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
         return f"X-Auto-Response-Suppress: {suppress}"
     if request.header("list-id") or request.header("list-unsubscribe"):
         return "mailing-list message"
-    if envelope_sender == "":
+    if _null_return_path(request, envelope_sender):
         return "null return path"
     address = request.sender.address.lower() if request.sender else ""
     if not address or "@" not in address:
@@ -48,6 +49,12 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     if address in own_addresses:
         return f"sender {address} is our own address"
     return None
+
+
+def _null_return_path(request: Request, envelope_sender: str | None) -> bool:
+    """MAIL FROM:<>; without an SMTP envelope, the Return-Path the delivering server wrote."""
+    path = envelope_sender if envelope_sender is not None else request.header("return-path")
+    return path is not None and path.strip().strip("<>").strip() == ""
 
 
 _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]

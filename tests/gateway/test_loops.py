@@ -1,20 +1,25 @@
-"""Loop protection end to end: the per-ticket rate limit on automatic mail."""
+"""Loop protection end to end: the per-ticket rate limit and the signals that forbid an answer."""
 
 from __future__ import annotations
 
+import json
+import smtplib
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from gateway.db import transaction
 from gateway.loops import ticket_limit_reached
 from gateway.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.settings import LoopSettings
+from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
-from tests.gateway.test_processing import _dispose_engines, ingest, setup
+from tests.gateway.test_processing import _dispose_engines, ingest, setup, statuses
 from tests.gateway.test_sla_clock import FRIDAY_EVENING, MONDAY_OPEN, ticket
 from tests.gateway.test_ticket_events import event
 
@@ -114,3 +119,54 @@ def test_staff_mail_does_not_count_towards_the_ticket_limit(database_url: str,
                                    next_attempt_at=clock.now(), created_at=clock.now()))
         session.flush()
         assert ticket_limit_reached(session, int(found.id or 0), clock.now(), limits) is None
+
+
+def outbox_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(OutboxItem)).all())
+
+
+@pytest.mark.parametrize(("sender", "headers", "reason"), [
+    ("noreply@acme.example", {}, "no-reply sender noreply@acme.example"),
+    ("No Reply <no-reply@acme.example>", {}, "no-reply sender no-reply@acme.example"),
+    ("do_not_reply@acme.example", {}, "no-reply sender do_not_reply@acme.example"),
+    ("Ivan Petrov <ivan@acme.example>", {"X-Auto-Response-Suppress": "OOF, AutoReply"},
+     "X-Auto-Response-Suppress: oof, autoreply"),
+    # Our own outgoing address, however its case is written.
+    ("Support Team <Support@Example.COM>", {}, "sender support@example.com is our own address"),
+    # Without an SMTP envelope (IMAP, `ingest`), the delivering server's Return-Path tells.
+    ("Ivan Petrov <ivan@acme.example>", {"Return-Path": "<>"}, "null return path"),
+], ids=["noreply", "no-reply", "do_not_reply", "x-auto-response-suppress", "own-address",
+        "return-path-header"])
+def test_loop_signal_is_stored_with_its_reason_and_never_acknowledged(
+        database_url: str, tmp_path: Path, sender: str, headers: dict[str, str],
+        reason: str) -> None:
+    """A request that must never be answered automatically is registered all the same, its
+    notes say why it was not acknowledged, and nothing is queued to be sent."""
+    engine, loaded, clock = setup(database_url, tmp_path)
+    ingest(engine, loaded, clock, make_mail(sender=sender, headers=headers))
+    [stored] = list_tickets(engine)
+    assert stored["notes"] == [f"no acknowledgement: {reason}"]
+    assert statuses(engine) == [("processed", "registered SUP-000001", None)]
+    assert outbox_count(engine) == 0
+
+
+def test_null_return_path_is_stored_with_its_reason_and_never_acknowledged(
+        make_gateway: Callable[..., RunningGateway], relay_sink: Sink) -> None:
+    """Mail sent with `MAIL FROM:<>` (how RFC 5321 marks mail that must not be answered) is
+    registered, its notes say "null return path", and nothing reaches the relay."""
+    running = make_gateway(relay_port=relay_sink.port)
+    with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=30) as client:
+        client.ehlo()
+        assert client.mail("")[0] == 250  # smtplib writes an empty sender as MAIL FROM:<>
+        assert client.rcpt("support@example.com")[0] == 250
+        assert client.data(make_mail())[0] == 250
+    running.settle()
+    engine = running.gateway.db.engine
+    with engine.connect() as connection:
+        [source] = connection.execute(text("SELECT source FROM inputs")).scalars().all()
+    assert json.loads(source)["mail_from"] == "<>"
+    [stored] = list_tickets(engine)
+    assert stored["notes"] == ["no acknowledgement: null return path"]
+    assert outbox_count(engine) == 0
+    assert relay_sink.messages == []

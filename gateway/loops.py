@@ -101,6 +101,14 @@ def ticket_limit_reached(session: Session, ticket_id: int, now: datetime,
     return None
 
 
+def customer_mail_blocked(session: Session, ticket_id: int, recipient: str, now: datetime,
+                          limits: LoopSettings) -> str | None:
+    """A reason not to write RECIPIENT about the ticket now (an address our mail bounced
+    from, the per-recipient or the per-ticket rate limit), or None."""
+    return (recipient_blocked(session, recipient.lower(), now, limits)
+            or ticket_limit_reached(session, ticket_id, now, limits))
+
+
 def mark_undeliverable(session: Session, addresses: list[str], reason: str,
                        ticket_id: int | None, now: datetime) -> list[str]:
     """Record ADDRESSES as bouncing; returns those newly recorded."""

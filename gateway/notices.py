@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.clock import iso_utc
-from gateway.loops import ticket_limit_reached
+from gateway.loops import customer_mail_blocked
 from gateway.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
 from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
@@ -71,7 +71,7 @@ def enqueue_ticket_mail(session: Session, ticket: Ticket, *, template: str, reci
     """
     assert ticket.id is not None and ticket.reaction_due and ticket.resolution_due
     if to_customer:
-        reason = ticket_limit_reached(session, ticket.id, now, limits)
+        reason = customer_mail_blocked(session, ticket.id, recipient, now, limits)
         if reason is not None:
             _withhold(ticket, template, kind, reason, now)
             return None

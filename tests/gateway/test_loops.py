@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+from gateway.app import build_context
 from gateway.db import transaction
+from gateway.lifecycle import apply_event, parse_event
 from gateway.loops import ticket_limit_reached
 from gateway.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.settings import LoopSettings
@@ -21,6 +23,7 @@ from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
 from tests.gateway.test_processing import _dispose_engines, ingest, setup, statuses
 from tests.gateway.test_sla_clock import FRIDAY_EVENING, MONDAY_OPEN, ticket
+from tests.gateway.test_threads import acknowledgements, delivery_report
 from tests.gateway.test_ticket_events import event
 
 __all__ = ["_dispose_engines"]
@@ -119,6 +122,24 @@ def test_staff_mail_does_not_count_towards_the_ticket_limit(database_url: str,
                                    next_attempt_at=clock.now(), created_at=clock.now()))
         session.flush()
         assert ticket_limit_reached(session, int(found.id or 0), clock.now(), limits) is None
+
+
+def test_no_notice_to_an_address_our_mail_bounced_from(database_url: str,
+                                                       tmp_path: Path) -> None:
+    """Once a bounce of our acknowledgement marks the customer undeliverable, a priority change
+    still applies but queues no notice to them, and the ticket's notes say why."""
+    engine, loaded, clock = setup(database_url, tmp_path)
+    ingest(engine, loaded, clock, make_mail())
+    [ack] = acknowledgements(engine)
+    ingest(engine, loaded, clock, delivery_report(ack.message.split(b"\r\n\r\n", 1)[0]))
+    clock.advance(timedelta(minutes=1))
+    applied = apply_event(engine, build_context(loaded, clock), "SUP-000001", parse_event(
+        {"type": "priority_changed", "priority": "critical", "reason": "all users affected"}))
+    assert (applied.ticket["priority"], applied.enqueued) == ("critical", 0)
+    assert applied.ticket["notes"][-1] == (
+        "2026-11-25T08:01:00+00:00: priority changed notice not sent: ivan@acme.example is "
+        "undeliverable: bounce of our message to ivan@acme.example")
+    assert len(acknowledgements(engine)) == 1
 
 
 def outbox_count(engine: Engine) -> int:

@@ -246,7 +246,7 @@ def _tell_customer(session: Session, ticket: Ticket, context: Context, template:
     added = enqueue_ticket_mail(
         session, ticket, template=template, recipient=recipient,
         language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
-        now=now, kind="notice",
+        now=now, kind="notice", limits=context.settings.loops,
         dedup_key=(f"{template}:{ticket.id}:{ticket.priority}:{ticket.proposed_priority}:"
                    f"{now.isoformat()}"),
         in_reply_to=first_message_id(session, ticket.id), **extra)

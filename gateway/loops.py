@@ -23,7 +23,8 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
                                own_addresses: frozenset[str] | set[str]) -> str | None:
     """A human reason not to acknowledge REQUEST, or None when an acknowledgement is fine.
 
-    `envelope_sender` is the SMTP MAIL FROM ("" for a null return path, None when unknown).
+    `envelope_sender` is the SMTP MAIL FROM (aiosmtpd gives "<>" for a null return path),
+    None when the mail did not come by SMTP (IMAP, `ingest`).
     """
     if request.kind != "normal":
         return f"message is {request.kind.replace('_', ' ')}"
@@ -38,7 +39,7 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
         return f"X-Auto-Response-Suppress: {suppress}"
     if request.header("list-id") or request.header("list-unsubscribe"):
         return "mailing-list message"
-    if envelope_sender == "":
+    if _null_return_path(request, envelope_sender):
         return "null return path"
     address = request.sender.address.lower() if request.sender else ""
     if not address or "@" not in address:
@@ -48,6 +49,12 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     if address in own_addresses:
         return f"sender {address} is our own address"
     return None
+
+
+def _null_return_path(request: Request, envelope_sender: str | None) -> bool:
+    """MAIL FROM:<>; without an SMTP envelope, the Return-Path the delivering server wrote."""
+    path = envelope_sender if envelope_sender is not None else request.header("return-path")
+    return path is not None and path.strip().strip("<>").strip() == ""
 
 
 _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]
@@ -75,16 +82,31 @@ def recipient_blocked(session: Session, recipient: str, now: datetime,
     return None
 
 
+# Outbox kinds written to our own staff, not to the customer: they cannot start a loop with
+# the customer's mail system, and counting them would let our escalations silence the notices
+# the customer is owed.
+STAFF_KINDS = ("alert", "escalation")
+
+
 def ticket_limit_reached(session: Session, ticket_id: int, now: datetime,
                          limits: LoopSettings) -> str | None:
     """A reason not to send another automatic message about the ticket now, or None."""
     since = now - timedelta(minutes=limits.ticket_window_min)
     sent = session.exec(select(func.count()).select_from(OutboxItem).where(
-        OutboxItem.ticket_id == ticket_id, col(OutboxItem.created_at) >= since)).one()
+        OutboxItem.ticket_id == ticket_id, col(OutboxItem.created_at) >= since,
+        col(OutboxItem.kind).not_in(STAFF_KINDS))).one()
     if sent >= limits.ticket_limit:
         return (f"rate limit: {sent} automatic messages about this ticket "
                 f"in the last {limits.ticket_window_min} min")
     return None
+
+
+def customer_mail_blocked(session: Session, ticket_id: int, recipient: str, now: datetime,
+                          limits: LoopSettings) -> str | None:
+    """A reason not to write RECIPIENT about the ticket now (an address our mail bounced
+    from, the per-recipient or the per-ticket rate limit), or None."""
+    return (recipient_blocked(session, recipient.lower(), now, limits)
+            or ticket_limit_reached(session, ticket_id, now, limits))
 
 
 def mark_undeliverable(session: Session, addresses: list[str], reason: str,

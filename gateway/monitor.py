@@ -79,7 +79,8 @@ def _register_due(session: Session, context: Context, now: datetime,
                 session, ticket, template="acknowledgement", recipient=recipient,
                 language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
-                in_reply_to=first_message_id(session, ticket.id), send_by=ticket.reaction_due):
+                limits=context.settings.loops, in_reply_to=first_message_id(session, ticket.id),
+                send_by=ticket.reaction_due):
             result.enqueued += 1
         result.registered += 1
         log.info("ticket.registered", ticket=ticket.number, waited_since=iso_utc(
@@ -113,6 +114,7 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
                 language=context.policy.escalation.language,
                 sender=context.settings.outgoing.sender, now=now,
                 dedup_key=f"ack-risk:{ticket.id}", kind="alert", to_customer=False,
+                limits=context.settings.loops,
                 subject_note="ACK AT RISK: ", customer=ticket.customer_id or "-",
                 requester=ticket.requester_email or "-", error=error or "-"):
             result.enqueued += 1
@@ -126,7 +128,7 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
 def _escalate(session: Session, context: Context, now: datetime, result: StepResult) -> None:
     """Escalation thresholds passed: one notice for the highest one reached, sent only while
     the service works for that ticket (else postponed to when it next does)."""
-    policy = context.policy
+    policy, limits = context.policy, context.settings.loops
     thresholds = policy.escalation.thresholds_pct
     tickets = session.exec(select(Ticket).where(Ticket.status == REGISTERED)
                            .where(col(Ticket.escalation_due) <= now)
@@ -163,7 +165,7 @@ def _escalate(session: Session, context: Context, now: datetime, result: StepRes
                     language=policy.escalation.language, sender=context.settings.outgoing.sender,
                     now=now, dedup_key=(f"escalation:{ticket.id}:{threshold:g}:"
                                         f"{iso_utc(ticket.resolution_due)}:{recipient}"),
-                    kind="escalation", to_customer=False,
+                    kind="escalation", to_customer=False, limits=limits,
                     subject_note=f"ESCALATION {threshold:g}%: ", threshold=f"{threshold:g}",
                     customer=ticket.customer_id or "-", registered_at=ticket.registered_at):
                 result.enqueued += 1

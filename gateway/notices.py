@@ -6,16 +6,21 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.clock import iso_utc
-from gateway.models import Ticket, TicketEvent, TicketMessage
+from gateway.loops import customer_mail_blocked
+from gateway.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
 from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
+from gateway.settings import LoopSettings
 
 if TYPE_CHECKING:
     from gateway.processing import Context
+
+log = structlog.get_logger("gateway.notices")
 
 
 def ticket_tier(ticket: Ticket, context: Context) -> str:
@@ -45,17 +50,31 @@ def first_message_id(session: Session, ticket_id: int) -> str | None:
                         .order_by(col(TicketMessage.id)).limit(1)).first()
 
 
+def add_note(ticket: Ticket, text: str) -> None:
+    """Append TEXT to the ticket's notes, where `tickets show` says why something happened."""
+    notes = json.loads(ticket.notes or "[]")
+    notes.append(text)
+    ticket.notes = json.dumps(notes, ensure_ascii=False)
+
+
 def enqueue_ticket_mail(session: Session, ticket: Ticket, *, template: str, recipient: str,
                         language: str, sender: str, now: datetime, dedup_key: str, kind: str,
-                        in_reply_to: str | None = None, send_by: datetime | None = None,
-                        to_customer: bool = True, subject_note: str = "",
-                        **extra: Any) -> str | None:
+                        limits: LoopSettings, in_reply_to: str | None = None,
+                        send_by: datetime | None = None, to_customer: bool = True,
+                        subject_note: str = "", **extra: Any) -> str | None:
     """Render TEMPLATE about TICKET to RECIPIENT and queue it (once per DEDUP_KEY).
 
-    Mail to the customer is recorded among the ticket's messages; its Message-ID is returned,
-    or None when the key was queued before.
+    Mail to the customer is held to the loop protection's LIMITS: over them nothing is
+    queued and the ticket's notes say why. Mail to the customer is recorded among the
+    ticket's messages; its Message-ID is returned, or None when nothing was queued (withheld,
+    or the key was queued before).
     """
     assert ticket.id is not None and ticket.reaction_due and ticket.resolution_due
+    if to_customer:
+        reason = customer_mail_blocked(session, ticket.id, recipient, now, limits)
+        if reason is not None:
+            _withhold(ticket, template, kind, reason, now)
+            return None
     facts = TicketFacts(
         number=ticket.number, subject=ticket.subject, priority=ticket.priority,
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
@@ -75,6 +94,17 @@ def enqueue_ticket_mail(session: Session, ticket: Ticket, *, template: str, reci
         add_messages(session, [message_row(ticket.id, direction="out", kind=kind,
                                            message_id=mail.message_id, at=now)])
     return mail.message_id
+
+
+def _withhold(ticket: Ticket, template: str, kind: str, reason: str, now: datetime) -> None:
+    """Record on TICKET that its mail from TEMPLATE was not sent, and why."""
+    what = kind if template == kind else f"{template.replace('_', ' ')} {kind}"
+    # Not a NO_ACKNOWLEDGEMENT_NOTE: that would stop all later mail, not only this message.
+    add_note(ticket, f"{now.isoformat()}: {what} not sent: {reason}")
+    if kind == "acknowledgement":
+        # As at registration: a ticket nobody is acknowledged for has no reaction to count.
+        ticket.sla_outcome |= NO_ACKNOWLEDGEMENT
+    log.info("mail.withheld", ticket=ticket.number, template=template, reason=reason)
 
 
 def record_event(session: Session, ticket_id: int, kind: str, at: datetime,

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from gateway.lifecycle import TicketEventIn, apply_to
 from gateway.loops import mark_undeliverable
 from gateway.models import Ticket, TicketMessage
+from gateway.notices import add_note
 from gateway.policy import PRIORITIES
 from gateway.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
 from gateway.threads import extend_thread
@@ -84,7 +85,7 @@ def _record_bounce(session: Session, ticket: Ticket, request: Request, now: date
         return ""
     reason = f"bounce of our message to {', '.join(request.failed_recipients)}"
     added = mark_undeliverable(session, request.failed_recipients, reason, ticket.id, now)
-    _note(ticket, f"{now.isoformat()}: {reason}; no more automatic mail to it")
+    add_note(ticket, f"{now.isoformat()}: {reason}; no more automatic mail to it")
     log.info("contact.undeliverable", addresses=added, ticket=ticket.number)
     return f"; {', '.join(request.failed_recipients)} marked undeliverable"
 
@@ -97,9 +98,3 @@ def _bounced_message_is_ours(session: Session, ticket_id: int, original: str | N
     return session.exec(select(TicketMessage.id).where(
         TicketMessage.ticket_id == ticket_id, TicketMessage.direction == "out",
         TicketMessage.message_id == original).limit(1)).first() is not None
-
-
-def _note(ticket: Ticket, text: str) -> None:
-    notes = json.loads(ticket.notes or "[]")
-    notes.append(text)
-    ticket.notes = json.dumps(notes, ensure_ascii=False)

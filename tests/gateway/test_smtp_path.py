@@ -152,7 +152,8 @@ def test_reply_with_ticket_tag_joins_ticket(make_gateway, relay_sink: Sink) -> N
 
 
 def test_auto_reply_is_stored_but_never_acknowledged(make_gateway, relay_sink: Sink) -> None:
-    """An out-of-office answer registers a ticket at most, and never gets an acknowledgement."""
+    """An out-of-office answer is stored without a ticket and bulk mail registers one; each
+    says why, and neither gets an acknowledgement."""
     running = make_gateway(relay_port=relay_sink.port)
     send(running.smtp_port, make_mail("Out of office", headers={"Auto-Submitted": "auto-replied"},
                                       body="I am out of the office until Monday, 30 November."))
@@ -162,8 +163,14 @@ def test_auto_reply_is_stored_but_never_acknowledged(make_gateway, relay_sink: S
     assert relay_sink.messages == []
     engine = running.gateway.db.engine
     with engine.connect() as connection:
-        statuses = connection.execute(text("SELECT status FROM inputs")).scalars().all()
-    assert statuses == ["processed", "processed"]
+        inputs = connection.execute(text("SELECT status, outcome FROM inputs ORDER BY id")).all()
+        queued = connection.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+    assert [tuple(row) for row in inputs] == [
+        ("processed", "stored, not registered: auto reply"),
+        ("processed", "registered SUP-000001")]
+    [bulk] = list_tickets(engine)
+    assert bulk["notes"] == ["no acknowledgement: Precedence: bulk"]
+    assert queued == 0
 
 
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed (apt swaks)")

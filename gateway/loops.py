@@ -43,11 +43,16 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     address = request.sender.address.lower() if request.sender else ""
     if not address or "@" not in address:
         return "no sender address"
-    if _NO_REPLY.match(address.partition("@")[0]):
+    if is_no_reply(address):
         return f"no-reply sender {address}"
     if address in own_addresses:
         return f"sender {address} is our own address"
     return None
+
+
+def is_no_reply(address: str) -> bool:
+    """Whether ADDRESS is a mailbox nobody reads replies in (noreply@, mailer-daemon@ ...)."""
+    return bool(_NO_REPLY.match(address.partition("@")[0]))
 
 
 _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import safe_address
 from gateway.customers import CustomerEntry, Directory
-from gateway.loops import recipient_blocked
+from gateway.loops import is_no_reply, recipient_blocked
 from gateway.models import Input, Ticket
+from gateway.notices import contact_address
 from gateway.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
+    PENDING_REGISTRATION,
     REGISTERED,
     add_messages,
     message_row,
@@ -97,13 +98,21 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         log.info("call.missed_unknown")
         return 0
 
-    recipient, notes = _acknowledgement_address(request, customer, context.own_addresses)
-    # The last guard e-mail has too: an address that bounced, or one written to too often
-    # lately (a loop, or a caller giving someone else's address), gets nothing from us.
-    if recipient is not None and (
-            reason := recipient_blocked(session, recipient, now, settings.loops)):
-        recipient, notes = None, [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"]
     decision = _decide(request, context, item.received_at, customer)
+    recipient, notes = contact_address(request.sender.address if request.sender else None,
+                                       customer, context.own_addresses)
+    # E-mail's guards, but on the address we would write to (given or on file): the rules,
+    # a mailbox nobody reads, one that bounced, one written to too often lately (a loop, or
+    # a caller giving someone else's address).
+    reason: str | None = None
+    if decision.suppress_ack:
+        reason = f"suppressed by rules: {', '.join(decision.fired)}"
+    elif recipient is not None and is_no_reply(recipient):
+        reason = f"no-reply address {recipient}"
+    elif recipient is not None:
+        reason = recipient_blocked(session, recipient, now, settings.loops)
+    if reason is not None:
+        recipient, notes = None, [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"]
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier, notes=notes,
@@ -113,36 +122,29 @@ def process_call(session: Session, item: Pending, request: CallRequest,
                             message_id=request.message_id, at=item.received_at,
                             body=request.text, input_id=item.id)]
     enqueued = 0
-    if recipient is not None:
+    # Outside the intake window the acknowledgement waits for registration (the SLA step
+    # sends it); the customer gets the courtesy notice now, when the policy wants one.
+    pending = ticket.status == PENDING_REGISTRATION
+    if recipient is not None and (not pending or context.policy.courtesy_notice):
         # The call's own id is no e-mail Message-ID: the acknowledgement refers to nothing.
         plain = dataclasses.replace(request, message_id=None, references=[])
-        acknowledgement_id = _enqueue_acknowledgement(
+        message_id = _enqueue_acknowledgement(
             session, ticket, plain, decision, recipient, customer.language if customer else "ru",
             context, now, int(item.id or 0), look_first=True)
-        if acknowledgement_id is not None:
+        if message_id is not None:
             enqueued = 1
-            messages.append(message_row(ticket.id, direction="out", kind="acknowledgement",
-                                        message_id=acknowledgement_id, at=now))
+            messages.append(message_row(
+                ticket.id, direction="out", kind="notice" if pending else "acknowledgement",
+                message_id=message_id, at=now))
     add_messages(session, messages)
     # The call id (as a Message-ID) joins the call's later events to this ticket.
     link_ids(session, ticket.id, thread_ids(request))
     _finish(item, ticket.id, f"registered {ticket.number}", now)
-    log.info("ticket.registered", channel=request.channel, call_event=request.event,
-             priority=ticket.priority, customer=ticket.customer_id,
+    log.info("ticket.pending_registration" if pending else "ticket.registered",
+             channel=request.channel, call_event=request.event, priority=ticket.priority,
+             customer=ticket.customer_id, registered_at=ticket.registered_at.isoformat(),
              acknowledgement="queued" if enqueued else (notes or ["none"])[0])
     return enqueued
-
-
-def _acknowledgement_address(request: CallRequest, customer: CustomerEntry | None,
-                             own: frozenset[str]) -> tuple[str | None, list[str]]:
-    """The given contact, else the customer's contact on file; and what the ticket says."""
-    given = safe_address(request.sender.address) if request.sender else None
-    if given and given.lower() not in own:
-        return given, []
-    on_file = next((a for a in (customer.emails if customer else []) if safe_address(a)), None)
-    if on_file and on_file.lower() not in own:
-        return on_file, [f"acknowledgement sent to the customer's contact on file {on_file}"]
-    return None, ["no acknowledgement: no contact e-mail address given or on file"]
 
 
 def ticket_of_input(session: Session, input_id: int) -> str | None:

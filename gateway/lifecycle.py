@@ -225,7 +225,7 @@ def _propose_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     if PRIORITIES.index(event.priority) <= PRIORITIES.index(ticket.priority):
         raise EventRefused(f"a proposal lowers the priority; {ticket.number} is "
                            f"{ticket.priority}")
-    recipient = customer_address(ticket)
+    recipient = customer_address(ticket, context)
     if recipient is None:
         raise EventRefused(f"{ticket.number} has no customer address to ask")
     ticket.proposed_priority = event.priority
@@ -239,7 +239,7 @@ def _tell_customer(session: Session, ticket: Ticket, context: Context, template:
                    **extra: Any) -> int:
     """Queue a notice from TEMPLATE to the ticket's customer, in the thread of their request;
     the number queued (none when nobody may be written to)."""
-    recipient = customer_address(ticket)
+    recipient = customer_address(ticket, context)
     if recipient is None or ticket.id is None:
         return 0
     now = context.clock.now()
@@ -249,7 +249,7 @@ def _tell_customer(session: Session, ticket: Ticket, context: Context, template:
         now=now, kind="notice", limits=context.settings.loops,
         dedup_key=(f"{template}:{ticket.id}:{ticket.priority}:{ticket.proposed_priority}:"
                    f"{now.isoformat()}"),
-        in_reply_to=first_message_id(session, ticket.id), **extra)
+        in_reply_to=first_message_id(session, ticket), **extra)
     return 1 if added else 0
 
 

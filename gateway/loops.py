@@ -44,7 +44,7 @@ def acknowledgement_suppressed(request: Request, envelope_sender: str | None,
     address = request.sender.address.lower() if request.sender else ""
     if not address or "@" not in address:
         return "no sender address"
-    if _NO_REPLY.match(address.partition("@")[0]):
+    if is_no_reply(address):
         return f"no-reply sender {address}"
     if address in own_addresses:
         return f"sender {address} is our own address"
@@ -55,6 +55,11 @@ def _null_return_path(request: Request, envelope_sender: str | None) -> bool:
     """MAIL FROM:<>; without an SMTP envelope, the Return-Path the delivering server wrote."""
     path = envelope_sender if envelope_sender is not None else request.header("return-path")
     return path is not None and path.strip().strip("<>").strip() == ""
+
+
+def is_no_reply(address: str) -> bool:
+    """Whether ADDRESS is a mailbox nobody reads replies in (noreply@, mailer-daemon@ ...)."""
+    return bool(_NO_REPLY.match(address.partition("@")[0]))
 
 
 _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]

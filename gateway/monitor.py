@@ -74,12 +74,12 @@ def _register_due(session: Session, context: Context, now: datetime,
         session.add(ticket)
         record_event(session, ticket.id, "registered", now,
                      registered_at=ticket.registered_at, reaction_due=ticket.reaction_due)
-        recipient = customer_address(ticket)
+        recipient = customer_address(ticket, context)
         if recipient is not None and enqueue_ticket_mail(
                 session, ticket, template="acknowledgement", recipient=recipient,
                 language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
-                limits=context.settings.loops, in_reply_to=first_message_id(session, ticket.id),
+                limits=context.settings.loops, in_reply_to=first_message_id(session, ticket),
                 send_by=ticket.reaction_due):
             result.enqueued += 1
         result.registered += 1

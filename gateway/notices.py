@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from gateway.acknowledgement import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.clock import iso_utc
+from gateway.customers import CustomerEntry
 from gateway.loops import customer_mail_blocked
 from gateway.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
@@ -34,18 +35,40 @@ def ticket_language(ticket: Ticket, context: Context) -> str:
     return customer.language if customer else "ru"
 
 
-def customer_address(ticket: Ticket) -> str | None:
-    """Where mail to the customer goes: the requester, unless we must not write to them."""
+def contact_address(given: str | None, customer: CustomerEntry | None,
+                    own: frozenset[str]) -> tuple[str | None, list[str]]:
+    """Where a phone or web ticket's mail goes: the contact GIVEN, else the customer's
+    contact on file; and what the ticket's notes say about it."""
+    given = safe_address(given)
+    if given and given.lower() not in own:
+        return given, []
+    on_file = next((a for a in (customer.emails if customer else []) if safe_address(a)), None)
+    if on_file and on_file.lower() not in own:
+        return on_file, [f"acknowledgement sent to the customer's contact on file {on_file}"]
+    return None, [f"{NO_ACKNOWLEDGEMENT_NOTE}: no contact e-mail address given or on file"]
+
+
+def customer_address(ticket: Ticket, context: Context) -> str | None:
+    """Where mail to the customer goes: the requester, unless we must not write to them.
+
+    A phone or web ticket's requester may have given no address (or ours): then its mail
+    goes to the customer's contact on file, as its acknowledgement does."""
     notes = json.loads(ticket.notes)
     if any(str(n).startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes):
         return None
-    return safe_address(ticket.requester_email)
+    if ticket.channel == "email":
+        return safe_address(ticket.requester_email)
+    return contact_address(ticket.requester_email, context.directory.get(ticket.customer_id),
+                           context.own_addresses)[0]
 
 
-def first_message_id(session: Session, ticket_id: int) -> str | None:
-    """The Message-ID of the customer's request that opened the ticket."""
+def first_message_id(session: Session, ticket: Ticket) -> str | None:
+    """The Message-ID of the customer's request that opened the ticket (a phone or web
+    request has none: its call id is stored in that column, and no mail of theirs had it)."""
+    if ticket.channel != "email":
+        return None
     return session.exec(select(TicketMessage.message_id)
-                        .where(TicketMessage.ticket_id == ticket_id)
+                        .where(TicketMessage.ticket_id == ticket.id)
                         .where(TicketMessage.kind == "request")
                         .order_by(col(TicketMessage.id)).limit(1)).first()
 

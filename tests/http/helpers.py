@@ -31,12 +31,14 @@ phones = ["[903] 111 22 33"]
 """
 
 
-def hook_config(tmp_path: Path, hooks: str = "") -> tuple[str, str]:
-    """(extra, http) config pieces: customers, a generic hook, the admin token."""
-    (tmp_path / "customers.toml").write_text(CUSTOMERS, encoding="utf-8")
+def hook_config(tmp_path: Path, hooks: str = "", customers: str = CUSTOMERS,
+                files: str = "") -> tuple[str, str]:
+    """(extra, http) config pieces: customers, a generic hook, the admin token; FILES adds
+    lines to the `[files]` table (a rules or policy file)."""
+    (tmp_path / "customers.toml").write_text(customers, encoding="utf-8")
     (tmp_path / "callcenter.secret").write_text(SECRET + "\n", encoding="utf-8")
     (tmp_path / "admin.token").write_text(ADMIN_TOKEN, encoding="utf-8")
-    extra = (f'[files]\ncustomers = "{tmp_path / "customers.toml"}"\n\n'
+    extra = (f'[files]\ncustomers = "{tmp_path / "customers.toml"}"\n{files}\n'
              f'[[webhooks]]\nname = "callcenter"\nprovider = "generic"\n'
              f'secret_file = "{tmp_path / "callcenter.secret"}"\n\n{hooks}')
     http = f'admin_token_file = "{tmp_path / "admin.token"}"\n'

@@ -55,19 +55,24 @@ def form(running: RunningGateway, hook: str, body: bytes) -> httpx.Response:
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
-MALFORMED_FORMS = [
-    ("pbx", b"event=newCall&direction&callId=z-1", "body"),
-    ("pbx", b"event=newCall&direction=in&callId=z-1&from=\xff", "body"),
-    ("pbx", b"event=hangup&direction=in&from=84951234567&cause=cancel", "callId"),
-    ("pbx", b"event=newCall&direction=sideways&callId=z-1", "direction"),
-    ("pbx", b"event=ring&direction=in&callId=z-1", "event"),
-    ("uis", b"contact_phone_number=79031112233&comment=Reset+the+password", "call_session_id"),
-    ("uis", b"call_session_id=991&email=not-an-address", "email"),
-    ("uis", b"call_session_id=991&comment=x%00", "comment"),
-]
+# By test id: the hook, the body it gets, the field the 422 must name.
+MALFORMED_FORMS = {
+    "pbx-key-without-value": ("pbx", b"event=newCall&direction&callId=z-1", "body"),
+    "pbx-not-utf8": ("pbx", b"event=newCall&direction=in&callId=z-1&from=\xff", "body"),
+    "pbx-no-call-id": ("pbx", b"event=hangup&direction=in&from=84951234567&cause=cancel",
+                       "callId"),
+    "pbx-unknown-direction": ("pbx", b"event=newCall&direction=sideways&callId=z-1",
+                              "direction"),
+    "pbx-unknown-event": ("pbx", b"event=ring&direction=in&callId=z-1", "event"),
+    "mapped-no-call-id": ("uis", b"contact_phone_number=79031112233&comment=Reset+the+password",
+                          "call_session_id"),
+    "mapped-bad-email": ("uis", b"call_session_id=991&email=not-an-address", "email"),
+    "mapped-nul-in-text": ("uis", b"call_session_id=991&comment=x%00", "comment"),
+}
 
 
-@pytest.mark.parametrize(("hook", "body", "field"), MALFORMED_FORMS)
+@pytest.mark.parametrize(("hook", "body", "field"), list(MALFORMED_FORMS.values()),
+                         ids=list(MALFORMED_FORMS))
 def test_malformed_form_is_422_naming_the_field(running: RunningGateway, hook: str,
                                                 body: bytes, field: str) -> None:
     """A form from a token-authenticated sender that cannot be used gets 422 naming the field
@@ -84,7 +89,8 @@ def test_malformed_form_is_422_naming_the_field(running: RunningGateway, hook: s
     assert refused["path"] == f"/hooks/{hook}/[redacted]"
 
 
-@pytest.mark.parametrize("path", ["/hooks/nosuch", f"/hooks/nosuch/{TOKEN}"])
+@pytest.mark.parametrize("path", ["/hooks/nosuch", f"/hooks/nosuch/{TOKEN}"],
+                         ids=["without-token", "with-token"])
 def test_unknown_hook_is_404_and_stores_nothing(running: RunningGateway, path: str) -> None:
     """A hook name not configured gets 404, with or without a path token; nothing is stored,
     and the refusal is logged with its reason."""

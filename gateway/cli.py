@@ -30,7 +30,9 @@ def _settings(args: argparse.Namespace) -> LoadedSettings:
     if args.command == "run":
         configure_process_logging(logging_settings.level, logging_settings.format)
     else:
-        configure_logging("warning", logging_settings.format)
+        # A command's answer is its stdout (scripts read `--json` and summaries from it); what
+        # went wrong on the way (an input that failed again, say) is told on stderr.
+        configure_logging("warning", logging_settings.format, sys.stderr)
     return loaded
 
 

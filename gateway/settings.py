@@ -185,7 +185,9 @@ class IntakeSettings(Section):
     def _safe_prefix(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,15}", value):
             raise ValueError("letters, digits, '-' and '_' only, starting with a letter")
-        return value
+        # Numbers are looked up in capitals (a subject's tag, `tickets show`, the API), so a
+        # number written with a lower-case prefix could never be found again.
+        return value.upper()
 
 
 class LoopSettings(Section):

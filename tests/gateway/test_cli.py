@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import re
 import signal
 import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import config_text, free_port, make_mail
+from gateway.app import build_context
+from gateway.clock import SystemClock
+from gateway.db import open_migrated
+from gateway.intake import IncomingInput, store_inputs
+from gateway.processing import process_pending
+from gateway.quarantine import list_quarantine
+from gateway.settings import load_settings
+from gateway.ticket_view import list_tickets
+from tests.conftest import RunningGateway, config_text, free_port, make_mail
+from tests.gateway.test_limits import with_attachments
+from tests.terminal import in_terminal
 
 CLI = [sys.executable, "-m", "gateway"]
+MakeGateway = Callable[..., RunningGateway]
 
 
 def cli(*args: str, config: Path | None = None, check: bool = True,
@@ -142,7 +156,8 @@ def test_parse_prints_contract_keys(tmp_path: Path) -> None:
 
 
 def test_ingest_eml_mbox_and_maildir(config: Path, tmp_path: Path) -> None:
-    """`ingest` takes .eml files, an mbox and a maildir through the same door, once each."""
+    """`ingest` takes .eml files, an mbox and a maildir through the same door, once each, and
+    draws no progress bar when its output is not a terminal."""
     eml = tmp_path / "one.eml"
     eml.write_bytes(make_mail("from eml", message_id="<e1@acme.example>"))
     box = mailbox.mbox(tmp_path / "archive.mbox")
@@ -157,6 +172,8 @@ def test_ingest_eml_mbox_and_maildir(config: Path, tmp_path: Path) -> None:
                  config=config)
     assert result.stdout.splitlines()[0] == (
         "stored 5 new input(s), 1 already known, 5 message(s) sent")
+    # A pipe: a bar's carriage-return redraws would only litter a log or a script's input.
+    assert "storing" not in result.stderr
     subjects = sorted(t["subject"] for t in json.loads(
         cli("tickets", "list", "--json", config=config).stdout))
     assert subjects == ["from eml", "from maildir", "from mbox 0", "from mbox 1", "from mbox 2"]
@@ -196,3 +213,139 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     assert json.loads(cli("quarantine", "list", "--json", config=path).stdout) == []
     [ticket] = json.loads(cli("tickets", "list", "--json", config=path).stdout)
     assert ticket["requester"]["email"] == "who@nowhere.example"
+
+
+def test_ingest_shows_a_progress_bar_on_a_terminal(config: Path, tmp_path: Path) -> None:
+    """On a terminal `ingest` draws a progress bar of the messages stored, then its summary."""
+    box = mailbox.mbox(tmp_path / "archive.mbox")
+    for index in range(30):
+        box.add(make_mail(f"archived {index}", body="Short archived request."))
+    box.close()
+    command = [*CLI, "--config", str(config), "ingest", str(tmp_path / "archive.mbox")]
+    with in_terminal(command) as terminal:
+        assert terminal.finish(timeout_s=120) == 0, terminal.text
+    redraws = re.split(r"[\r\n]", terminal.text)
+    assert any(re.fullmatch(r"storing: 30msg \[\d\d:\d\d, .*msg/s\]", r) for r in redraws), (
+        terminal.text)
+    assert any(r.startswith("stored 30 new input(s), 0 already known, ") for r in redraws)
+
+
+def stored_and_processed(config: Path, *raws: bytes) -> None:
+    """Store RAWS and process them once, as `ingest` does, in this process (no start-up of a
+    command line), on the system clock the command line uses too."""
+    loaded = load_settings(config)
+    engine = open_migrated(loaded.settings.database_url())
+    try:
+        store_inputs(engine, [IncomingInput("email", raw) for raw in raws], SystemClock())
+        process_pending(engine, build_context(loaded, SystemClock()), len(raws))
+    finally:
+        engine.dispose()
+
+
+def configs(tmp_path: Path, database_url: str, intake: str = "") -> tuple[Path, Path]:
+    """Two configs of one gateway (one database, one outgoing maildir): with a limit of two
+    attachments per message, and with the default limits."""
+    state, port = tmp_path / "state", free_port()
+    strict, relaxed = tmp_path / "strict.toml", tmp_path / "relaxed.toml"
+    strict.write_text(config_text(database_url, state, port, intake=intake,
+                                  extra="[limits]\nattachments = 2\n"), encoding="utf-8")
+    relaxed.write_text(config_text(database_url, state, port, intake=intake), encoding="utf-8")
+    return strict, relaxed
+
+
+def outcome(config: Path) -> tuple[list[str], list[str], int]:
+    """Ticket subjects, quarantined statuses, acknowledgements written to the maildir."""
+    loaded = load_settings(config)
+    engine = open_migrated(loaded.settings.database_url())
+    try:
+        subjects = sorted(t["subject"] for t in list_tickets(engine))
+        quarantined = [row["status"] for row in list_quarantine(engine)]
+    finally:
+        engine.dispose()
+    maildir = loaded.settings.intake.state_dir / "outgoing" / "new"
+    return subjects, quarantined, len(list(maildir.iterdir())) if maildir.is_dir() else 0
+
+
+def test_quarantine_retry_of_a_failed_input(tmp_path: Path, database_url: str) -> None:
+    """A failed input retried while its cause remains stays failed; retried once the cause is
+    gone it registers and is acknowledged once; retried again, nothing happens."""
+    strict, relaxed = configs(tmp_path, database_url)
+    stored_and_processed(strict, with_attachments(3))
+    assert outcome(strict) == ([], ["failed"], 0)
+    still = cli("quarantine", "retry", "1", config=strict)
+    assert still.stdout.strip() == "retried 1: 0 processed, 1 failed again, 0 sent"
+    # Why it failed again is logged on stderr, out of the way of the command's answer.
+    [failed] = [json.loads(line) for line in still.stderr.splitlines() if line.startswith("{")]
+    assert (failed["event"], failed["input_id"], failed["error"]) == (
+        "input.failed", 1, "LimitExceeded: attachments 3 exceeds the maximum 2")
+    assert outcome(strict) == ([], ["failed"], 0)
+    assert cli("quarantine", "retry", "1", config=relaxed).stdout.strip() == (
+        "retried 1: 1 processed, 0 failed again, 1 sent")
+    assert outcome(relaxed) == (["Logs attached"], [], 1)
+    assert cli("quarantine", "retry", "1", config=relaxed).stdout.strip() == "nothing to retry"
+    assert outcome(relaxed) == (["Logs attached"], [], 1)
+
+
+def test_quarantine_retry_all_failed_and_held(tmp_path: Path, database_url: str) -> None:
+    """`quarantine retry --all` registers every failed and held input once, and run again
+    finds nothing to retry."""
+    strict, relaxed = configs(tmp_path, database_url, intake="hold_unknown_senders = true")
+    stored_and_processed(strict, with_attachments(3),
+                         make_mail("stranger", sender="who@nowhere.example"))
+    assert outcome(strict) == ([], ["failed", "held"], 0)
+    assert cli("quarantine", "retry", "--all", config=relaxed).stdout.strip() == (
+        "retried 2: 2 processed, 0 failed again, 2 sent")
+    assert outcome(relaxed) == (["Logs attached", "stranger"], [], 2)
+    assert cli("quarantine", "retry", "--all", config=relaxed).stdout.strip() == (
+        "nothing to retry")
+    assert outcome(relaxed) == (["Logs attached", "stranger"], [], 2)
+
+
+def test_config_named_by_the_environment(config: Path, tmp_path: Path) -> None:
+    """Without --config, check-config and `tickets list` use the file INTAKE_GATEWAY_CONFIG
+    names; --config wins over it."""
+    stored_and_processed(config, make_mail("found through the environment"))
+    env = {"INTAKE_GATEWAY_CONFIG": str(config)}
+    assert cli("check-config", env=env).stdout.strip() == f"{config}: OK"
+    tickets = json.loads(cli("tickets", "list", "--json", env=env).stdout)
+    assert [t["subject"] for t in tickets] == ["found through the environment"]
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[smtp]\nlisten = "nowhere"\n', encoding="utf-8")
+    env = {"INTAKE_GATEWAY_CONFIG": str(broken)}
+    refused = cli("check-config", env=env, check=False)
+    assert (refused.returncode, refused.stderr.splitlines()) == (
+        2, [f"{broken}:2: smtp.listen: expected host:port, got 'nowhere'"])
+    assert cli("check-config", config=config, env=env).stdout.strip() == f"{config}: OK"
+
+
+GLOBEX = ('[[customer]]\nid = "acme"\ntier = "8/5"\ndomains = ["acme.example"]\n\n'
+          '[[customer]]\nid = "globex"\ntier = "24/7"\ndomains = ["globex.example"]\n')
+
+
+def test_tickets_list_by_customer_and_since(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    """`tickets list --customer ID` keeps that customer's tickets, `--since` those received at
+    or after the instant (in any zone), and together both must hold; newest first."""
+    (tmp_path / "customers.toml").write_text(GLOBEX, encoding="utf-8")
+    running: RunningGateway = make_gateway(extra='[files]\ncustomers = "customers.toml"\n')
+
+    def send(*mails: tuple[str, str]) -> None:
+        with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=30) as client:
+            for subject, sender in mails:
+                client.sendmail(sender, ["support@example.com"],
+                                make_mail(subject, sender=sender))
+        running.settle()
+
+    send(("acme early", "ivan@acme.example"))
+    running.clock.advance(timedelta(hours=2))  # 10:00 UTC, 13:00 in Moscow
+    send(("globex later", "ann@globex.example"), ("acme later", "ivan@acme.example"))
+    config = running.gateway.loaded.path
+    assert config is not None
+
+    def subjects(*filters: str) -> list[str]:
+        listed = cli("tickets", "list", "--json", *filters, config=config).stdout
+        return [t["subject"] for t in json.loads(listed)]
+
+    assert subjects("--customer", "acme") == ["acme later", "acme early"]
+    # The instant the later two were received, written in Moscow time: included.
+    assert subjects("--since", "2026-11-25T13:00:00+03:00") == ["acme later", "globex later"]
+    assert subjects("--customer", "globex", "--since", "2026-11-25T10:00:01Z") == []

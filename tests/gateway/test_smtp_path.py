@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import smtplib
 import subprocess
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from gateway.ticket_view import list_tickets, show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail
+from tests.gateway.test_cli import MakeGateway, cli
 
 
 def send(port: int, raw: bytes, sender: str = "ivan@acme.example",
@@ -104,6 +106,35 @@ def test_oversize_message_gets_552(make_gateway) -> None:
     assert list_tickets(running.gateway.db.engine) == []
 
 
+def test_thirty_megabytes_get_552_at_data_under_the_default_limit(
+        make_gateway: MakeGateway) -> None:
+    """Under the default max_message_bytes (25 MiB) a 30 MB message is refused with 552 at
+    DATA and not stored, and the same session then delivers an ordinary message."""
+    running: RunningGateway = make_gateway()
+    assert running.gateway.settings.smtp is not None
+    assert running.gateway.settings.smtp.max_message_bytes == 25 * 1024 * 1024
+    line = b"x" * 76 + b"\r\n"
+    huge = (b"From: Ivan Petrov <ivan@acme.example>\r\nTo: support@example.com\r\n"
+            b"Subject: Full server log\r\nMessage-ID: <huge@acme.example>\r\n\r\n"
+            + line * (30_000_000 // len(line) + 1))
+    assert len(huge) > 30_000_000
+    with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=120) as client:
+        client.ehlo()
+        # No SIZE= on MAIL FROM (smtplib's sendmail would declare it and be refused there).
+        assert client.mail("ivan@acme.example")[0] == 250
+        assert client.rcpt("support@example.com")[0] == 250
+        code, answer = client.data(huge)
+        assert code == 552, answer
+        client.sendmail("ivan@acme.example", ["support@example.com"],
+                        make_mail("After the huge one", message_id="<after@acme.example>"))
+    running.settle()
+    with running.gateway.db.engine.connect() as connection:
+        keys = connection.execute(text("SELECT idempotency_key FROM inputs")).scalars().all()
+    assert keys == ["msgid:after@acme.example"]
+    assert [t["subject"] for t in list_tickets(running.gateway.db.engine)] == [
+        "After the huge one"]
+
+
 def test_database_failure_answers_451_then_recovers(make_gateway) -> None:
     """When the input cannot be committed the sender gets 451 (and retries); later it works."""
     running = make_gateway()
@@ -149,6 +180,68 @@ def test_reply_with_ticket_tag_joins_ticket(make_gateway, relay_sink: Sink) -> N
     assert [m["kind"] for m in ticket["messages"]] == [
         "request", "acknowledgement", "reply", "reply"]
     assert len(relay_sink.messages) == 1
+
+
+def test_configured_prefix_numbers_tags_and_threads(make_gateway: MakeGateway,
+                                                    relay_sink: Sink) -> None:
+    """With ticket_prefix "HD-" tickets are numbered HD-000001 on, the acknowledgement's
+    subject carries [HD-000001], a reply with that tag joins the ticket, and a [SUP-…] tag
+    (not ours now) starts a new one."""
+    running: RunningGateway = make_gateway(relay_port=relay_sink.port,
+                                           intake='ticket_prefix = "HD-"')
+    send(running.smtp_port, make_mail(message_id="<hd1@acme.example>"))
+    send(running.smtp_port, make_mail("Calls drop", message_id="<hd2@acme.example>",
+                                      body="Calls drop after ten seconds for all our users."))
+    running.settle()
+    assert {str(m["In-Reply-To"]): str(m["Subject"]) for m in relay_sink.messages} == {
+        "<hd1@acme.example>": "[HD-000001] Messages are not delivered",
+        "<hd2@acme.example>": "[HD-000002] Calls drop"}
+    send(running.smtp_port, make_mail("Re: [HD-000001] Messages are not delivered",
+                                      body="It is still broken for everyone here, please hurry."))
+    send(running.smtp_port, make_mail("Fwd: [SUP-000001] Messages are not delivered",
+                                      message_id="<sup@acme.example>",
+                                      body="The old system's ticket, the same trouble again."))
+    running.settle()
+    engine = running.gateway.db.engine
+    assert [t["number"] for t in list_tickets(engine)] == ["HD-000003", "HD-000002", "HD-000001"]
+    first = show_ticket(engine, "HD-000001")
+    assert first is not None
+    assert [m["kind"] for m in first["messages"]] == ["request", "acknowledgement", "reply"]
+    assert str(relay_sink.messages[-1]["Subject"]) == (
+        "[HD-000003] Fwd: [SUP-000001] Messages are not delivered")
+    assert len(relay_sink.messages) == 3
+
+
+CUSTOMERS = ('[[customer]]\nid = "acme"\nname = "ACME"\ntier = "8/5"\nlanguage = "en"\n'
+             'domains = ["acme.example"]\n')
+
+
+def test_unknown_sender_registers_with_customer_null(make_gateway: MakeGateway,
+                                                     tmp_path: Path) -> None:
+    """Mail from a sender no customer matches is registered with customer and tier null, on
+    the clock of intake.unknown_customer_tier, as `tickets show --json` prints it."""
+    (tmp_path / "customers.toml").write_text(CUSTOMERS, encoding="utf-8")
+    # Premium (15 min reaction) rather than the default 8/5 (1 h): the setting must be applied.
+    running: RunningGateway = make_gateway(intake='unknown_customer_tier = "premium"',
+                                           extra='[files]\ncustomers = "customers.toml"\n')
+    send(running.smtp_port, make_mail(sender="Olga <olga@stranger.example>"),
+         sender="olga@stranger.example")
+    send(running.smtp_port, make_mail("From a customer"))
+    running.settle()
+    config = running.gateway.loaded.path
+    assert config is not None
+    shown = json.loads(cli("tickets", "show", "SUP-000001", "--json", config=config).stdout)
+    assert (shown["customer"], shown["tier"], shown["requester"]["email"]) == (
+        None, None, "olga@stranger.example")
+    # Received at START (11:00 in Moscow), high priority (messages not delivered): premium
+    # reacts within 15 minutes and resolves within 6 hours, both on the clock.
+    assert {key: shown[key] for key in ("status", "priority", "registered_at", "reaction_due",
+                                        "resolution_due", "acknowledged_at")} == {
+        "status": "registered", "priority": "high", "registered_at": "2026-11-25T08:00:00Z",
+        "reaction_due": "2026-11-25T08:15:00Z", "resolution_due": "2026-11-25T14:00:00Z",
+        "acknowledged_at": "2026-11-25T08:00:00Z"}
+    known = show_ticket(running.gateway.db.engine, "SUP-000002")
+    assert known is not None and (known["customer"], known["tier"]) == ("acme", "8/5")
 
 
 def test_auto_reply_is_stored_but_never_acknowledged(make_gateway, relay_sink: Sink) -> None:

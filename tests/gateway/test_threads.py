@@ -84,6 +84,20 @@ def test_reply_to_our_acknowledgement_joins_the_ticket(database_url: str, tmp_pa
     assert len(acknowledgements(engine)) == 1, "a reply is not acknowledged as a new request"
 
 
+def test_lower_case_prefix_is_numbered_and_found_in_capitals(database_url: str,
+                                                             tmp_path: Path) -> None:
+    """With ticket_prefix "hd-" tickets are numbered HD-000001, which `tickets show hd-000001`
+    and a reply tagged [hd-000001] find (numbers are looked up in capitals)."""
+    engine, loaded, clock = setup(database_url, tmp_path, intake='ticket_prefix = "hd-"')
+    ingest(engine, loaded, clock, make_mail())
+    ingest(engine, loaded, clock, make_mail("Re: [hd-000001] Messages are not delivered",
+                                            body="Still nothing is delivered, please hurry."))
+    assert [t["number"] for t in list_tickets(engine)] == ["HD-000001"]
+    shown = show_ticket(engine, "hd-000001")
+    assert shown is not None
+    assert [m["kind"] for m in shown["messages"]] == ["request", "acknowledgement", "reply"]
+
+
 def test_two_replies_to_a_message_we_never_saw_share_a_ticket(database_url: str,
                                                               tmp_path: Path) -> None:
     """A ghost parent: both cite <ghost@acme.example>, which never reached us."""

@@ -101,19 +101,39 @@ class Words:
     # Phrases of one `word*` (most of the default set's): a prefix look-up each, without
     # the phrase machinery; the rest go through `Phrase.found_in`.
     lone_prefixes: tuple[str, ...] = dataclass_field(init=False, repr=False, compare=False)
+    # The other phrases by one stem each must have (a phrase is only worth checking in a
+    # text with that stem: one set intersection rules most of them out), and those of
+    # prefixes alone.
+    by_stem: dict[str, tuple[Phrase, ...]] = dataclass_field(init=False, repr=False,
+                                                             compare=False)
+    anchors: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
+    unanchored: tuple[Phrase, ...] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        compiled = [Phrase.of(t) for t in self.phrases]
+        compiled = tuple(p for p in map(Phrase.of, self.phrases)
+                         if not (len(p.terms) == 1 and p.terms[0].prefix))
         lone = tuple(dict.fromkeys(
             t[0].value for t in self.phrases if len(t) == 1 and t[0].prefix))
+        by_stem: dict[str, list[Phrase]] = {}
+        for phrase in compiled:
+            if phrase.stems:
+                # The longest stem: short ones ("не", "в") are in most texts.
+                anchor = max(phrase.stems, key=lambda stem: (len(stem), stem))
+                by_stem.setdefault(anchor, []).append(phrase)
         object.__setattr__(self, "lone_prefixes", lone)
-        object.__setattr__(self, "compiled", tuple(
-            p for p in compiled if not (len(p.terms) == 1 and p.terms[0].prefix)))
+        object.__setattr__(self, "compiled", compiled)
+        object.__setattr__(self, "by_stem", {k: tuple(v) for k, v in by_stem.items()})
+        object.__setattr__(self, "anchors", frozenset(by_stem))
+        object.__setattr__(self, "unanchored", tuple(p for p in compiled if not p.stems))
 
     def check(self, facts: Facts) -> bool:
         text = _text(facts, self.field)
-        return (any(map(text.has_prefix, self.lone_prefixes))
-                or any(phrase.found_in(text) for phrase in self.compiled))
+        if any(map(text.has_prefix, self.lone_prefixes)):
+            return True
+        for anchor in self.anchors & text.stems:
+            if any(phrase.found_in(text) for phrase in self.by_stem[anchor]):
+                return True
+        return any(phrase.found_in(text) for phrase in self.unanchored)
 
     def describe(self) -> str:
         return f"{self.field} has the words {' or '.join(repr(w) for w in self.written)}"

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
+from gateway.fastsql import Prepared
 from gateway.models import OutboxItem, Undeliverable
 from gateway.settings import LoopSettings
 from parsers.model import Request
@@ -65,20 +66,20 @@ def is_no_reply(address: str) -> bool:
 _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 # One round trip per registration (Core, not the ORM: this runs for every acknowledgement).
-_RECIPIENT_STATE = select(
+_RECIPIENT_STATE = Prepared(select(
     select(_UNDELIVERABLE.c.reason).where(_UNDELIVERABLE.c.address == bindparam("address"))
     .scalar_subquery(),
     select(func.count()).select_from(_OUTBOX).where(
         _OUTBOX.c.recipient == bindparam("address"), _OUTBOX.c.created_at >= bindparam("since"))
-    .scalar_subquery())
+    .scalar_subquery()))
 
 
 def recipient_blocked(session: Session, recipient: str, now: datetime,
                       limits: LoopSettings) -> str | None:
     """A reason not to send RECIPIENT another automatic message now, or None."""
     since = now - timedelta(minutes=limits.sender_window_min)
-    bounced, sent = session.connection().execute(
-        _RECIPIENT_STATE, {"address": recipient.lower(), "since": since}).one()
+    bounced, sent = _RECIPIENT_STATE.execute(
+        session.connection(), {"address": recipient.lower(), "since": since}).fetchone()
     if bounced is not None:
         return f"{recipient} is undeliverable: {bounced}"
     if sent >= limits.sender_limit:

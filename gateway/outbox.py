@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
 from gateway.db import Database, read_transaction, transaction
+from gateway.fastsql import Prepared
 from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
 from gateway.models import (
     FAILED,
@@ -42,9 +43,9 @@ RECORD_WAIT_S = 0.05
 
 
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
-# Built once: a statement built per call costs SQLAlchemy its cache key every time.
-_INSERT_OUTBOX = insert(_OUTBOX)
-_OUTBOX_KEY_EXISTS = select(_OUTBOX.c.id).where(_OUTBOX.c.dedup_key == bindparam("key"))
+# On the driver's cursor: they run for every acknowledgement.
+_INSERT_OUTBOX = Prepared(insert(_OUTBOX))
+_OUTBOX_KEY_EXISTS = Prepared(select(_OUTBOX.c.id).where(_OUTBOX.c.dedup_key == bindparam("key")))
 
 
 def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -> bool:
@@ -55,10 +56,10 @@ def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -
     """
     connection = session.connection()
     if look_first:
-        exists = connection.execute(_OUTBOX_KEY_EXISTS, {"key": values["dedup_key"]}).first()
+        exists = _OUTBOX_KEY_EXISTS.execute(connection, {"key": values["dedup_key"]}).fetchone()
         if exists is not None:
             return False
-    connection.execute(_INSERT_OUTBOX, {"status": PENDING, "attempts": 0, **values})
+    _INSERT_OUTBOX.execute(connection, {"status": PENDING, "attempts": 0, **values})
     return True
 
 

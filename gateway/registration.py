@@ -12,6 +12,7 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from gateway.customers import CustomerEntry
+from gateway.fastsql import Prepared
 from gateway.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
 from gateway.policy import Policy
 from gateway.sla import intake_open, registration_time, schedule
@@ -27,13 +28,13 @@ OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 NO_ACKNOWLEDGEMENT_NOTE = "no acknowledgement"
 
 
-_NEXT_NUMBER = (update(Counter).where(col(Counter.name) == "ticket")
-                .values(value=col(Counter.value) + 1).returning(col(Counter.value)))
+_NEXT_NUMBER = Prepared(update(Counter).where(col(Counter.name) == "ticket")
+                        .values(value=col(Counter.value) + 1).returning(col(Counter.value)))
 
 
 def next_ticket_number(session: Session, prefix: str) -> str:
     """The next number, gapless: the counter row is locked until this transaction ends."""
-    value: int = session.connection().execute(_NEXT_NUMBER).scalar_one()
+    value: int = _NEXT_NUMBER.execute(session.connection()).fetchone()[0]
     return f"{prefix}{value:06d}"
 
 
@@ -59,9 +60,9 @@ class NewTicket:
 
 _TICKETS = Ticket.__table__  # type: ignore[attr-defined]
 _MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
-# Built once: a statement built per call costs SQLAlchemy its cache key every time.
-_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
-_INSERT_MESSAGES = insert(_MESSAGES)
+# On the driver's cursor: they run for every registration.
+_INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
+_INSERT_MESSAGES = Prepared(insert(_MESSAGES))
 
 
 def register(session: Session, *, request: Request, customer: CustomerEntry | None,
@@ -113,7 +114,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "assignee": customer.engineer if customer and decision.assign_engineer else None,
         "manager_cc": customer.manager if customer and decision.copy_manager else None,
     }
-    ticket_id = session.connection().execute(_INSERT_TICKET, values).scalar_one()
+    ticket_id: int = _INSERT_TICKET.execute(session.connection(), values).fetchone()[0]
     return NewTicket(ticket_id, number, status, decision.priority, customer_id, subject,
                      requester_name, registered_at, due.reaction_due, due.resolution_due)
 
@@ -132,4 +133,4 @@ def message_row(ticket_id: int, *, direction: str, kind: str, message_id: str | 
 
 def add_messages(session: Session, rows: list[dict[str, object]]) -> None:
     """Insert ticket messages, several in one statement."""
-    session.connection().execute(_INSERT_MESSAGES, rows)
+    _INSERT_MESSAGES.executemany(session.connection(), rows)

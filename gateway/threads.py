@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert
 from sqlmodel import Session, col, select
 
+from gateway.fastsql import Prepared
 from gateway.models import OutboxItem, ThreadId, Ticket
 from gateway.registration import ticket_tag_pattern
 from parsers.model import Request
@@ -19,10 +21,15 @@ MAX_CITED_IDS = 50
 BOUNCE_LOOKBACK = timedelta(days=7)
 
 _THREAD_IDS = ThreadId.__table__  # type: ignore[attr-defined]
-_INSERT_THREAD_IDS = insert(_THREAD_IDS)
-# Core, not the ORM: this runs for every input, and most find nothing.
-_TICKET_OF_IDS = (select(func.max(_THREAD_IDS.c.ticket_id))
-                  .where(_THREAD_IDS.c.message_id.in_(bindparam("ids", expanding=True))))
+_INSERT_THREAD_IDS = Prepared(insert(_THREAD_IDS))
+
+
+@functools.lru_cache(maxsize=MAX_CITED_IDS + 4)
+def _ticket_of_ids(count: int) -> Prepared:
+    """The newest ticket any of COUNT ids belongs to: this runs for every input, and most
+    find nothing (one statement per number of ids, on the driver's cursor)."""
+    return Prepared(select(func.max(_THREAD_IDS.c.ticket_id)).where(
+        _THREAD_IDS.c.message_id.in_([bindparam(f"id{n}") for n in range(count)])))
 
 
 def thread_ids(request: Request) -> list[str]:
@@ -46,7 +53,8 @@ def find_ticket(session: Session, request: Request, prefix: str) -> Ticket | Non
     ids = thread_ids(request)
     if ids:
         # The newest ticket wins: a follow-up of a closed ticket shares its predecessor's ids.
-        found = session.connection().execute(_TICKET_OF_IDS, {"ids": ids}).scalar()
+        found = _ticket_of_ids(len(ids)).execute(
+            session.connection(), {f"id{n}": i for n, i in enumerate(ids)}).fetchone()[0]
         if found is not None:
             return session.get(Ticket, found)
     if request.kind == "bounce" and request.failed_recipients:
@@ -69,7 +77,7 @@ def link_ids(session: Session, ticket_id: int, ids: Iterable[str]) -> None:
     """Remember IDS as the thread of a ticket just registered (it has none yet)."""
     rows = [{"ticket_id": ticket_id, "message_id": i[:998]} for i in dict.fromkeys(ids)]
     if rows:
-        session.connection().execute(_INSERT_THREAD_IDS, rows)
+        _INSERT_THREAD_IDS.executemany(session.connection(), rows)
 
 
 def extend_thread(session: Session, ticket_id: int, request: Request) -> None:

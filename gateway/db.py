@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,7 +126,13 @@ def write_turns(engine: Engine) -> WriteTurns | None:
     database = engine.url.database
     if not is_sqlite(engine) or not database or database == ":memory:":
         return None
-    return _turns_of(str(Path(database).resolve()))
+    return _turns_of(_resolved(database, os.getcwd()))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(database: str, cwd: str) -> str:
+    # Every transaction asks: resolving walks the path with a syscall per component.
+    return str((Path(cwd) / database).resolve())
 
 
 @contextmanager

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -59,7 +60,8 @@ class Prepared:
         params = params or {}
         compiled = self._compile(connection.dialect, tuple(params))
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(compiled.sql, self._values(compiled, params))
+        with _as_sqlalchemy_errors(connection, compiled.sql):
+            cursor.execute(compiled.sql, self._values(compiled, params))
         return cursor
 
     def executemany(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -68,7 +70,20 @@ class Prepared:
             return
         compiled = self._compile(connection.dialect, tuple(rows[0]))
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+        with _as_sqlalchemy_errors(connection, compiled.sql):
+            cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+
+
+@contextmanager
+def _as_sqlalchemy_errors(connection: Connection, sql: str) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy raises them (IntegrityError, OperationalError ...),
+    which is what callers of the rest of the code catch."""
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as error:
+        raise exc.DBAPIError.instance(sql, None, error, dbapi_error,
+                                      dialect=connection.dialect) from error
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:

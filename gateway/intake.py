@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -11,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from gateway.clock import Clock
 from gateway.db import Database, transaction
+from gateway.fastsql import Prepared
 from gateway.models import RECEIVED, Input, InputBody
 
 log = structlog.get_logger("gateway.intake")
@@ -78,35 +80,38 @@ def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> li
         return [accepted for item in items for accepted in _store(engine, [item], clock)]
 
 
+@functools.lru_cache(maxsize=300)
+def _known_keys(count: int) -> Prepared:
+    """Which of COUNT idempotency keys are stored already (one statement per count)."""
+    return Prepared(sa_select(_INPUTS.c.idempotency_key, _INPUTS.c.id).where(
+        _INPUTS.c.idempotency_key.in_([bindparam(f"k{n}") for n in range(count)])))
+
+
+# On the driver's cursor: the door runs these before every "250" and every 202.
+_INSERT_INPUT = Prepared(insert(_INPUTS).returning(_INPUTS.c.id))
+_INSERT_BODY = Prepared(insert(_BODIES))
+
+
 def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
     keys = [idempotency_key(item) for item in items]
     now = clock.now()
     with transaction(engine, urgent=True) as session:
-        known: dict[str, int] = {
-            key: row_id for key, row_id in session.exec(
-                select(Input.idempotency_key, Input.id)
-                .where(col(Input.idempotency_key).in_(keys))).all()
-            if row_id is not None}
-        new_rows: dict[str, dict[str, Any]] = {}
-        new_raws: dict[str, bytes] = {}
-        for item, key in zip(items, keys, strict=True):
-            if key not in known and key not in new_rows:
-                new_rows[key] = {
-                    "channel": item.channel, "idempotency_key": key,
-                    "source": json.dumps(item.source, ensure_ascii=False),
-                    "size": len(item.raw), "received_at": now, "status": RECEIVED,
-                    "attempts": 0}
-                new_raws[key] = item.raw
+        connection = session.connection()
+        distinct = list(dict.fromkeys(keys))
+        known: dict[str, int] = dict(_known_keys(len(distinct)).execute(
+            connection, {f"k{n}": key for n, key in enumerate(distinct)}).fetchall())
         known_new: dict[str, int] = {}
-        if new_rows:
-            # A Core insert of the whole batch; the ORM would build an object per row.
-            inserted = session.connection().execute(
-                insert(_INPUTS).returning(_INPUTS.c.idempotency_key, _INPUTS.c.id,
-                                          sort_by_parameter_order=True),
-                list(new_rows.values()))
-            known_new = {key: row_id for key, row_id in inserted}
-            session.connection().execute(insert(_BODIES), [
-                {"input_id": known_new[key], "raw": raw} for key, raw in new_raws.items()])
+        bodies = []
+        for item, key in zip(items, keys, strict=True):
+            if key in known or key in known_new:
+                continue
+            known_new[key] = _INSERT_INPUT.execute(connection, {
+                "channel": item.channel, "idempotency_key": key,
+                "source": json.dumps(item.source, ensure_ascii=False),
+                "size": len(item.raw), "received_at": now, "status": RECEIVED,
+                "attempts": 0}).fetchone()[0]
+            bodies.append({"input_id": known_new[key], "raw": item.raw})
+        _INSERT_BODY.executemany(connection, bodies)
         results = []
         first_of_key: set[str] = set()
         for key in keys:

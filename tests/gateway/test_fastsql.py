@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from gateway.db import open_migrated, transaction
 from gateway.fastsql import Prepared
@@ -57,4 +59,14 @@ def test_prepared_statements_with_repeated_and_many_parameters(database_url: str
         statuses = session.connection().execute(
             select(_OUTBOX.c.dedup_key, _OUTBOX.c.status).order_by(_OUTBOX.c.dedup_key)).all()
     assert [tuple(r) for r in statuses] == [("a", "sent"), ("b", "sent"), ("c", "pending")]
+    engine.dispose()
+
+
+def test_driver_errors_reach_callers_as_sqlalchemy_errors(database_url: str) -> None:
+    """A duplicate key on the driver's cursor raises SQLAlchemy's IntegrityError, which the
+    door and processing catch to redo their work one input at a time."""
+    engine = open_migrated(database_url)
+    add = Prepared(insert(_OUTBOX))
+    with pytest.raises(IntegrityError), transaction(engine) as session:
+        add.executemany(session.connection(), [_row("same"), _row("same")])
     engine.dispose()

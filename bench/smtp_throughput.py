@@ -565,7 +565,7 @@ class Profiler:
 
 def write_config(directory: Path, smtp_port: int, sink_port: int,
                  relay_connections: int | None, workers: int | None = None,
-                 worker_niceness: int | None = None) -> Path:
+                 worker_niceness: int | None = None, event_loop: str | None = None) -> Path:
     config = directory / "gateway.toml"
     extra = f"connections = {relay_connections}\n" if relay_connections else ""
     config.write_text(f"""\
@@ -593,6 +593,7 @@ state_dir = "{directory / 'state'}"
 unknown_customer_tier = "24/7"
 {f"workers = {workers}" if workers is not None else ""}
 {f"worker_niceness = {worker_niceness}" if worker_niceness is not None else ""}
+{f'event_loop = "{event_loop}"' if event_loop is not None else ""}
 
 [loops]
 # 400 generated senders write 25+ messages each within minutes; the default limit (10 per
@@ -959,6 +960,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="messages per SMTP session before QUIT and reconnect (default 20)")
     parser.add_argument("--workers", type=int, default=None,
                         help="[intake] workers: processes that parse and register (default: 1)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
+                        help="[intake] event_loop (default: the daemon's, uvloop)")
     parser.add_argument("--worker-niceness", type=int, default=None,
                         help="[intake] worker_niceness (default: the daemon's, 10)")
     parser.add_argument("--seed", type=int, default=20261125, help="message generator seed")
@@ -1025,7 +1028,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sink = Sink(directory / "sink.log")
         smtp_port = free_port()
         config = write_config(directory, smtp_port, sink.port, args.relay_connections,
-                              args.workers, args.worker_niceness)
+                              args.workers, args.worker_niceness, args.event_loop)
         daemon = Daemon(config, smtp_port, directory / "daemon.log")
         result["daemon_start_seconds"] = daemon.wait_ready(120)
         _log(args, f"bench: daemon pid {daemon.proc.pid} on 127.0.0.1:{smtp_port}, relay sink on "

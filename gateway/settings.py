@@ -174,6 +174,8 @@ class IntakeSettings(Section):
     # Added to the workers' scheduling priority (nice): with the cores busy, the daemon's
     # SMTP and HTTP answers go before processing. 0 runs them at the daemon's priority.
     worker_niceness: int = Field(default=10, ge=0, le=19)
+    # The daemon's event loop: uvloop (libuv, in C) where installed, else asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
     reply_to_closed: Literal["reopen", "new"] = "reopen"
     # A missed call from a number no customer has: kept as a stored input (robocalls and

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flanker.mime.message import scanner
+from flanker.mime.message import part, scanner
 
-from parsers import charsets, mime, quote_rules
+from parsers import charsets, flanker_scan, quote_rules
 from parsers.email import parse_email
 
 CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
@@ -41,7 +43,7 @@ def _corpus_messages() -> list[str]:
 
 def test_flanker_tokens_match_flanker_tokenizer() -> None:
     """Trying flanker's tokenizer regex at candidate line starts only finds the same tokens."""
-    assert mime._FAST_SCAN, "flanker internals changed: the fast scan is off"
+    assert flanker_scan.FAST_SCAN, "flanker internals changed: the fast scan is off"
     rng = random.Random(7)
     pieces = ["Content-Type: text/plain", "content-type: multipart/mixed; boundary=b", "--b",
               "--b--", "", "\r", " folded", "text", "c", "-", "--", "\t"]
@@ -51,7 +53,7 @@ def test_flanker_tokens_match_flanker_tokenizer() -> None:
                                for _ in range(rng.randrange(1, 30))))
     for text in samples:
         expected = _token_key(scanner.tokenize(text))
-        assert _token_key(mime._flanker_tokens(text)) == expected, text[:200]
+        assert _token_key(flanker_scan.flanker_tokens(text)) == expected, text[:200]
 
 
 @pytest.mark.parametrize("line", [
@@ -106,3 +108,55 @@ def test_bounce_wording_far_into_text() -> None:
     assert parse_email(_message("Question", "a@x.org", body)).kind == "normal"
     far = filler * 2 + phrase
     assert parse_email(_message(subject, "a@x.org", far)).kind == "normal"
+
+
+def _flanker_head(string: str, start: int) -> tuple[Any, ...]:
+    container = part.Stream(None, start, len(string) - 1, string, io.StringIO(string))
+    whole = part.MimePart(container)
+    try:
+        container.read_body()
+    except Exception as exc:
+        return ("raises", type(exc), str(exc))
+    return (container._body_start, whole.content_encoding.value, whole.content_disposition[0],
+            "Content-Id" in whole.headers)
+
+
+def _our_head(string: str, start: int) -> tuple[Any, ...] | None:
+    try:
+        head = flanker_scan.part_head(string, start)
+    except Exception as exc:
+        return ("raises", type(exc), str(exc))
+    if head is None:
+        return None
+    encoding = head.encoding.value if head.encoding is not None else "7bit"
+    disposition = head.disposition[0] if head.disposition is not None else None
+    return (head.body_start, encoding, disposition, head.has_content_id)
+
+
+def test_part_head_matches_flanker_headers() -> None:
+    """Reading a part's header block for the leaf gives what flanker's header parse gives."""
+    rng = random.Random(11)
+    fields = ["Content-Type: text/plain; charset=utf-8", "content-transfer-encoding: BASE64",
+              "Content-Transfer-Encoding: quoted-printable", "Content-Transfer-Encoding:",
+              "CONTENT-DISPOSITION: Attachment; filename=\"a b.pdf\"", "Content-Disposition: ",
+              "Content-Disposition: inline;\r\n filename*0*=utf-8''%D0%B0", "Content-ID: <x@y>",
+              "content-id:", "From me@x.org Mon", "From: a@b.c", " folded tail", "\tmore",
+              "X-Long: a\r\n b\r\n\tc", "Content-Disposition: \xe4ttachment; x=1",
+              "Subject: \xd0\xbf\xd1\x80", "Content-Transfer-Encoding: \xe48bit", "not a header",
+              "Content-Type : text/html", "Content-Disposition: attachment; filename=\"x",
+              "Content-Type: text/plain; name*=bad'%ZZ", "Content-Id\t: <z>"]
+    samples = _corpus_messages() + list(_TRICKY_MESSAGES)
+    for _ in range(3000):
+        lines = [rng.choice(fields) for _ in range(rng.randrange(0, 8))]
+        ends = [rng.choice(["\r\n", "\n", "\r"]) for _ in lines]
+        gap = rng.choice(["\r\n", "\n", "\r", "", "\r\n\r\n"])
+        samples.append("".join(x + e for x, e in zip(lines, ends, strict=True)) + gap + "body")
+    covered = 0
+    for text in samples:
+        starts = {0, *(m.end() for m in re.finditer("\n", text[:20000]))}
+        for start in sorted(starts)[:40]:
+            ours = _our_head(text, start)
+            if ours is not None:
+                covered += 1
+                assert ours == _flanker_head(text, start), (text[start:start + 300], start)
+    assert covered > 10000

@@ -17,7 +17,7 @@ from parsers.headers import (
 )
 from parsers.html import html_to_text
 from parsers.kind import MailFacts, classify_kind
-from parsers.mime import Flattened, Leaf, flatten
+from parsers.mime import OPAQUE_TYPES, Flattened, Leaf, flatten
 from parsers.model import Attachment, Request
 from parsers.priority import declared_priority
 from parsers.quotes import strip_reply
@@ -111,11 +111,11 @@ def _attachments(leaves: list[Leaf], used: set[int]) -> list[Attachment]:
         if leaf.index in used:
             continue
         # Unnamed binary leaves count too: an agent must see that a file came with the mail.
-        binary = leaf.content_type.split("/")[0] in ("application", "image", "audio", "video")
+        binary = leaf.content_type.startswith(OPAQUE_TYPES)
         if (leaf.container or leaf.filename or leaf.has_content_id or binary
                 or leaf.disposition == "attachment"):
             out.append(Attachment(filename=leaf.filename, content_type=leaf.content_type,
-                                  size=len(leaf.payload)))
+                                  size=leaf.size))
     return out
 
 

@@ -35,7 +35,11 @@ class Leaf:
     filename: str | None
     disposition: str | None
     has_content_id: bool
+    # Empty for the opaque types (OPAQUE_TYPES) when flanker parsed the message: only their
+    # size is read, and decoding their base64 was the biggest single cost of a parse.
     payload: bytes
+    # Length of the transfer-decoded payload.
+    size: int
     # 0 for the message itself, 1+ inside attached message/rfc822 parts.
     depth: int
     # message/rfc822 container: payload is the enclosed message's raw bytes.
@@ -56,12 +60,21 @@ class Flattened:
     parser: str = "flanker"
 
 
+# Parts whose bytes the parser never reads (not text, not a message): attachments.
+OPAQUE_TYPES = ("application/", "image/", "audio/", "video/")
+
+
+def _base64_letters(data: bytes) -> bytes:
+    """The base64 alphabet letters of `data`, less a dangling last one (half a byte at most)."""
+    clean = data.translate(None, _B64_JUNK)
+    return clean[: len(clean) - 1] if len(clean) % 4 == 1 else clean
+
+
 def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list[str]) -> bytes:
     """Undo base64 / quoted-printable leniently; broken base64 is repaired, not rejected."""
     enc = (encoding or "").strip().lower()
     if enc == "base64":
-        clean = data.translate(None, _B64_JUNK)
-        clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
+        clean = _base64_letters(data)
         try:
             return base64.b64decode(clean + b"=" * (-len(clean) % 4))
         except (binascii.Error, ValueError):
@@ -70,6 +83,16 @@ def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list
     if enc == "quoted-printable":
         return quopri.decodestring(data)
     return data
+
+
+def decoded_size(data: bytes, encoding: str | None, where: str, defects: list[str]) -> int:
+    """len(transfer_decode(data, ...)), without decoding base64."""
+    if (encoding or "").strip().lower() == "base64":
+        letters = len(_base64_letters(data))
+        # Padded to whole groups, letters alone always decode (binascii.Error is never
+        # raised): three bytes per four letters, one or two for a last group of two or three.
+        return letters // 4 * 3 + (0, 0, 1, 2)[letters % 4]
+    return len(transfer_decode(data, encoding, where, defects))
 
 
 def _latin1(value: str) -> bytes:
@@ -112,6 +135,7 @@ def _span(raw: bytes, start: int, end: int) -> bytes:
 def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: Flattened,
                   container: bool) -> Leaf:
     ctype = part.content_type
+    content_type = f"{ctype.main}/{ctype.sub}".lower()
     where = f"body part {index}"
     container_obj = part._container  # flanker keeps the raw bytes only on its private container
     filename: str | None
@@ -123,7 +147,11 @@ def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: F
         start, end = container_obj.start, container_obj.end
         raw = _span(raw_message, head_facts.body_start, end)
         encoding = head_facts.encoding.value if head_facts.encoding is not None else "7bit"
-        payload = transfer_decode(raw, encoding, where, flat.defects)
+        if not container and content_type.startswith(OPAQUE_TYPES):
+            payload, size = b"", decoded_size(raw, encoding, where, flat.defects)
+        else:
+            payload = transfer_decode(raw, encoding, where, flat.defects)
+            size = len(payload)
         if start <= head_facts.body_start <= end + 1:
             head = raw_message[start:head_facts.body_start]
         else:
@@ -135,6 +163,7 @@ def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: F
     elif hasattr(container_obj, "read_body"):
         raw = _latin1(container_obj.read_body())
         payload = transfer_decode(raw, part.content_encoding.value, where, flat.defects)
+        size = len(payload)
         whole = _latin1(container_obj.read_message())
         head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
         filename = _stdlib_filename(head, where, flat.defects)
@@ -143,18 +172,20 @@ def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: F
     else:
         body = part.body
         payload = body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")
+        size = len(payload)
         filename = _fix_name(part.detected_file_name)
         disposition = part.content_disposition[0]
         has_content_id = "Content-Id" in part.headers
     charset = ctype.params.get("charset")
     return Leaf(
         index=index,
-        content_type=f"{ctype.main}/{ctype.sub}".lower(),
+        content_type=content_type,
         charset=charset if isinstance(charset, str) else None,
         filename=filename,
         disposition=disposition.lower() if isinstance(disposition, str) else None,
         has_content_id=has_content_id,
         payload=payload,
+        size=size,
         depth=depth,
         container=container,
     )
@@ -229,6 +260,7 @@ def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, contain
         disposition=disposition,
         has_content_id=part.get("Content-ID") is not None,
         payload=payload,
+        size=len(payload),
         depth=depth,
         container=container,
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flanker.mime.message import part, scanner
 
-from parsers import charsets, flanker_scan, quote_rules
+from parsers import charsets, flanker_scan, mime, quote_rules
 from parsers.email import parse_email
 
 CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
@@ -160,3 +160,20 @@ def test_part_head_matches_flanker_headers() -> None:
                 covered += 1
                 assert ours == _flanker_head(text, start), (text[start:start + 300], start)
     assert covered > 10000
+
+
+def test_decoded_size_is_the_decoded_length() -> None:
+    """decoded_size gives len(transfer_decode(...)), broken and odd base64 included."""
+    rng = random.Random(5)
+    pieces = [b"QUJD", b"RA==", b"RQ=", b"Rg", b"=", b"\r\n", b"\n", b" ", b"!", b"\xff", b"A",
+              b"=x=", b"ab+/", b"-_", b"\x00"]
+    samples = [b"", b"=", b"A", b"AB", b"ABC", b"ABCD", b"A===", b"====", rng.randbytes(3000)]
+    samples += [b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+                for _ in range(3000)]
+    for data in samples:
+        for encoding in ("base64", " BASE64 ", "quoted-printable", "7bit", None):
+            expected_defects: list[str] = []
+            expected = len(mime.transfer_decode(data, encoding, "x", expected_defects))
+            defects: list[str] = []
+            assert mime.decoded_size(data, encoding, "x", defects) == expected, data
+            assert defects == expected_defects == []

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import regex
 from flanker.mime.message import part, scanner
 
 from parsers import charsets, flanker_scan, mime, quote_rules
@@ -41,12 +42,20 @@ def _corpus_messages() -> list[str]:
     return [p.read_bytes().decode("latin-1") for p in sorted(CORPORA.rglob("*.eml"))]
 
 
+def test_content_type_letters_fold_in_ascii_only() -> None:
+    """Under the tokenizer's flags the letters of "content-type" match only their ASCII cases."""
+    letters = regex.compile(r"[conteyp\-]", regex.IGNORECASE | regex.MULTILINE | regex.VERBOSE)
+    folded = {chr(c) for c in range(0x110000) if letters.match(chr(c))}
+    assert folded == set("conteyp-CONTEYP")
+
+
 def test_flanker_tokens_match_flanker_tokenizer() -> None:
     """Trying flanker's tokenizer regex at candidate line starts only finds the same tokens."""
     assert flanker_scan.FAST_SCAN, "flanker internals changed: the fast scan is off"
     rng = random.Random(7)
     pieces = ["Content-Type: text/plain", "content-type: multipart/mixed; boundary=b", "--b",
-              "--b--", "", "\r", " folded", "text", "c", "-", "--", "\t"]
+              "--b--", "", "\r", " folded", "text", "c", "-", "--", "\t", "cONTENT-tYPE: a/b",
+              "Content-Type:", "Content-Type: \x85x", "--b\x85\u2028\x0b\x0c", "\r\r", "--\r"]
     samples = list(_TRICKY_MESSAGES) + _corpus_messages()
     for _ in range(2000):
         samples.append("".join(rng.choice(pieces) + rng.choice(["\n", "\r\n", "\r", ""])

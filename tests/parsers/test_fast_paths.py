@@ -12,7 +12,7 @@ import pytest
 import regex
 from flanker.mime.message import part, scanner
 
-from parsers import charsets, flanker_scan, mime, quote_rules
+from parsers import charsets, flanker_scan, mime, quote_rules, quotes
 from parsers.email import parse_email
 
 CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
@@ -186,3 +186,81 @@ def test_decoded_size_is_the_decoded_length() -> None:
             defects: list[str] = []
             assert mime.decoded_size(data, encoding, "x", defects) == expected, data
             assert defects == expected_defects == []
+
+
+_ALL_CHARS = "".join(map(chr, range(0x110000)))
+
+
+def test_first_char_classes_fold_like_literals() -> None:
+    """A class of first letters matches every character that any of those letters matches."""
+    for test in (quote_rules._MOBILE_FIRST, quote_rules._WROTE_LAST):
+        in_class = set(test.letters.findall(_ALL_CHARS))
+        for letter in test.letters.pattern.strip("[]").replace("\\", ""):
+            assert set(re.findall(re.escape(letter), _ALL_CHARS, re.IGNORECASE)) <= in_class
+
+
+def test_ascii_text_folds_only_onto_ascii_letters() -> None:
+    """Under IGNORECASE an ASCII character matches a verb's letter only as its ASCII case."""
+    for letter in set("".join(quote_rules._WROTE_WORDS)):
+        matched = {chr(c) for c in range(128)
+                   if re.match(re.escape(letter), chr(c), re.IGNORECASE)}
+        expected = {letter.lower(), letter.upper()} if letter.isascii() else set()
+        assert matched == expected, letter
+
+
+def _reference_class(line: str) -> str:
+    """classify_line as the regexes alone decide it."""
+    if not line.strip():
+        return "e"
+    if len(line) > 1000:
+        return "t"
+    if quote_rules._QUOTE.match(line):
+        return "q"
+    if any(r.match(line) for r in quote_rules._EMBEDDED):
+        return "b"
+    if quote_rules._DELIMITER.match(line):
+        return "d"
+    if quote_rules._MOBILE_SIGNATURE.match(line):
+        return "s"
+    if quote_rules._HEADER.match(line):
+        return "h"
+    return "t"
+
+
+def _reference_join(text: str) -> str:
+    def _join(m: re.Match[str]) -> str:
+        block = m.group(0)
+        return block if block.count("\n") > 4 else re.sub(r"\n[ \t]*", " ", block)
+
+    if re.search(r"[:：][ \t]*$", text, re.MULTILINE):
+        for regex in quote_rules.EMBEDDED_MULTILINE:
+            text = regex.sub(_join, text)
+    return text
+
+
+def _quote_texts() -> list[str]:
+    if not CORPORA.is_dir():
+        return []
+    quote_cases = CORPORA / "quotes"
+    files = sorted(quote_cases.rglob("*.txt")) + sorted(quote_cases.rglob("*.html"))
+    return [p.read_bytes().decode("utf-8", "replace") for p in files]
+
+
+def test_line_classes_match_the_regexes() -> None:
+    """classify_line's shortcuts and the multi-line join give what the plain regexes give."""
+    rng = random.Random(13)
+    pieces = ["ſent from my phone", "İnviato da iPhone", "ᲂтправлено с iPad", "Sent via x", "> q",
+              " \t>", "On Mon, 1 Jan, Bob <b@x.org> wrote:", "WROTE :", "napisał(a):", "—–",
+              "ᐧᐧ", "-- ", "___", "=+~#*", "a - b", "Le 3 mai, Jean a écrit :", "2013/7/20 sam <",
+              "info@example.org>:", "В пн, 3 мая", "Иван написал(а):", "text", "x:", "：", "\t",
+              "From: a", "Sent: b", "Кому: c", "```", "schrieb", "ScHrIeB:", "wrote\tthe following"]
+    texts = _quote_texts()
+    texts += [parse_email(p.read_bytes()).text for p in sorted(CORPORA.rglob("*.eml"))][:400]
+    for _ in range(3000):
+        texts.append("\n".join(" ".join(rng.choice(pieces) for _ in range(rng.randrange(1, 4)))
+                               for _ in range(rng.randrange(1, 12))))
+    for text in texts:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        assert quotes._join_multiline_markers(text) == _reference_join(text), text[:300]
+        for line in text.split("\n"):
+            assert quote_rules.classify_line(line) == _reference_class(line), line

@@ -12,7 +12,8 @@ import pytest
 import regex
 from flanker.mime.message import part, scanner
 
-from parsers import charsets, flanker_scan, mime, quote_rules, quotes
+from parsers import charsets, flanker_scan, headers, mime, quote_rules, quotes
+from parsers import email as email_parser
 from parsers.email import parse_email
 
 CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
@@ -264,3 +265,23 @@ def test_line_classes_match_the_regexes() -> None:
         assert quotes._join_multiline_markers(text) == _reference_join(text), text[:300]
         for line in text.split("\n"):
             assert quote_rules.classify_line(line) == _reference_class(line), line
+
+
+def test_control_characters_are_unprintable() -> None:
+    """_looks_binary's isprintable shortcut: no counted control character is printable."""
+    counted = email_parser._CONTROL_CHAR.findall(_ALL_CHARS)
+    assert counted and not any(char.isprintable() for char in counted)
+    rng = random.Random(17)
+    alphabet = "ab \t\n\x0c\x00\x0b\r\x1f\x7f\x9f\xa0\xad\u2028я"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        sample = text[:4000]
+        controls = len(email_parser._CONTROL_CHAR.findall(sample))
+        assert email_parser._looks_binary(text) == (len(sample) >= 16
+                                                     and controls * 10 > len(sample))
+
+
+def test_clean_without_line_breaks_is_identity() -> None:
+    """clean() leaves a value without CR, LF or NUL as it is, as its substitutions would."""
+    for value in ["", "a b", "x\ty", "\u2028", "=?utf-8?q?a?=", " lead ", "a\r\n b", "a\x00b"]:
+        assert headers.clean(value) == headers._CRLF.sub(" ", headers._FOLD.sub("", value))

@@ -8,31 +8,13 @@ import contextlib
 import email
 import email.parser
 import email.policy
-import io
-import itertools
-import logging
 import quopri
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-# flanker builds its ply address grammars at import and logs "Symbol ... is unreachable"
-# warnings through logging's last-resort stderr handler; that noise would pollute CLI output.
-_PLY_LOGGER = logging.getLogger("flanker.addresslib._parser.parser")
-_saved_level = _PLY_LOGGER.level
-_PLY_LOGGER.setLevel(logging.CRITICAL + 1)
-try:
-    with contextlib.redirect_stderr(io.StringIO()):
-        from flanker import mime as flanker_mime
-        from flanker.mime.message import scanner as flanker_scanner
-        from flanker.mime.message.errors import DecodingError
-finally:
-    _PLY_LOGGER.setLevel(_saved_level)
-# flanker logs parse trouble itself; we report it as defects instead, so keep it off stderr
-# unless the application configures logging.
-logging.getLogger("flanker").addHandler(logging.NullHandler())
+from parsers import flanker_scan
 
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # Every byte outside the alphabet; bytes.translate deletes them far faster than a regex sub.
@@ -53,7 +35,11 @@ class Leaf:
     filename: str | None
     disposition: str | None
     has_content_id: bool
+    # Empty for the opaque types (OPAQUE_TYPES) when flanker parsed the message: only their
+    # size is read, and decoding their base64 was the biggest single cost of a parse.
     payload: bytes
+    # Length of the transfer-decoded payload.
+    size: int
     # 0 for the message itself, 1+ inside attached message/rfc822 parts.
     depth: int
     # message/rfc822 container: payload is the enclosed message's raw bytes.
@@ -74,12 +60,21 @@ class Flattened:
     parser: str = "flanker"
 
 
+# Parts whose bytes the parser never reads (not text, not a message): attachments.
+OPAQUE_TYPES = ("application/", "image/", "audio/", "video/")
+
+
+def _base64_letters(data: bytes) -> bytes:
+    """The base64 alphabet letters of `data`, less a dangling last one (half a byte at most)."""
+    clean = data.translate(None, _B64_JUNK)
+    return clean[: len(clean) - 1] if len(clean) % 4 == 1 else clean
+
+
 def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list[str]) -> bytes:
     """Undo base64 / quoted-printable leniently; broken base64 is repaired, not rejected."""
     enc = (encoding or "").strip().lower()
     if enc == "base64":
-        clean = data.translate(None, _B64_JUNK)
-        clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
+        clean = _base64_letters(data)
         try:
             return base64.b64decode(clean + b"=" * (-len(clean) % 4))
         except (binascii.Error, ValueError):
@@ -88,6 +83,16 @@ def transfer_decode(data: bytes, encoding: str | None, where: str, defects: list
     if enc == "quoted-printable":
         return quopri.decodestring(data)
     return data
+
+
+def decoded_size(data: bytes, encoding: str | None, where: str, defects: list[str]) -> int:
+    """len(transfer_decode(data, ...)), without decoding base64."""
+    if (encoding or "").strip().lower() == "base64":
+        letters = len(_base64_letters(data))
+        # Padded to whole groups, letters alone always decode (binascii.Error is never
+        # raised): three bytes per four letters, one or two for a last group of two or three.
+        return letters // 4 * 3 + (0, 0, 1, 2)[letters % 4]
+    return len(transfer_decode(data, encoding, where, defects))
 
 
 def _latin1(value: str) -> bytes:
@@ -122,112 +127,93 @@ def _stdlib_filename(part_headers: bytes, where: str, defects: list[str]) -> str
     return decode_value(name, defects, where) or None
 
 
-def _flanker_leaf(part: Any, index: int, depth: int, flat: Flattened, container: bool) -> Leaf:
+def _span(raw: bytes, start: int, end: int) -> bytes:
+    """What flanker's Stream reads from `start` through `end` (a negative count reads all)."""
+    return raw[start:] if end - start + 1 < 0 else raw[start:end + 1]
+
+
+def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: Flattened,
+                  container: bool) -> Leaf:
     ctype = part.content_type
+    content_type = f"{ctype.main}/{ctype.sub}".lower()
     where = f"body part {index}"
     container_obj = part._container  # flanker keeps the raw bytes only on its private container
     filename: str | None
+    head_facts = None
     if hasattr(container_obj, "read_body"):
+        head_facts = flanker_scan.part_head(container_obj.string, container_obj.start)
+    if head_facts is not None:
+        # The scanned string is raw_message read as latin-1: offsets are the same in both.
+        start, end = container_obj.start, container_obj.end
+        raw = _span(raw_message, head_facts.body_start, end)
+        encoding = head_facts.encoding.value if head_facts.encoding is not None else "7bit"
+        if not container and content_type.startswith(OPAQUE_TYPES):
+            payload, size = b"", decoded_size(raw, encoding, where, flat.defects)
+        else:
+            payload = transfer_decode(raw, encoding, where, flat.defects)
+            size = len(payload)
+        if start <= head_facts.body_start <= end + 1:
+            head = raw_message[start:head_facts.body_start]
+        else:
+            whole = _span(raw_message, start, end)
+            head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
+        filename = _stdlib_filename(head, where, flat.defects)
+        disposition = head_facts.disposition[0] if head_facts.disposition is not None else None
+        has_content_id = head_facts.has_content_id
+    elif hasattr(container_obj, "read_body"):
         raw = _latin1(container_obj.read_body())
         payload = transfer_decode(raw, part.content_encoding.value, where, flat.defects)
+        size = len(payload)
         whole = _latin1(container_obj.read_message())
         head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
         filename = _stdlib_filename(head, where, flat.defects)
+        disposition = part.content_disposition[0]
+        has_content_id = "Content-Id" in part.headers
     else:
         body = part.body
         payload = body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")
+        size = len(payload)
         filename = _fix_name(part.detected_file_name)
-    disposition = part.content_disposition[0]
+        disposition = part.content_disposition[0]
+        has_content_id = "Content-Id" in part.headers
     charset = ctype.params.get("charset")
     return Leaf(
         index=index,
-        content_type=f"{ctype.main}/{ctype.sub}".lower(),
+        content_type=content_type,
         charset=charset if isinstance(charset, str) else None,
         filename=filename,
         disposition=disposition.lower() if isinstance(disposition, str) else None,
-        has_content_id="Content-Id" in part.headers,
+        has_content_id=has_content_id,
         payload=payload,
+        size=size,
         depth=depth,
         container=container,
     )
 
 
-def _walk_flanker(part: Any, depth: int, owner: int, flat: Flattened) -> None:
+def _walk_flanker(part: Any, raw: bytes, depth: int, owner: int, flat: Flattened) -> None:
     ctype = part.content_type
     if ctype.is_multipart():
         for child in part.parts:
-            _walk_flanker(child, depth, owner, flat)
+            _walk_flanker(child, raw, depth, owner, flat)
         return
     index = len(flat.leaves) + 1
-    leaf = _flanker_leaf(part, index, depth, flat, container=ctype.is_message_container())
+    leaf = _flanker_leaf(part, raw, index, depth, flat, container=ctype.is_message_container())
     leaf.owner = owner
     flat.leaves.append(leaf)
     if leaf.container and part.enclosed is not None:
-        _walk_flanker(part.enclosed, depth + 1, index, flat)
-
-
-# flanker's tokenizer tries its regex at every character of the message, most of the parse time.
-# Every alternative of that regex starts at a line start with "c"/"C" (Content-Type), "-"
-# (boundary) or a line break (empty line), so trying it at just those line starts gives the
-# same tokens several times faster. Nothing else of flanker's scanner is replaced.
-_TOKEN_LINE = re.compile(r"\n(?=[cC\r\n-])")
-_SCANNER_PARTS = ("parsing", "_RE_TOKENIZER", "_EMPTY_LINE", "Boundary", "_grab_newline",
-                  "_filter_false_tokens", "default_content_type", "traverse", "Start",
-                  "TokensIterator")
-# A flanker release without these internals is parsed by its own, slower, scanner.
-_FAST_SCAN = all(hasattr(flanker_scanner, name) for name in _SCANNER_PARTS)
-
-
-def _flanker_tokens(string: str) -> Any:
-    """What flanker's scanner.tokenize(string) returns, trying its regex only where it can match."""
-    sc = flanker_scanner
-    tokenizer = sc._RE_TOKENIZER
-    tokens: deque[Any] = deque()
-    end = 0
-    for start in itertools.chain((0,), (m.end() for m in _TOKEN_LINE.finditer(string))):
-        if start < end:  # inside the previous token (a folded Content-Type)
-            continue
-        m = tokenizer.match(string, start)
-        if m is None:
-            continue
-        end = m.end()
-        if m.group("ctype"):
-            token = sc.parsing.parse_header(m.group("ctype"))[1]
-        elif m.group("boundary"):
-            token = sc.Boundary(m.group("boundary").strip("\t\r\n"),
-                                sc._grab_newline(m.start(), string, -1),
-                                sc._grab_newline(m.end(), string, 1))
-        else:
-            token = sc._EMPTY_LINE
-        tokens.append(token)
-    return sc._filter_false_tokens(tokens)
-
-
-def _flanker_scan(string: str) -> Any:
-    """flanker.mime.from_string(string) (its scanner.scan), with the tokenizer above."""
-    if not _FAST_SCAN:
-        return flanker_mime.from_string(string)
-    sc = flanker_scanner
-    tokens = _flanker_tokens(string)
-    if not tokens:
-        tokens = [sc.default_content_type()]
-    try:
-        return sc.traverse(sc.Start(), sc.TokensIterator(tokens, string))
-    except DecodingError:
-        raise
-    except Exception as cause:
-        raise DecodingError("Malformed MIME message") from cause
+        _walk_flanker(part.enclosed, raw, depth + 1, index, flat)
 
 
 def _with_flanker(raw: bytes) -> Flattened:
     # latin-1 maps every byte to one character, so flanker never guesses a charset for the
     # whole message and we can recover each part's exact bytes afterwards.
-    root = _flanker_scan(raw.decode("latin-1"))
+    root = flanker_scan.scan(raw.decode("latin-1"))
     flat = Flattened(parser="flanker")
     ctype = root.content_type
     flat.content_type = f"{ctype.main}/{ctype.sub}".lower()
     flat.params = {k.lower(): v for k, v in ctype.params.items() if isinstance(v, str)}
-    _walk_flanker(root, 0, 0, flat)
+    _walk_flanker(root, raw, 0, 0, flat)
     return flat
 
 
@@ -274,6 +260,7 @@ def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, contain
         disposition=disposition,
         has_content_id=part.get("Content-ID") is not None,
         payload=payload,
+        size=len(payload),
         depth=depth,
         container=container,
     )

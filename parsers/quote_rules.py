@@ -16,12 +16,15 @@ _LEAD = (r"(?:On|Le|Am|El|Il|Op|Em|Den|På|Dne|W dniu|Op \w+|В|Вт|Пн|Ср|�
          r"пт|сб|вс|在)")
 
 _DELIMITER = re.compile(r"^[ \t]*[-_,=+~#*ᐧ—–]+[ \t]*$")
-_MOBILE_SIGNATURE = re.compile(
-    r"^[ \t]*(?:Sent from (?:my |Mail for |Yahoo|Outlook|Samsung)|Sent via |Sent with |"
-    r"Get Outlook for |Envoyé de mon |Envoyé depuis |Von meinem .* gesendet|Gesendet von |"
-    r"Enviado desde mi |Enviado do meu |Inviato da(?:l mio)? |Verzonden (?:met|vanaf) mijn |"
-    r"Wysłane z |Отправлено с |Отправлено из |Надіслано з |Скинуто з |发自我的|從我的)",
-    re.IGNORECASE)
+# Each phrase opens with a literal letter (see _MOBILE_FIRST).
+_MOBILE_PHRASES = (
+    r"Sent from (?:my |Mail for |Yahoo|Outlook|Samsung)", r"Sent via ", r"Sent with ",
+    r"Get Outlook for ", r"Envoyé de mon ", r"Envoyé depuis ", r"Von meinem .* gesendet",
+    r"Gesendet von ", r"Enviado desde mi ", r"Enviado do meu ", r"Inviato da(?:l mio)? ",
+    r"Verzonden (?:met|vanaf) mijn ", r"Wysłane z ", r"Отправлено с ", r"Отправлено из ",
+    r"Надіслано з ", r"Скинуто з ", r"发自我的", r"從我的",
+)
+_MOBILE_SIGNATURE = re.compile(r"^[ \t]*(?:" + "|".join(_MOBILE_PHRASES) + ")", re.IGNORECASE)
 _EMBEDDED = (
     re.compile(rf"^[ \t]*{_LEAD}\b.{{0,300}}\b{_WROTE}[ \t]*[:：][ \t]*$", re.IGNORECASE),
     re.compile(rf"^[ \t]*.{{0,300}}(?:\d|@|\)).{{0,300}}{_WROTE}[ \t]*[:：]?[ \t]*$",
@@ -45,6 +48,10 @@ _EMBEDDED = (
 # The verbs are spelt backwards so that one anchored match on the reversed line end finds them.
 _WROTE_REVERSED = re.compile("|".join(re.escape(word[::-1]) for word in _WROTE_WORDS),
                              re.IGNORECASE)
+# Under IGNORECASE a character of an ASCII text matches exactly the same-letter ASCII
+# characters of a word, and none of the non-ASCII ones (a test checks this for these words),
+# so for an ASCII line a lower-cased suffix test decides what _WROTE_REVERSED would.
+_ASCII_WROTE = tuple(word.lower() for word in _WROTE_WORDS if word.isascii())
 # Wrapped attribution lines; joined into one line before classification.
 EMBEDDED_MULTILINE = (
     re.compile(rf"^[ \t]*{_LEAD}\b[^\n]*(?:\n[^\n]*){{1,4}}?\b{_WROTE}[ \t]*[:：][ \t]*$",
@@ -67,6 +74,32 @@ _HEADER = re.compile(
     r"发件人|发送时间|收件人|主题|日期|寄件者|收件者|主旨)[ \t]*[*_]{0,2}[ \t]*[:：]",
     re.IGNORECASE)
 _QUOTE = re.compile(r"^[ \t]*>")
+_DELIMITER_CHARS = "-_,=+~#*ᐧ—–"
+
+
+class _FirstCharTest:
+    """Whether a character can open a match: an IGNORECASE class of the patterns' first letters.
+
+    Each regex call costs far more than the match attempt; the answer per character is
+    remembered (for a bounded number of distinct characters).
+    """
+
+    def __init__(self, letters: str) -> None:
+        self.letters = re.compile("[" + re.escape(letters) + "]", re.IGNORECASE)
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, char: str) -> bool:
+        known = self._known.get(char)
+        if known is None:
+            known = bool(char) and bool(self.letters.match(char))
+            if len(self._known) < 4096:
+                self._known[char] = known
+        return known
+
+
+_MOBILE_FIRST = _FirstCharTest("".join(phrase[0] for phrase in _MOBILE_PHRASES))
+# The first letters of the reversed verbs: a line must end with one of them.
+_WROTE_LAST = _FirstCharTest("".join(word[-1] for word in _WROTE_WORDS))
 _SIGNOFF = re.compile(
     r"^[ \t]*(?:best regards|kind regards|warm regards|warmest regards|regards|best wishes|"
     r"sincerely|yours sincerely|yours truly|с уважением|с наилучшими пожеланиями|"
@@ -85,6 +118,21 @@ def is_signoff(line: str) -> bool:
     return bool(_SIGNOFF.match(line))
 
 
+def ends_with_wrote(core: str) -> bool:
+    """_WROTE_REVERSED.match(core[::-1]): whether `core` ends with a "wrote" verb."""
+    if core.isascii():
+        return core.lower().endswith(_ASCII_WROTE)
+    return _WROTE_LAST(core[-1:]) and bool(_WROTE_REVERSED.match(core[::-1]))
+
+
+def _is_delimiter(line: str) -> bool:
+    """_DELIMITER.match(line): a rule of dashes, underscores and the like."""
+    if "\n" in line:
+        return bool(_DELIMITER.match(line))
+    rule = line.strip(" \t")
+    return bool(rule) and not rule.strip(_DELIMITER_CHARS)
+
+
 def _is_embedded_marker(line: str) -> bool:
     """Whether any _EMBEDDED pattern matches; each is tried only where it can match."""
     if "\n" in line:
@@ -95,8 +143,7 @@ def _is_embedded_marker(line: str) -> bool:
     end = line.rstrip(" \t")
     colon = end.endswith((":", "："))
     core = end[:-1].rstrip(" \t") if colon else end
-    if _WROTE_REVERSED.match(core[::-1]) and (
-            attribution.match(line) or loose.match(line)):
+    if ends_with_wrote(core) and (attribution.match(line) or loose.match(line)):
         return True
     if head.startswith("--") and original.match(line):
         return True
@@ -113,13 +160,15 @@ def classify_line(line: str) -> str:
         return "e"
     if len(line) > 1000:
         return "t"
-    if _QUOTE.match(line):
+    head = line.lstrip(" \t")
+    # _QUOTE.match(line), without the cost of a regex call.
+    if head.startswith(">"):
         return "q"
     if _is_embedded_marker(line):
         return "b"
-    if _DELIMITER.match(line):
+    if _is_delimiter(line):
         return "d"
-    if _MOBILE_SIGNATURE.match(line):
+    if _MOBILE_FIRST(head[:1]) and _MOBILE_SIGNATURE.match(line):
         return "s"
     # A header line needs its colon; most text lines have none and skip the long alternation.
     if (":" in line or "：" in line) and _HEADER.match(line):

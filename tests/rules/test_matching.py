@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rules.text
 from rules.conditions import Regex, Words
 from rules.corpus import read_request
 from rules.engine import Decision, RuleSet, evaluate
 from rules.facts import Facts
 from rules.literals import Scanner, required_literals
 from rules.loader import builtin_rules, parse_rules
-from rules.text import PHRASE_GAP, Phrase, Term, Text, normalise, phrase_terms, stem
+from rules.text import PHRASE_GAP, Phrase, Term, Text, normalise, phrase_terms, stem, tokenise
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT / "tests" / "data" / "requests"
@@ -97,7 +98,49 @@ def test_joined_text_equals_the_text_of_the_concatenation(first: str, second: st
     joined = Text.joined(Text.of(first), Text.of(second))
     plain = Text.of(f"{first}\n{second}")
     assert (joined.normalised, joined.tokens) == (plain.normalised, plain.tokens)
-    assert joined.positions == plain.positions
+    assert joined.by_stem == plain.by_stem
+    for value in plain.stems:
+        assert joined.stem_positions(value) == plain.stem_positions(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, st.text()))
+def test_tokenise_equals_the_word_regex(raw: str) -> None:
+    text = normalise(raw)
+    assert tokenise(text) == re.findall(r"\w+", text)
+
+
+def test_tokenise_relies_only_on_what_holds_for_every_character() -> None:
+    """Whitespace is never `\\w`, an `isalnum` character always is (so a piece of those is one
+    token), and the byte table spaces exactly the ASCII characters that are not `\\w`."""
+    every = "".join(map(chr, range(0x110000)))
+    assert not re.findall(r"\w", "".join(c for c in every if c.isspace()))
+    assert re.sub(r"\w", "", "".join(c for c in every if c.isalnum())) == ""
+    assert all(rules.text._SPACED[b] == (0x20 if b < 0x80 and not re.fullmatch(r"\w", chr(b))
+                                         else b) for b in range(0x100))
+
+
+@pytest.mark.parametrize("text", ["", "snake_case и_т_д", "«цитата» — тире № 5", "a\ud800b c",
+                                  "x²·y³ ½", "٣٤ ७ ǅ ﬁ", "\x00a\x1fb\x85c\u2028d"])
+def test_tokenise_equals_the_word_regex_on_odd_characters(text: str) -> None:
+    assert tokenise(text) == re.findall(r"\w+", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.sampled_from([*VOCABULARY, "перестал*", "сообщ*", "drop*", "раб*"]))
+def test_positions_equal_the_plain_walk(raw: str, word: str) -> None:
+    """A term's positions, also when a text has too many distinct tokens for one character
+    each."""
+    tokens = re.findall(r"\w+", normalise(raw))
+    for term in phrase_terms(word):
+        expected = [i for i, token in enumerate(tokens)
+                    if (token.startswith(term.value) if term.prefix else stem(token) == term.value)]
+        for max_codes in (rules.text._MAX_CODES, 2):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(rules.text, "_MAX_CODES", max_codes)
+                text = Text.of(raw)
+                found = (text.prefix_positions if term.prefix else text.stem_positions)(term.value)
+            assert found == expected
 
 
 @settings(max_examples=300, deadline=None)

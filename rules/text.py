@@ -6,8 +6,10 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
+from operator import itemgetter
 
 import Stemmer
 
@@ -103,8 +105,9 @@ class Text:
 
     @cached_property
     def _code(self) -> dict[str, str]:
-        """Distinct token -> the character standing for it in `_codes` (in the order of first
-        occurrence; empty values beyond `_MAX_CODES` distinct tokens)."""
+        """Distinct token -> the character standing for it in `_codes`, in the order of first
+        occurrence (empty beyond `_MAX_CODES` distinct tokens). Numbering the distinct tokens
+        costs less than naming each by its last position: characters past 255 are new objects."""
         distinct = dict.fromkeys(self.tokens, "")
         if len(distinct) <= _MAX_CODES:
             distinct = dict(zip(distinct, map(chr, range(len(distinct))), strict=True))
@@ -115,7 +118,10 @@ class Text:
         """The tokens as one character each: a token's positions are where `str.find` finds
         its character, in C, rather than an index of every token built in Python (costly, and
         phrases look up a few dozen tokens of the hundreds)."""
-        return "".join(map(self._code.__getitem__, self.tokens))
+        tokens, code = self.tokens, self._code
+        if len(tokens) < 2:  # itemgetter of one key returns the value, not a tuple
+            return "".join(map(code.__getitem__, tokens))
+        return "".join(itemgetter(*tokens)(code))
 
     def occurrences(self, tokens: list[str]) -> list[int]:
         """The positions of TOKENS (distinct tokens of the text), ascending."""
@@ -157,8 +163,73 @@ class Text:
         index = bisect_left(vocabulary, prefix)
         return index < len(vocabulary) and vocabulary[index].startswith(prefix)
 
+    def features(self, lexicon: Lexicon) -> Features:
+        """The text's stems and LEXICON's prefixes its tokens start with."""
+        distinct = list(self._code)
+        return Features(self, distinct, list(map(lexicon.features, distinct)))
+
     def word_count(self) -> int:
         return len(self.tokens)
+
+
+# Marks a prefix among the stems of a text's features. No stem holds it: Snowball only cuts
+# endings off `\w` tokens and puts letters back.
+PREFIX_MARK = "*"
+
+
+class Lexicon:
+    """A rule set's `word*` prefixes, and which of them each token starts with, remembered
+    per token across requests (tokens recur from mail to mail): a text's prefixes are then
+    one cached look-up per distinct token, not a bisection per prefix per condition."""
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        self.prefixes = frozenset(prefixes)
+        self._lengths = sorted({len(prefix) for prefix in self.prefixes})
+        # A token's features never change for one rule set. Bounded: a full cache holds
+        # some 6 MB; a miss costs a stem look-up and a few slices.
+        self.features: Callable[[str], frozenset[str]] = lru_cache(maxsize=16384)(
+            self._features)
+
+    def _features(self, token: str) -> frozenset[str]:
+        """TOKEN's stem and, marked, the prefixes of the lexicon it starts with."""
+        found = [stem(token)]
+        for length in self._lengths:
+            if length > len(token):
+                break
+            if token[:length] in self.prefixes:
+                found.append(token[:length] + PREFIX_MARK)
+        return frozenset(found)
+
+
+class Features:
+    """One text's features for one lexicon: every stem and, marked, every prefix its tokens
+    start with (the union of its distinct tokens' features), and where each occurs."""
+
+    def __init__(self, text: Text, tokens: list[str], features: list[frozenset[str]]) -> None:
+        self.found: frozenset[str] = frozenset().union(*features)
+        self._text = text
+        # The distinct tokens, and each one's features.
+        self._tokens = tokens
+        self._features = features
+        self._positions: dict[str, list[int]] = {}
+
+    def positions(self, term: Term) -> list[int]:
+        """Where TERM occurs, ascending."""
+        feature = term.value + PREFIX_MARK if term.prefix else term.value
+        found = self._positions.get(feature)
+        if found is None:
+            found = self._positions[feature] = self._text.occurrences(
+                self._by_feature.get(feature, []))
+        return found
+
+    @cached_property
+    def _by_feature(self) -> dict[str, list[str]]:
+        """Feature -> the distinct tokens with it: one pass, as phrases ask for a few dozen."""
+        by_feature: defaultdict[str, list[str]] = defaultdict(list)
+        for token, features in zip(self._tokens, self._features, strict=True):
+            for feature in features:
+                by_feature[feature].append(token)
+        return by_feature
 
 
 # A phrase's next word may follow the previous one with fewer than this many words between
@@ -190,24 +261,25 @@ def _term_positions(text: Text, term: Term) -> list[int]:
     return text.prefix_positions(term.value) if term.prefix else text.stem_positions(term.value)
 
 
-def has_phrase(text: Text, terms: tuple[Term, ...]) -> bool:
-    """Whether the terms occur in order, each within PHRASE_GAP words of the previous one."""
+def has_phrase(positions: Callable[[Term], list[int]], terms: tuple[Term, ...]) -> bool:
+    """Whether the terms occur in order, each within PHRASE_GAP words of the previous one;
+    POSITIONS gives where a term occurs, ascending."""
     if not terms:
         return False
-    starts = _term_positions(text, terms[0])
+    starts = positions(terms[0])
     if len(terms) == 1 or not starts:
         return bool(starts)
-    rest = [_term_positions(text, term) for term in terms[1:]]
+    rest = [positions(term) for term in terms[1:]]
     if not all(rest):
         return False
     for start in starts:
         previous = start
-        for positions in rest:
+        for found in rest:
             # The first position after the previous word; it must be close enough.
-            index = bisect_right(positions, previous)
-            if index == len(positions) or positions[index] > previous + PHRASE_GAP:
+            index = bisect_right(found, previous)
+            if index == len(found) or found[index] > previous + PHRASE_GAP:
                 break
-            previous = positions[index]
+            previous = found[index]
         else:
             return True
     return False
@@ -220,15 +292,25 @@ class Phrase:
     terms: tuple[Term, ...]
     stems: frozenset[str]
     prefixes: tuple[str, ...]
+    # The stems and the marked prefixes, to compare with a text's features at once.
+    needs: frozenset[str]
 
     @classmethod
     def of(cls, terms: tuple[Term, ...]) -> Phrase:
-        return cls(terms, frozenset(t.value for t in terms if not t.prefix),
-                   tuple(t.value for t in terms if t.prefix))
+        stems = frozenset(t.value for t in terms if not t.prefix)
+        prefixes = tuple(t.value for t in terms if t.prefix)
+        return cls(terms, stems, prefixes, stems | {p + PREFIX_MARK for p in prefixes})
 
     def found_in(self, text: Text) -> bool:
         """`has_phrase`, after cheap set and prefix lookups rule most texts out. A phrase of
         one word is found by those lookups alone: the positions (costly to index) are only
         needed to check the order of several."""
         return (self.stems <= text.stems and all(map(text.has_prefix, self.prefixes))
-                and (len(self.terms) == 1 or has_phrase(text, self.terms)))
+                and (len(self.terms) == 1
+                     or has_phrase(partial(_term_positions, text), self.terms)))
+
+    def found_with(self, features: Features) -> bool:
+        """`found_in` for the text of FEATURES, whose lexicon has this phrase's prefixes: one
+        subset test instead of the lookups."""
+        return self.needs <= features.found and (
+            len(self.terms) == 1 or has_phrase(features.positions, self.terms))

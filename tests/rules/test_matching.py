@@ -18,7 +18,18 @@ from rules.engine import Decision, RuleSet, evaluate
 from rules.facts import Facts
 from rules.literals import Scanner, required_literals
 from rules.loader import builtin_rules, parse_rules
-from rules.text import PHRASE_GAP, Phrase, Term, Text, normalise, phrase_terms, stem, tokenise
+from rules.text import (
+    PHRASE_GAP,
+    PREFIX_MARK,
+    Lexicon,
+    Phrase,
+    Term,
+    Text,
+    normalise,
+    phrase_terms,
+    stem,
+    tokenise,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT / "tests" / "data" / "requests"
@@ -143,6 +154,38 @@ def test_positions_equal_the_plain_walk(raw: str, word: str) -> None:
             assert found == expected
 
 
+PREFIXES = ["перестал", "сообщ", "drop", "раб", "р", "работают", "e", "one-way", "a*b", "#5"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.lists(st.sampled_from(PREFIXES), max_size=5),
+       st.lists(st.sampled_from([*VOCABULARY, *(p + "*" for p in PREFIXES)]), min_size=1,
+                max_size=3))
+def test_features_equal_the_stems_and_prefix_lookups(raw: str, prefixes: list[str],
+                                                     words: list[str]) -> None:
+    """A lexicon's features of a text are its stems and, marked, the prefixes `has_prefix`
+    finds; a phrase found with them is found without, and term positions agree."""
+    text = Text.of(raw)
+    terms = phrase_terms(" ".join(words))
+    lexicon = Lexicon([*prefixes, *(t.value for t in terms if t.prefix)])
+    features = text.features(lexicon)
+    assert features.found == text.stems | {p + PREFIX_MARK for p in lexicon.prefixes
+                                           if text.has_prefix(p)}
+    assert Phrase.of(terms).found_with(features) == Phrase.of(terms).found_in(text)
+    for term in terms:
+        plain = text.prefix_positions(term.value) if term.prefix else (
+            text.stem_positions(term.value))
+        assert features.positions(term) == plain
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(categories=["L", "N", "Pc"]), min_size=1, max_size=12))
+def test_no_stem_holds_the_prefix_mark(word: str) -> None:
+    """Features keep stems and marked prefixes in one set: a stem must never look marked."""
+    for token in tokenise(normalise(word)):
+        assert PREFIX_MARK not in stem(token)
+
+
 @settings(max_examples=300, deadline=None)
 @given(texts, st.lists(st.sampled_from([*VOCABULARY, "", "or c", "e\nз"]), max_size=8))
 def test_scanner_finds_exactly_the_substrings(raw: str, needles: list[str]) -> None:
@@ -204,8 +247,10 @@ def test_required_literals_of_typical_patterns(source: str, expected: set[str] |
 
 
 def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No scanner: `contains` and `regex` fall back to `in` and `search` on the whole text.
+    # No scanner: `contains` and `regex` fall back to `in` and `search` on the whole text;
+    # no lexicon: `words` look each stem and prefix up.
     monkeypatch.setattr(Facts, "literals_in", lambda self, name: None)
+    monkeypatch.setattr(Facts, "features_in", lambda self, name: None)
 
 
 def _decisions(ruleset: RuleSet, requests: list[object]) -> list[Decision]:
@@ -215,7 +260,8 @@ def _decisions(ruleset: RuleSet, requests: list[object]) -> list[Decision]:
 @pytest.mark.parametrize("which", ["default", "bench"])
 def test_the_engine_decides_the_same_with_and_without_the_scanner(
         which: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decisions on the corpus (and the bench message) with the scanner and with plain checks."""
+    """Decisions on the corpus (and the bench message) with the scanner and lexicon and with
+    plain checks."""
     ruleset = builtin_rules() if which == "default" else parse_rules(make_rules(300), "bench")
     extra = ('[[rule]]\nname = "rx"\n[rule.when]\nbody_regex = ["не (работа|доход)\\\\w*", '
              '"(?i)ERROR", "звонк\\\\w* обрыва"]\n[rule.then]\ntags = ["rx"]\n\n'

@@ -30,7 +30,6 @@ class Facts:
     in_working_hours: bool | None
     address: str
     domain: str
-    headers: dict[str, list[str]]
     priority: str | None = None
     request_type: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -40,6 +39,13 @@ class Facts:
     # The rule set's `word*` prefixes (see rules.text.Lexicon), set by the engine.
     lexicon: Lexicon | None = field(default=None, repr=False)
     _features: dict[str, Features] = field(default_factory=dict, init=False, repr=False)
+
+    @cached_property
+    def headers(self) -> dict[str, list[str]]:
+        """Header values by lower-case name, normalised only when a `header` condition asks
+        (a mail has dozens of headers; the built-in rules read none)."""
+        return {name.lower(): [normalise(v) for v in values]
+                for name, values in self.request.headers.items()}
 
     @cached_property
     def text(self) -> Text:
@@ -90,8 +96,6 @@ class Facts:
         # The body is what the customer wrote now: quoted history and signature removed.
         body = request.reply_text or request.text
         address = (request.sender.address if request.sender else "").strip().lower()
-        headers = {name.lower(): [normalise(v) for v in values]
-                   for name, values in request.headers.items()}
         return cls(request, Text.of(subject), Text.of(body),
                    sender or Sender(), in_working_hours, address,
-                   address.rpartition("@")[2], headers)
+                   address.rpartition("@")[2])

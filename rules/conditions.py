@@ -44,15 +44,15 @@ def literals(condition: Condition) -> Iterator[str]:
         yield from literals(condition.part)
 
 
-def word_prefixes(condition: Condition) -> Iterator[str]:
-    """Every `word*` prefix of CONDITION's `words` tests, for one lexicon."""
+def phrases(condition: Condition) -> Iterator[tuple[Term, ...]]:
+    """Every phrase of CONDITION's `words` tests, for one lexicon."""
     if isinstance(condition, Words):
-        yield from (term.value for terms in condition.phrases for term in terms if term.prefix)
+        yield from condition.phrases
     elif isinstance(condition, All | AnyOf):
         for part in condition.parts:
-            yield from word_prefixes(part)
+            yield from phrases(part)
     elif isinstance(condition, Not):
-        yield from word_prefixes(condition.part)
+        yield from phrases(condition.part)
 
 
 def _any_glob(value: str | None, globs: tuple[str, ...]) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from parsers.model import PRIORITIES, Priority, Request
-from rules.conditions import Condition, literals, word_prefixes
+from rules.conditions import Condition, literals, phrases
 from rules.facts import Facts, Sender
 from rules.literals import Scanner
 from rules.text import Lexicon
@@ -100,7 +100,7 @@ class RuleSet:
     @cached_property
     def lexicon(self) -> Lexicon:
         """Every `word*` prefix of the rules, looked up once per distinct token of a text."""
-        return Lexicon(prefix for rule in self.rules for prefix in word_prefixes(rule.when))
+        return Lexicon.of(terms for rule in self.rules for terms in phrases(rule.when))
 
 
 class Hit(NamedTuple):

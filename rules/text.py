@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
+from itertools import compress
 from operator import itemgetter
 
 import Stemmer
@@ -166,7 +167,7 @@ class Text:
     def features(self, lexicon: Lexicon) -> Features:
         """The text's stems and LEXICON's prefixes its tokens start with."""
         distinct = list(self._code)
-        return Features(self, distinct, list(map(lexicon.features, distinct)))
+        return Features(self, lexicon, distinct, list(map(lexicon.entry, distinct)))
 
     def word_count(self) -> int:
         return len(self.tokens)
@@ -177,58 +178,83 @@ class Text:
 PREFIX_MARK = "*"
 
 
+def feature(term: Term) -> str:
+    """How TERM shows in a text's features: its stem, or its prefix marked."""
+    return term.value + PREFIX_MARK if term.prefix else term.value
+
+
 class Lexicon:
     """A rule set's `word*` prefixes, and which of them each token starts with, remembered
     per token across requests (tokens recur from mail to mail): a text's prefixes are then
     one cached look-up per distinct token, not a bisection per prefix per condition."""
 
-    def __init__(self, prefixes: Iterable[str]) -> None:
+    def __init__(self, prefixes: Iterable[str], ordered: Iterable[str] = ()) -> None:
         self.prefixes = frozenset(prefixes)
+        # The features of phrases of several words: only theirs are asked where they occur.
+        self.ordered = frozenset(ordered)
         self._lengths = sorted({len(prefix) for prefix in self.prefixes})
-        # A token's features never change for one rule set. Bounded: a full cache holds
-        # some 6 MB; a miss costs a stem look-up and a few slices.
-        self.features: Callable[[str], frozenset[str]] = lru_cache(maxsize=16384)(
-            self._features)
+        # A token's entry never changes for one rule set. Bounded: a full cache holds some
+        # 6 MB; a miss costs a stem look-up and a few slices.
+        self.entry: Callable[[str], tuple[frozenset[str], tuple[str, ...]]] = lru_cache(
+            maxsize=16384)(self._entry)
 
-    def _features(self, token: str) -> frozenset[str]:
-        """TOKEN's stem and, marked, the prefixes of the lexicon it starts with."""
+    @classmethod
+    def of(cls, phrases: Iterable[tuple[Term, ...]]) -> Lexicon:
+        """The lexicon of a rule set's `words` phrases."""
+        phrases = list(phrases)
+        return cls((t.value for terms in phrases for t in terms if t.prefix),
+                   (feature(t) for terms in phrases if len(terms) > 1 for t in terms))
+
+    def _entry(self, token: str) -> tuple[frozenset[str], tuple[str, ...]]:
+        """TOKEN's features (its stem and, marked, the prefixes of the lexicon it starts
+        with), and those of them that are ordered."""
         found = [stem(token)]
         for length in self._lengths:
             if length > len(token):
                 break
             if token[:length] in self.prefixes:
                 found.append(token[:length] + PREFIX_MARK)
-        return frozenset(found)
+        features = frozenset(found)
+        return features, tuple(features & self.ordered)
 
 
 class Features:
     """One text's features for one lexicon: every stem and, marked, every prefix its tokens
     start with (the union of its distinct tokens' features), and where each occurs."""
 
-    def __init__(self, text: Text, tokens: list[str], features: list[frozenset[str]]) -> None:
-        self.found: frozenset[str] = frozenset().union(*features)
+    def __init__(self, text: Text, lexicon: Lexicon, tokens: list[str],
+                 entries: list[tuple[frozenset[str], tuple[str, ...]]]) -> None:
+        self.found: frozenset[str] = frozenset().union(*map(itemgetter(0), entries))
         self._text = text
-        # The distinct tokens, and each one's features.
+        self._lexicon = lexicon
+        # The distinct tokens, and each one's lexicon entry.
         self._tokens = tokens
-        self._features = features
+        self._entries = entries
         self._positions: dict[str, list[int]] = {}
 
     def positions(self, term: Term) -> list[int]:
         """Where TERM occurs, ascending."""
-        feature = term.value + PREFIX_MARK if term.prefix else term.value
-        found = self._positions.get(feature)
+        key = feature(term)
+        found = self._positions.get(key)
         if found is None:
-            found = self._positions[feature] = self._text.occurrences(
-                self._by_feature.get(feature, []))
+            if key in self._lexicon.ordered:
+                tokens = self._by_feature.get(key, [])
+            else:  # a term of no phrase of the lexicon's: find its tokens one by one
+                tokens = [t for t, (features, _) in zip(self._tokens, self._entries,
+                                                        strict=True) if key in features]
+            found = self._positions[key] = self._text.occurrences(tokens)
         return found
 
     @cached_property
     def _by_feature(self) -> dict[str, list[str]]:
-        """Feature -> the distinct tokens with it: one pass, as phrases ask for a few dozen."""
+        """Ordered feature -> the distinct tokens with it, in one pass over the few tokens
+        that have one (most tokens' features are in no phrase of several words)."""
         by_feature: defaultdict[str, list[str]] = defaultdict(list)
-        for token, features in zip(self._tokens, self._features, strict=True):
-            for feature in features:
-                by_feature[feature].append(token)
+        with_ordered = compress(zip(self._tokens, self._entries, strict=True),
+                                map(itemgetter(1), self._entries))
+        for token, (_, ordered) in with_ordered:
+            for key in ordered:
+                by_feature[key].append(token)
         return by_feature
 
 

@@ -167,15 +167,18 @@ def test_features_equal_the_stems_and_prefix_lookups(raw: str, prefixes: list[st
     finds; a phrase found with them is found without, and term positions agree."""
     text = Text.of(raw)
     terms = phrase_terms(" ".join(words))
-    lexicon = Lexicon([*prefixes, *(t.value for t in terms if t.prefix)])
-    features = text.features(lexicon)
-    assert features.found == text.stems | {p + PREFIX_MARK for p in lexicon.prefixes
-                                           if text.has_prefix(p)}
-    assert Phrase.of(terms).found_with(features) == Phrase.of(terms).found_in(text)
-    for term in terms:
-        plain = text.prefix_positions(term.value) if term.prefix else (
-            text.stem_positions(term.value))
-        assert features.positions(term) == plain
+    # The phrase's own lexicon (its terms ordered when it has several), and one that knows
+    # its prefixes but orders nothing.
+    for lexicon in (Lexicon.of([terms, *((Term(p, True),) for p in prefixes)]),
+                    Lexicon([*prefixes, *(t.value for t in terms if t.prefix)])):
+        features = text.features(lexicon)
+        assert features.found == text.stems | {p + PREFIX_MARK for p in lexicon.prefixes
+                                               if text.has_prefix(p)}
+        assert Phrase.of(terms).found_with(features) == Phrase.of(terms).found_in(text)
+        for term in terms:
+            plain = text.prefix_positions(term.value) if term.prefix else (
+                text.stem_positions(term.value))
+            assert features.positions(term) == plain
 
 
 @settings(max_examples=500, deadline=None)

@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 from rules.facts import Facts
 from rules.literals import required_literals
-from rules.text import Phrase, Term, Text
+from rules.text import PREFIX_MARK, Phrase, Term, Text
 
 Field = Literal["subject", "body", "text"]
 
@@ -42,6 +42,17 @@ def literals(condition: Condition) -> Iterator[str]:
             yield from literals(part)
     elif isinstance(condition, Not):
         yield from literals(condition.part)
+
+
+def phrases(condition: Condition) -> Iterator[tuple[Term, ...]]:
+    """Every phrase of CONDITION's `words` tests, for one lexicon."""
+    if isinstance(condition, Words):
+        yield from condition.phrases
+    elif isinstance(condition, All | AnyOf):
+        for part in condition.parts:
+            yield from phrases(part)
+    elif isinstance(condition, Not):
+        yield from phrases(condition.part)
 
 
 def _any_glob(value: str | None, globs: tuple[str, ...]) -> bool:
@@ -101,6 +112,8 @@ class Words:
     # Phrases of one `word*` (most of the default set's): a prefix look-up each, without
     # the phrase machinery; the rest go through `Phrase.found_in`.
     lone_prefixes: tuple[str, ...] = dataclass_field(init=False, repr=False, compare=False)
+    # The same, marked as in a text's features: one set test for all of them.
+    lone_marked: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
     # The other phrases by one stem each must have (a phrase is only worth checking in a
     # text with that stem: one set intersection rules most of them out), and those of
     # prefixes alone.
@@ -121,6 +134,7 @@ class Words:
                 anchor = max(phrase.stems, key=lambda stem: (len(stem), stem))
                 by_stem.setdefault(anchor, []).append(phrase)
         object.__setattr__(self, "lone_prefixes", lone)
+        object.__setattr__(self, "lone_marked", frozenset(p + PREFIX_MARK for p in lone))
         object.__setattr__(self, "compiled", compiled)
         object.__setattr__(self, "by_stem", {k: tuple(v) for k, v in by_stem.items()})
         object.__setattr__(self, "anchors", frozenset(by_stem))
@@ -128,6 +142,18 @@ class Words:
 
     def check(self, facts: Facts) -> bool:
         text = _text(facts, self.field)
+        features = facts.features_in(self.field)
+        if features is None:  # no rule set's lexicon: look each stem and prefix up
+            return self._check_each(text)
+        found = features.found
+        if not self.lone_marked.isdisjoint(found):
+            return True
+        for anchor in self.anchors & found:
+            if any(phrase.found_with(features) for phrase in self.by_stem[anchor]):
+                return True
+        return any(phrase.found_with(features) for phrase in self.unanchored)
+
+    def _check_each(self, text: Text) -> bool:
         if any(map(text.has_prefix, self.lone_prefixes)):
             return True
         for anchor in self.anchors & text.stems:

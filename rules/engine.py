@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import structlog
 
 from parsers.model import PRIORITIES, Priority, Request
-from rules.conditions import Condition, literals
+from rules.conditions import Condition, literals, phrases
 from rules.facts import Facts, Sender
 from rules.literals import Scanner
+from rules.text import Lexicon
 
 log = structlog.get_logger("rules.engine")
 
@@ -96,6 +97,11 @@ class RuleSet:
         """One pass per text field finds every `contains` needle and regex literal."""
         return Scanner(literal for rule in self.rules for literal in literals(rule.when))
 
+    @cached_property
+    def lexicon(self) -> Lexicon:
+        """Every `word*` prefix of the rules, looked up once per distinct token of a text."""
+        return Lexicon.of(terms for rule in self.rules for terms in phrases(rule.when))
+
 
 class Hit(NamedTuple):
     """One rule's outcome on one request, for explanations and corpus statistics."""
@@ -161,7 +167,7 @@ def evaluate(request: Request, ruleset: RuleSet, sender: Sender | None = None,
 
 
 def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
-    facts.use(ruleset.scanner)
+    facts.use(ruleset.scanner, ruleset.lexicon)
     reasons: list[str] = []
     fired: list[str] = []
     trace: list[Hit] = []

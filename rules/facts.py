@@ -7,7 +7,7 @@ from functools import cached_property
 
 from parsers.model import Request
 from rules.literals import Scanner
-from rules.text import Text, normalise
+from rules.text import Features, Lexicon, Text, normalise
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,22 @@ class Facts:
     in_working_hours: bool | None
     address: str
     domain: str
-    headers: dict[str, list[str]]
     priority: str | None = None
     request_type: str | None = None
     tags: list[str] = field(default_factory=list)
     # The rule set's literals (see rules.literals), set by the engine; found per field.
     scanner: Scanner | None = field(default=None, repr=False)
     _found: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    # The rule set's `word*` prefixes (see rules.text.Lexicon), set by the engine.
+    lexicon: Lexicon | None = field(default=None, repr=False)
+    _features: dict[str, Features] = field(default_factory=dict, init=False, repr=False)
+
+    @cached_property
+    def headers(self) -> dict[str, list[str]]:
+        """Header values by lower-case name, normalised only when a `header` condition asks
+        (a mail has dozens of headers; the built-in rules read none)."""
+        return {name.lower(): [normalise(v) for v in values]
+                for name, values in self.request.headers.items()}
 
     @cached_property
     def text(self) -> Text:
@@ -46,11 +55,24 @@ class Facts:
     def part(self, name: str) -> Text:
         return self.subject if name == "subject" else self.body if name == "body" else self.text
 
-    def use(self, scanner: Scanner | None) -> None:
-        """Look for SCANNER's literals from now on (the rule set being evaluated)."""
+    def use(self, scanner: Scanner | None, lexicon: Lexicon | None = None) -> None:
+        """Look for SCANNER's literals and LEXICON's prefixes from now on (the rule set being
+        evaluated)."""
         if scanner is not self.scanner:
             self.scanner = scanner
             self._found.clear()
+        if lexicon is not self.lexicon:
+            self.lexicon = lexicon
+            self._features.clear()
+
+    def features_in(self, name: str) -> Features | None:
+        """Field NAME's stems and the lexicon's prefixes it has; None without a lexicon."""
+        if self.lexicon is None:
+            return None
+        found = self._features.get(name)
+        if found is None:
+            found = self._features[name] = self.part(name).features(self.lexicon)
+        return found
 
     def literals_in(self, name: str) -> frozenset[str] | None:
         """Which of the scanner's literals field NAME contains; None without a scanner."""
@@ -74,8 +96,6 @@ class Facts:
         # The body is what the customer wrote now: quoted history and signature removed.
         body = request.reply_text or request.text
         address = (request.sender.address if request.sender else "").strip().lower()
-        headers = {name.lower(): [normalise(v) for v in values]
-                   for name, values in request.headers.items()}
         return cls(request, Text.of(subject), Text.of(body),
                    sender or Sender(), in_working_hours, address,
-                   address.rpartition("@")[2], headers)
+                   address.rpartition("@")[2])

@@ -11,13 +11,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rules.text
 from rules.conditions import Regex, Words
 from rules.corpus import read_request
 from rules.engine import Decision, RuleSet, evaluate
 from rules.facts import Facts
 from rules.literals import Scanner, required_literals
 from rules.loader import builtin_rules, parse_rules
-from rules.text import PHRASE_GAP, Phrase, Term, Text, normalise, phrase_terms, stem
+from rules.text import (
+    PHRASE_GAP,
+    PREFIX_MARK,
+    Lexicon,
+    Phrase,
+    Term,
+    Text,
+    normalise,
+    phrase_terms,
+    stem,
+    tokenise,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT / "tests" / "data" / "requests"
@@ -97,7 +109,84 @@ def test_joined_text_equals_the_text_of_the_concatenation(first: str, second: st
     joined = Text.joined(Text.of(first), Text.of(second))
     plain = Text.of(f"{first}\n{second}")
     assert (joined.normalised, joined.tokens) == (plain.normalised, plain.tokens)
-    assert joined.positions == plain.positions
+    assert joined.by_stem == plain.by_stem
+    for value in plain.stems:
+        assert joined.stem_positions(value) == plain.stem_positions(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, st.text()))
+def test_tokenise_equals_the_word_regex(raw: str) -> None:
+    text = normalise(raw)
+    assert tokenise(text) == re.findall(r"\w+", text)
+
+
+def test_tokenise_relies_only_on_what_holds_for_every_character() -> None:
+    """Whitespace is never `\\w`, an `isalnum` character always is (so a piece of those is one
+    token), and the byte table spaces exactly the ASCII characters that are not `\\w`."""
+    every = "".join(map(chr, range(0x110000)))
+    assert not re.findall(r"\w", "".join(c for c in every if c.isspace()))
+    assert re.sub(r"\w", "", "".join(c for c in every if c.isalnum())) == ""
+    assert all(rules.text._SPACED[b] == (0x20 if b < 0x80 and not re.fullmatch(r"\w", chr(b))
+                                         else b) for b in range(0x100))
+
+
+@pytest.mark.parametrize("text", ["", "snake_case и_т_д", "«цитата» — тире № 5", "a\ud800b c",
+                                  "x²·y³ ½", "٣٤ ७ ǅ ﬁ", "\x00a\x1fb\x85c\u2028d"])
+def test_tokenise_equals_the_word_regex_on_odd_characters(text: str) -> None:
+    assert tokenise(text) == re.findall(r"\w+", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.sampled_from([*VOCABULARY, "перестал*", "сообщ*", "drop*", "раб*"]))
+def test_positions_equal_the_plain_walk(raw: str, word: str) -> None:
+    """A term's positions, also when a text has too many distinct tokens for one character
+    each."""
+    tokens = re.findall(r"\w+", normalise(raw))
+    for term in phrase_terms(word):
+        expected = [i for i, token in enumerate(tokens)
+                    if (token.startswith(term.value) if term.prefix else stem(token) == term.value)]
+        for max_codes in (rules.text._MAX_CODES, 2):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(rules.text, "_MAX_CODES", max_codes)
+                text = Text.of(raw)
+                found = (text.prefix_positions if term.prefix else text.stem_positions)(term.value)
+            assert found == expected
+
+
+PREFIXES = ["перестал", "сообщ", "drop", "раб", "р", "работают", "e", "one-way", "a*b", "#5"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.lists(st.sampled_from(PREFIXES), max_size=5),
+       st.lists(st.sampled_from([*VOCABULARY, *(p + "*" for p in PREFIXES)]), min_size=1,
+                max_size=3))
+def test_features_equal_the_stems_and_prefix_lookups(raw: str, prefixes: list[str],
+                                                     words: list[str]) -> None:
+    """A lexicon's features of a text are its stems and, marked, the prefixes `has_prefix`
+    finds; a phrase found with them is found without, and term positions agree."""
+    text = Text.of(raw)
+    terms = phrase_terms(" ".join(words))
+    # The phrase's own lexicon (its terms ordered when it has several), and one that knows
+    # its prefixes but orders nothing.
+    for lexicon in (Lexicon.of([terms, *((Term(p, True),) for p in prefixes)]),
+                    Lexicon([*prefixes, *(t.value for t in terms if t.prefix)])):
+        features = text.features(lexicon)
+        assert features.found == text.stems | {p + PREFIX_MARK for p in lexicon.prefixes
+                                               if text.has_prefix(p)}
+        assert Phrase.of(terms).found_with(features) == Phrase.of(terms).found_in(text)
+        for term in terms:
+            plain = text.prefix_positions(term.value) if term.prefix else (
+                text.stem_positions(term.value))
+            assert features.positions(term) == plain
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(categories=["L", "N", "Pc"]), min_size=1, max_size=12))
+def test_no_stem_holds_the_prefix_mark(word: str) -> None:
+    """Features keep stems and marked prefixes in one set: a stem must never look marked."""
+    for token in tokenise(normalise(word)):
+        assert PREFIX_MARK not in stem(token)
 
 
 @settings(max_examples=300, deadline=None)
@@ -161,8 +250,10 @@ def test_required_literals_of_typical_patterns(source: str, expected: set[str] |
 
 
 def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No scanner: `contains` and `regex` fall back to `in` and `search` on the whole text.
+    # No scanner: `contains` and `regex` fall back to `in` and `search` on the whole text;
+    # no lexicon: `words` look each stem and prefix up.
     monkeypatch.setattr(Facts, "literals_in", lambda self, name: None)
+    monkeypatch.setattr(Facts, "features_in", lambda self, name: None)
 
 
 def _decisions(ruleset: RuleSet, requests: list[object]) -> list[Decision]:
@@ -172,7 +263,8 @@ def _decisions(ruleset: RuleSet, requests: list[object]) -> list[Decision]:
 @pytest.mark.parametrize("which", ["default", "bench"])
 def test_the_engine_decides_the_same_with_and_without_the_scanner(
         which: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decisions on the corpus (and the bench message) with the scanner and with plain checks."""
+    """Decisions on the corpus (and the bench message) with the scanner and lexicon and with
+    plain checks."""
     ruleset = builtin_rules() if which == "default" else parse_rules(make_rules(300), "bench")
     extra = ('[[rule]]\nname = "rx"\n[rule.when]\nbody_regex = ["не (работа|доход)\\\\w*", '
              '"(?i)ERROR", "звонк\\\\w* обрыва"]\n[rule.then]\ntags = ["rx"]\n\n'

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, exc
+from sqlalchemy import BindParameter, Connection, bindparam, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -72,6 +72,26 @@ class Prepared:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with _as_sqlalchemy_errors(connection, compiled.sql):
             cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+
+
+class PreparedIn:
+    """A statement with one `IN (...)` of values, Prepared once per number of values.
+
+    BUILD makes the statement from that many bind parameters (an expanding parameter would
+    be rendered anew for every execution). The lengths are bounded by the callers' batches.
+    """
+
+    def __init__(self, build: Callable[[list[BindParameter[Any]]], ClauseElement]) -> None:
+        self._build = build
+        self._by_count: dict[int, Prepared] = {}
+
+    def execute(self, connection: Connection, values: Sequence[Any]) -> Any:
+        """Run with VALUES in the `IN`; the driver's cursor."""
+        prepared = self._by_count.get(len(values))
+        if prepared is None:
+            prepared = self._by_count[len(values)] = Prepared(self._build(
+                [bindparam(f"in_{n}") for n in range(len(values))]))
+        return prepared.execute(connection, {f"in_{n}": v for n, v in enumerate(values)})
 
 
 @contextmanager

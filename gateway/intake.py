@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import re
@@ -12,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import Engine, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.clock import Clock
 from gateway.db import Database, transaction
-from gateway.fastsql import Prepared
+from gateway.fastsql import Prepared, PreparedIn
 from gateway.models import RECEIVED, Input, InputBody
 
 log = structlog.get_logger("gateway.intake")
@@ -80,11 +79,9 @@ def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> li
         return [accepted for item in items for accepted in _store(engine, [item], clock)]
 
 
-@functools.lru_cache(maxsize=300)
-def _known_keys(count: int) -> Prepared:
-    """Which of COUNT idempotency keys are stored already (one statement per count)."""
-    return Prepared(sa_select(_INPUTS.c.idempotency_key, _INPUTS.c.id).where(
-        _INPUTS.c.idempotency_key.in_([bindparam(f"k{n}") for n in range(count)])))
+# Which of the idempotency keys are stored already.
+_KNOWN_KEYS = PreparedIn(lambda keys: sa_select(_INPUTS.c.idempotency_key, _INPUTS.c.id)
+                         .where(_INPUTS.c.idempotency_key.in_(keys)))
 
 
 # On the driver's cursor: the door runs these before every "250" and every 202.
@@ -97,9 +94,8 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
     now = clock.now()
     with transaction(engine, urgent=True) as session:
         connection = session.connection()
-        distinct = list(dict.fromkeys(keys))
-        known: dict[str, int] = dict(_known_keys(len(distinct)).execute(
-            connection, {f"k{n}": key for n, key in enumerate(distinct)}).fetchall())
+        known: dict[str, int] = dict(_KNOWN_KEYS.execute(
+            connection, list(dict.fromkeys(keys))).fetchall())
         known_new: dict[str, int] = {}
         bodies = []
         for item, key in zip(items, keys, strict=True):

@@ -163,6 +163,19 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
             connection.execute(_MARK_ACKNOWLEDGED, acknowledged)
 
 
+async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:
+    """Wait up to RECORD_WAIT_S while FINISHED holds fewer than RECORD_GROUP outcomes and
+    fewer than the OUTSTANDING ones still to record; ARRIVED is set as each one finishes."""
+    deadline = asyncio.get_running_loop().time() + RECORD_WAIT_S
+    while len(finished) < min(RECORD_GROUP, outstanding):
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), left)
+        arrived.clear()
+
+
 class OutboxWorker:
     """Sends due items through a Delivery; woken when something is enqueued."""
 
@@ -223,7 +236,6 @@ class OutboxWorker:
         journal, recorded at the next start instead of sent again."""
         finished: list[Outcome] = []
         arrived = asyncio.Event()
-        loop = asyncio.get_running_loop()
 
         async def send(item: Claimed) -> None:
             try:
@@ -241,13 +253,7 @@ class OutboxWorker:
                 await arrived.wait()
                 arrived.clear()
                 if self._journal is not None:
-                    deadline = loop.time() + RECORD_WAIT_S
-                    while (len(finished) < RECORD_GROUP
-                           and recorded + len(finished) < len(claimed)
-                           and (left := deadline - loop.time()) > 0):
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(arrived.wait(), left)
-                        arrived.clear()
+                    await _gather_more(finished, arrived, len(claimed) - recorded)
                 group = finished[:]
                 del finished[:]
                 await self._record(group)

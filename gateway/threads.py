@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, insert
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
-from gateway.fastsql import Prepared
+from gateway.fastsql import Prepared, PreparedIn
 from gateway.models import OutboxItem, ThreadId, Ticket
 from gateway.registration import ticket_tag_pattern
 from parsers.model import Request
@@ -24,12 +23,9 @@ _THREAD_IDS = ThreadId.__table__  # type: ignore[attr-defined]
 _INSERT_THREAD_IDS = Prepared(insert(_THREAD_IDS))
 
 
-@functools.lru_cache(maxsize=MAX_CITED_IDS + 4)
-def _ticket_of_ids(count: int) -> Prepared:
-    """The newest ticket any of COUNT ids belongs to: this runs for every input, and most
-    find nothing (one statement per number of ids, on the driver's cursor)."""
-    return Prepared(select(func.max(_THREAD_IDS.c.ticket_id)).where(
-        _THREAD_IDS.c.message_id.in_([bindparam(f"id{n}") for n in range(count)])))
+# The newest ticket any of the ids belongs to: this runs for every input, and most find nothing.
+_TICKET_OF_IDS = PreparedIn(lambda ids: select(func.max(_THREAD_IDS.c.ticket_id)).where(
+    _THREAD_IDS.c.message_id.in_(ids)))
 
 
 def thread_ids(request: Request) -> list[str]:
@@ -53,8 +49,7 @@ def find_ticket(session: Session, request: Request, prefix: str) -> Ticket | Non
     ids = thread_ids(request)
     if ids:
         # The newest ticket wins: a follow-up of a closed ticket shares its predecessor's ids.
-        found = _ticket_of_ids(len(ids)).execute(
-            session.connection(), {f"id{n}": i for n, i in enumerate(ids)}).fetchone()[0]
+        found = _TICKET_OF_IDS.execute(session.connection(), ids).fetchone()[0]
         if found is not None:
             return session.get(Ticket, found)
     if request.kind == "bounce" and request.failed_recipients:

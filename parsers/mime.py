@@ -160,22 +160,21 @@ def _flanker_leaf(part: Any, raw_message: bytes, index: int, depth: int, flat: F
         filename = _stdlib_filename(head, where, flat.defects)
         disposition = head_facts.disposition[0] if head_facts.disposition is not None else None
         has_content_id = head_facts.has_content_id
-    elif hasattr(container_obj, "read_body"):
-        raw = _latin1(container_obj.read_body())
-        payload = transfer_decode(raw, part.content_encoding.value, where, flat.defects)
-        size = len(payload)
-        whole = _latin1(container_obj.read_message())
-        head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
-        filename = _stdlib_filename(head, where, flat.defects)
-        disposition = part.content_disposition[0]
-        has_content_id = "Content-Id" in part.headers
     else:
-        body = part.body
-        payload = body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")
-        size = len(payload)
-        filename = _fix_name(part.detected_file_name)
+        # flanker's own header objects: what the fast path above avoids building.
         disposition = part.content_disposition[0]
         has_content_id = "Content-Id" in part.headers
+        if hasattr(container_obj, "read_body"):
+            raw = _latin1(container_obj.read_body())
+            payload = transfer_decode(raw, part.content_encoding.value, where, flat.defects)
+            whole = _latin1(container_obj.read_message())
+            head = whole[: len(whole) - len(raw)] if whole.endswith(raw) else whole[:65536]
+            filename = _stdlib_filename(head, where, flat.defects)
+        else:
+            body = part.body
+            payload = body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")
+            filename = _fix_name(part.detected_file_name)
+        size = len(payload)
     charset = ctype.params.get("charset")
     return Leaf(
         index=index,

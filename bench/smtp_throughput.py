@@ -34,9 +34,11 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
-from smtp_client import Sent, Submitter
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.smtp_client import Sent, Submitter  # noqa: E402 (after the path is set)
+
 VENV_BIN = ROOT / ".venv" / "bin"
 SUPPORT_ADDRESS = "support@example.com"
 END_TO_END_TARGET = 400.0  # messages/s, from the issue

@@ -18,6 +18,8 @@ _TEMPLATES = jinja2.Environment(
     autoescape=False,  # plain-text mail; nothing here is HTML
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
+    # The templates are package files, read once: otherwise every render stats its file.
+    auto_reload=False,
 )
 _ADDR_SPEC = re.compile(r"[^\s@<>,;\"()\\]+@[^\s@<>,;\"()\\]+")
 _SERVICE_ZONE = ZoneInfo("Europe/Moscow")

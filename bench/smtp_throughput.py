@@ -636,9 +636,9 @@ level = "warning"
 
 class SmtplibSubmitter:
     """Several threads of the standard library's client, each an SMTP session reused for
-    several messages (`--client smtplib`: an independent client, and how figures before
-    2026-12-05 were measured; it costs the shared cores about three times the CPU of
-    smtp_client's)."""
+    several messages (`--client smtplib`: an independent client, and how the figures in
+    bench/README.md up to the first round of 2026-12-04 were measured; it costs the shared
+    cores two to three times the CPU of bench/smtp_client.py's)."""
 
     def __init__(self, port: int, messages: list[BenchMessage], sessions: int, per_session: int,
                  stop: threading.Event, timeout: float = 60.0,

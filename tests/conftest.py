@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import threading
 import uuid
+import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,7 +103,7 @@ def relay_sink() -> Iterator[Sink]:
     """An aiosmtpd relay on loopback that keeps every message it receives."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = SessionsController(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         yield Sink(handler, port)
@@ -108,12 +111,47 @@ def relay_sink() -> Iterator[Sink]:
         stop_controller(controller)
 
 
+class SessionsController(Controller):
+    """An aiosmtpd Controller that remembers its sessions, so that `stop_controller` can close
+    the connections a client still holds (a daemon keeps its relay connections open)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def factory(self) -> SMTP:
+        session = super().factory()
+        self.sessions.add(session)
+        return session
+
+
 def stop_controller(controller: Controller) -> None:
     """Stop an aiosmtpd Controller and close the event loop it made: `stop` leaves the loop
     open, and when the garbage collector later finds its self-pipe sockets, the "unclosed
-    socket" ResourceWarning fails whichever test happens to be running then."""
+    socket" ResourceWarning fails whichever test happens to be running then. Connections still
+    open are closed first, while the loop runs: `stop` cancels their tasks but leaves their
+    transports open, to the same effect ("unclosed transport")."""
+    sessions = getattr(controller, "sessions", None)
+    if sessions and controller.loop.is_running():
+        closed = threading.Event()
+
+        def close_sessions() -> None:
+            for session in list(sessions):
+                if session.transport is not None:
+                    session.transport.abort()
+            # After the callbacks abort() queued, which close the sockets.
+            controller.loop.call_soon(closed.set)
+
+        controller.loop.call_soon_threadsafe(close_sessions)
+        closed.wait(5)
     controller.stop()
-    controller.loop.close()
+    # A session cut while its task was cancelled can still hold a transport; it is garbage
+    # once the loop is closed, and its __del__ closes the socket: collected here, its
+    # warning would otherwise fail a later test that has nothing to do with this relay.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        controller.loop.close()
+        gc.collect()
 
 
 def config_text(database_url: str, state: Path, smtp_port: int, *, relay_port: int | None = None,

@@ -12,7 +12,14 @@ from sqlmodel import Session, select
 from gateway.mailer import MaildirDelivery
 from gateway.models import OutboxItem
 from gateway.ticket_view import list_tickets
-from tests.conftest import RunningGateway, Sink, free_port, make_mail, stop_controller
+from tests.conftest import (
+    RunningGateway,
+    SessionsController,
+    Sink,
+    free_port,
+    make_mail,
+    stop_controller,
+)
 
 
 def submit(running: RunningGateway, raw: bytes) -> None:
@@ -60,8 +67,6 @@ def test_permanent_failure_is_recorded_and_not_retried(make_gateway, relay_sink:
 
 def test_relay_down_then_up(make_gateway) -> None:
     """With nothing listening on the relay port the item waits; once a relay is there it goes."""
-    from aiosmtpd.controller import Controller
-
     from tests.conftest import SinkHandler
 
     port = free_port()
@@ -71,7 +76,7 @@ def test_relay_down_then_up(make_gateway) -> None:
     [item] = outbox_rows(running)
     assert item.status == "pending" and item.last_error is not None
     handler = SinkHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = SessionsController(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         running.clock.advance(timedelta(minutes=1))

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.conftest import free_port, stop_controller
+from tests.conftest import SessionsController, free_port, stop_controller
 
 
 class RelayHandler:
@@ -60,7 +60,8 @@ class Relay:
 
     def up(self) -> None:
         self.handler.mode = "ok"
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self._controller = SessionsController(self.handler, hostname="127.0.0.1",
+                                              port=self.port)
         self._controller.start()
 
     def down(self) -> None:

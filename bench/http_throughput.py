@@ -31,6 +31,9 @@ BIN = ROOT / ".venv" / "bin"
 SECRET = "bench-secret"
 TARGET_RPS, TARGET_P99_MS = 2000.0, 50.0
 T = TypeVar("T")
+sys.path.insert(0, str(ROOT))
+
+from bench.event_loop import new_event_loop  # noqa: E402 (after the path is set)
 
 
 def free_port() -> int:
@@ -88,13 +91,7 @@ async def load(port: int, total: int, connections: int, prefix: str = "bench"
 
 
 def run_client(work: Coroutine[Any, Any, T]) -> T:
-    """Run the load generator on uvloop, as the daemon runs: its share of the two cores is
-    not the daemon's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(work)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(work)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bench.event_loop import new_event_loop
+
 HELO_NAME = b"mta.bench.example"
 
 
@@ -80,10 +82,8 @@ class Session:
         await _reply(reader, (250,))
         return cls(reader, writer)
 
-    async def send(self, sender: bytes, wire: bytes, eight_bit: bool, recipient: bytes,
-                   on_start: Callable[[], None]) -> None:
+    async def send(self, sender: bytes, wire: bytes, eight_bit: bool, recipient: bytes) -> None:
         """One transaction, command by command, as a client without PIPELINING sends it."""
-        on_start()
         option = b" BODY=8BITMIME" if eight_bit else b""
         self.writer.write(b"MAIL FROM:<" + sender + b">" + option + b"\r\n")
         await _reply(self.reader, (250,))
@@ -130,14 +130,8 @@ class Submitter:
 
     def run(self) -> float:
         """Submit everything; the monotonic time the submission started."""
-        try:
-            import uvloop
-
-            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        except ImportError:
-            runner = asyncio.Runner()
         begun = time.monotonic()
-        with runner:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(self._all())
         return begun
 
@@ -174,12 +168,9 @@ class Submitter:
                                 session = await Session.open(self.port)
                                 self.connections += 1
                                 in_session = 0
-
-                            def started(result: Sent = result) -> None:
-                                result.started = time.monotonic()
-
+                            result.started = time.monotonic()
                             await session.send(sender, self._wire[index], message.eight_bit,
-                                               self.recipient, started)
+                                               self.recipient)
                         result.accepted = time.monotonic()
                         result.ok = True
                         in_session += 1

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import html
-import itertools
 import json
 import os
 import platform
@@ -16,7 +15,6 @@ import random
 import re
 import shutil
 import signal
-import smtplib
 import socket
 import sqlite3
 import statistics
@@ -26,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.header import Header
@@ -37,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.smtp_client import Sent, Submitter  # noqa: E402 (after the path is set)
+from bench.event_loop import new_event_loop  # noqa: E402 (after the path is set)
+from bench.smtp_client import Sent, Submitter  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 SUPPORT_ADDRESS = "support@example.com"
@@ -341,14 +340,6 @@ _IN_REPLY_TO = re.compile(rb"^in-reply-to:[ \t]*(?:\r?\n[ \t]+)?<([^>\s]+)>",
                           re.IGNORECASE | re.MULTILINE)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def run_sink() -> int:
     """Accept every message; print `monotonic<TAB>In-Reply-To<TAB>rcpt` per message."""
     from aiosmtpd.controller import Controller
@@ -382,7 +373,7 @@ def run_sink() -> int:
         try:
             # On uvloop, as the daemon: the sink's share of the two cores is not the daemon's.
             controller = Controller(Handler(), hostname="127.0.0.1", port=port,
-                                    ready_timeout=10.0, loop=_new_loop())
+                                    ready_timeout=10.0, loop=new_event_loop())
             controller.start()
             break
         except Exception:  # port taken between probe and bind: try another
@@ -634,112 +625,6 @@ level = "warning"
 # --------------------------------------------------------------------------------------------
 
 
-class SmtplibSubmitter:
-    """Several threads of the standard library's client, each an SMTP session reused for
-    several messages (`--client smtplib`: an independent client, and how the figures in
-    bench/README.md up to the first round of 2026-12-04 were measured; it costs the shared
-    cores two to three times the CPU of bench/smtp_client.py's)."""
-
-    def __init__(self, port: int, messages: list[BenchMessage], sessions: int, per_session: int,
-                 stop: threading.Event, timeout: float = 60.0,
-                 schedule: Callable[[int], float] | None = None) -> None:
-        self.port = port
-        self.messages = messages
-        self.results = [Sent() for _ in messages]
-        self.sessions = sessions
-        self.per_session = per_session
-        self.stop_event = stop
-        self.timeout = timeout
-        self.schedule = schedule
-        self._next = itertools.count()
-        self._lock = threading.Lock()
-        self.connections = 0
-        self.errors: Counter[str] = Counter()
-
-    def _take(self) -> int | None:
-        with self._lock:
-            index = next(self._next)
-        return index if index < len(self.messages) else None
-
-    def _connect(self) -> smtplib.SMTP:
-        client = smtplib.SMTP("127.0.0.1", self.port, local_hostname="mta.bench.example",
-                              timeout=self.timeout)
-        client.ehlo()
-        with self._lock:
-            self.connections += 1
-        return client
-
-    def _worker(self) -> None:
-        client: smtplib.SMTP | None = None
-        in_session = 0
-        try:
-            while not self.stop_event.is_set():
-                index = self._take()
-                if index is None:
-                    break
-                result = self.results[index]
-                if self.schedule is not None:
-                    result.scheduled = self.schedule(index)
-                    delay = result.scheduled - time.monotonic()
-                    if delay > 0 and self.stop_event.wait(delay):
-                        break
-                message = self.messages[index]
-                options = ["BODY=8BITMIME"] if message.eight_bit else []
-                for attempt in range(1, 4):
-                    result.attempts = attempt
-                    try:
-                        if client is None or in_session >= self.per_session:
-                            if client is not None:
-                                with contextlib.suppress(smtplib.SMTPException, OSError):
-                                    client.quit()
-                            client = self._connect()
-                            in_session = 0
-                        result.started = time.monotonic()
-                        client.sendmail(message.sender, [SUPPORT_ADDRESS], message.data,
-                                        mail_options=options)
-                        result.accepted = time.monotonic()
-                        result.ok = True
-                        in_session += 1
-                        break
-                    except (smtplib.SMTPException, OSError) as error:
-                        result.error = f"{type(error).__name__}: {error}"[:200]
-                        with self._lock:
-                            self.errors[type(error).__name__] += 1
-                        if client is not None:
-                            with contextlib.suppress(Exception):
-                                client.close()
-                        client = None
-                        if self.stop_event.wait(0.2 * attempt):
-                            break
-        finally:
-            if client is not None:
-                with contextlib.suppress(smtplib.SMTPException, OSError):
-                    client.quit()
-
-    def run(self) -> float:
-        """Submit everything; the monotonic time the submission started."""
-        threads = [threading.Thread(target=self._worker, name=f"client-{n}", daemon=True)
-                   for n in range(self.sessions)]
-        begun = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.5)
-        return begun
-
-
-def make_submitter(args: argparse.Namespace, port: int, messages: list[BenchMessage],
-                   sessions: int, stop: threading.Event,
-                   schedule: Callable[[int], float] | None = None,
-                   ) -> Submitter | SmtplibSubmitter:
-    if args.client == "smtplib":
-        return SmtplibSubmitter(port, messages, sessions, args.per_session, stop,
-                                schedule=schedule)
-    return Submitter(port, messages, SUPPORT_ADDRESS, sessions, args.per_session, stop,
-                     schedule=schedule)
-
-
 def wait_for_acks(sink: Sink, ids: list[str], daemon: Daemon, stall_timeout: float,
                   deadline_s: float, label: str, quiet: bool) -> None:
     """Until every id has an acknowledgement; raise if they stop arriving."""
@@ -798,7 +683,8 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
                      messages: list[BenchMessage], stop: threading.Event,
                      profile: Path | None) -> tuple[dict[str, Any], list[Sent]]:
     profiler = Profiler(daemon.proc.pid, profile, args.profile_rate) if profile else None
-    submitter = make_submitter(args, daemon.port, messages, args.clients, stop)
+    submitter = Submitter(daemon.port, messages, SUPPORT_ADDRESS, args.clients, args.per_session,
+                          stop)
     ids = [m.message_id for m in messages]
     cpu_before = {"daemon": cpu_seconds(daemon.proc.pid), "sink": cpu_seconds(sink.proc.pid),
                   "bench": cpu_seconds()}
@@ -826,7 +712,7 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
     steady = hi_i - lo_i
     summary = {
         "messages": len(messages), "accepted": n, "failed": len(messages) - n,
-        "client": args.client, "clients": args.clients, "per_session": args.per_session,
+        "clients": args.clients, "per_session": args.per_session,
         "cpu_seconds": {k: cpu[k] - cpu_before[k] for k in cpu},
         "daemon_cpu_ms_per_message": 1000 * (cpu["daemon"] - cpu_before["daemon"]) / max(1, n),
         "smtp_connections": submitter.connections, "client_errors": dict(submitter.errors),
@@ -845,8 +731,7 @@ def throughput_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
     return summary, submitter.results
 
 
-def _progress(sink: Sink, ids: list[str], submitter: Submitter | SmtplibSubmitter,
-              stop: threading.Event,
+def _progress(sink: Sink, ids: list[str], submitter: Submitter, stop: threading.Event,
               args: argparse.Namespace) -> None:
     if args.json:
         return
@@ -866,8 +751,8 @@ def latency_phase(args: argparse.Namespace, daemon: Daemon, sink: Sink,
     interval = 1.0 / args.rate
     # Open loop: each message has a due time; a slow answer does not delay the next send.
     sessions = max(2, min(8, int(args.rate // 10) + 2))
-    submitter = make_submitter(args, daemon.port, messages, sessions, stop,
-                               schedule=lambda i: start_at + i * interval)
+    submitter = Submitter(daemon.port, messages, SUPPORT_ADDRESS, sessions, args.per_session,
+                          stop, schedule=lambda i: start_at + i * interval)
     submitter.run()
     ok = [(m, r) for m, r in zip(messages, submitter.results, strict=True) if r.ok]
     wait_for_acks(sink, [m.message_id for m, _ in ok], daemon, args.stall_timeout,
@@ -986,9 +871,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "an MTA delivering in parallel)")
     parser.add_argument("--per-session", type=int, default=20,
                         help="messages per SMTP session before QUIT and reconnect (default 20)")
-    parser.add_argument("--client", choices=("asyncio", "smtplib"), default="asyncio",
-                        help="the sending MTA: one event loop of lean sessions (default), or "
-                             "threads of Python's smtplib")
     parser.add_argument("--workers", type=int, default=None,
                         help="[intake] workers: processes that parse and register (default: 1)")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,

@@ -1,0 +1,300 @@
+"""The seed's facts about a request (scope, affected, severity, workaround, detail, declared)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon, function_order
+from rules.triage.reading import Segment, segments
+
+SCOPES = ("all", "many", "some", "individual", "unknown")
+SEVERITIES = ("inoperative", "impaired", "slight", "none")
+WORKAROUNDS = ("none", "exists", "unknown")
+PRIORITY_WORDS = ("critical", "high", "medium", "low")
+_REPLY_PREFIX = ("re:", "re ", "ответ:", "отв:", "aw:", "fw:", "fwd:", "пересл")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact's value and the words of the request that set it."""
+
+    value: str
+    words: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"value": self.value, "words": list(self.words)}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing the customer says fails now: the system or a function, how badly, for whom."""
+
+    affected: str  # "system" or a function name
+    severity: str
+    scope: str
+    words: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """system | high_function | medium_function | documentation | cosmetic | other_function."""
+        if self.affected in ("system", "cosmetic", "documentation"):
+            return self.affected
+        if self.affected in HIGH_FUNCTIONS:
+            return "high_function"
+        if self.affected in MEDIUM_FUNCTIONS:
+            return "medium_function"
+        return "other_function"
+
+
+@dataclass(frozen=True)
+class TriageFacts:
+    """Everything the seed's priority table looks at, each fact with its words."""
+
+    scope: Fact
+    affected: Fact
+    severity: Fact
+    workaround: Fact
+    detail: Fact
+    declared: Fact
+    request_type: Fact
+    impact: Fact
+    failures: tuple[Failure, ...] = field(default=())
+
+    @property
+    def function(self) -> str:
+        return self.affected.value if self.affected.value not in ("system", "none", "unknown",
+                                                                  "cosmetic") else "none"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope.as_json(), "affected": self.affected.as_json(),
+            "function": self.function, "severity": self.severity.as_json(),
+            "workaround": self.workaround.as_json(), "detail": self.detail.as_json(),
+            "declared": self.declared.as_json(), "type": self.request_type.as_json(),
+            "impact": self.impact.as_json(),
+            "failures": [{"affected": f.affected, "severity": f.severity, "scope": f.scope,
+                          "words": list(f.words)} for f in self.failures],
+        }
+
+
+def _words(segs: Iterable[Segment], *labels: str) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for seg in segs:
+        for label in labels:
+            for w in seg.words_of(label):
+                seen.setdefault(w, None)
+    return tuple(seen)
+
+
+def _any(segs: Iterable[Segment], label: str) -> bool:
+    return any(s.has(label) for s in segs)
+
+
+def read_facts(subject: str | None, body: str, lexicon: Lexicon) -> TriageFacts:
+    """The facts of a request: SUBJECT (ignored for replies: it names the old problem) and BODY,
+    the customer's new text."""
+    is_reply = bool(subject) and subject.strip().lower().startswith(_REPLY_PREFIX)  # type: ignore[union-attr]
+    segs = segments(None if is_reply else subject, body, lexicon)
+    order = function_order(label.split(".", 1)[1] for label in lexicon.labels("function"))
+    current = _current(segs)
+    failures = _failures(current, segs, order)
+    declared = _declared(segs)
+    request_type = _request_type(segs, failures)
+    workaround = _workaround(segs)
+    impact = _impact(segs)
+    scope = _overall_scope(failures, segs)
+    top = _top(failures)
+    affected = (Fact(top.affected, top.words) if top else
+                Fact("cosmetic", _words(segs, "severity.cosmetic")) if _any(segs, "severity.cosmetic")
+                else Fact("none" if request_type.value != "incident" else "unknown"))
+    severity = Fact(top.severity, top.words) if top else Fact("none")
+    detail = _detail(failures, segs, request_type)
+    return TriageFacts(scope, affected, severity, workaround, detail, declared, request_type,
+                       impact, tuple(failures))
+
+
+def _current(segs: list[Segment]) -> list[Segment]:
+    """Segments that speak of now: not of a sentence that is hypothetical ("if it expires,
+    nobody can connect") and not of a restored function ("the push outage is fixed")."""
+    hypothetical = {s.sentence for s in segs if s.has("time.hypothetical")}
+    return [s for s in segs if s.sentence not in hypothetical and not s.restored]
+
+
+def _functions(seg: Segment, order: tuple[str, ...]) -> list[str]:
+    named = [label.split(".", 1)[1] for label in seg.labels("function.")]
+    return [name for name in order if name in named]
+
+
+def _failing(seg: Segment) -> bool:
+    """It says something fails, or works only slowly or now and then ("доходят с задержкой")."""
+    if seg.polarity == "fails":
+        return True
+    return seg.polarity == "works" and (seg.has("severity.slight") or seg.has("severity.impaired"))
+
+
+def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...]) -> list[Failure]:
+    by_sentence: dict[int, list[Segment]] = {}
+    for seg in segs:
+        by_sentence.setdefault(seg.sentence, []).append(seg)
+    failures = []
+    for seg in current:
+        if not _failing(seg):
+            continue
+        # Words of the same sentence that say nothing working (a subject, a scope) belong to
+        # this statement too: "ни у кого не работает: список чатов не загружается".
+        siblings = [s for s in by_sentence[seg.sentence]
+                    if s is not seg and (s.polarity is None or _failing(s))]
+        failure = _failure(seg, siblings, order)
+        if failure:
+            failures.append(failure)
+    return failures
+
+
+def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> Failure | None:
+    own = _functions(seg, order)
+    borrowed = [f for s in siblings if s.polarity is None for f in _functions(s, order)]
+    specific = [f for f in own if f != "client"] or (
+        [] if seg.has("system.access") or seg.has("system.down") else
+        [f for f in borrowed if f != "client"])
+    scope = _scope([seg]) or _scope(siblings) or "unknown"
+    severity = _severity(seg, scope)
+    words = tuple(seg.evidence) + _words([seg], *[f"function.{f}" for f in specific[:1]],
+                                         "system.access", "system.down", "system.noun",
+                                         "severity.cosmetic")
+    if seg.has("severity.cosmetic"):
+        return Failure("cosmetic", "slight", scope, words)
+    if specific:
+        affected = specific[0]
+        # Messaging down for everyone is the messenger down (the seed's critical).
+        if affected == "messaging" and scope == "all" and severity == "inoperative":
+            affected = "system"
+        return Failure(affected, severity, scope, words)
+    if (seg.has("system.access") or seg.has("system.down") or seg.has("system.noun")
+            or any(s.has("system.noun") for s in siblings)):
+        return Failure("system", severity, scope, words)
+    if "client" in own or "client" in borrowed:
+        return Failure("client", severity, scope, words)
+    return None
+
+
+def _scope(segs: list[Segment]) -> str | None:
+    for name in ("individual", "all", "many", "some"):
+        if any(_scoped(s, name) for s in segs):
+            return name
+    return None
+
+
+def _scoped(seg: Segment, name: str) -> bool:
+    """SEG states scope NAME; "one user" inside "not one user" / "ни у одного" is not individual."""
+    matches = seg.found.get(f"scope.{name}", ())
+    if name != "individual":
+        return bool(matches)
+    wider = [m for label in ("scope.all", "scope.many") for m in seg.found.get(label, ())]
+    return any(not any(w.start <= m.start < w.end or m.start <= w.start < m.end for w in wider)
+               and not (m.start > 0 and seg.words[m.start - 1] in ("ни", "not", "не"))
+               for m in matches)
+
+
+def _severity(seg: Segment, scope: str) -> str:
+    if seg.has("severity.slight") and not seg.has("severity.impaired"):
+        return "slight"
+    if seg.has("severity.impaired") or scope == "some":
+        return "impaired"
+    return "inoperative"
+
+
+def _overall_scope(failures: list[Failure], segs: list[Segment]) -> Fact:
+    """The widest scope a failure states; individual when only individuals (or when the others
+    are said to be fine and no wider scope is stated)."""
+    words = _words(segs, "scope.all", "scope.many", "scope.some", "scope.individual",
+                   "scope.others_fine")
+    scopes = {f.scope for f in failures}
+    others_fine = _any([s for s in segs if s.polarity != "fails"], "scope.others_fine") or _any(
+        segs, "scope.others_fine") and not scopes & {"all", "many"}
+    for name in ("all", "many", "some"):
+        if name in scopes:
+            if name == "all" and others_fine:
+                return Fact("many", words)
+            return Fact(name, words)
+    if "individual" in scopes or (others_fine and failures):
+        return Fact("individual", words)
+    return Fact("unknown", words)
+
+
+def _workaround(segs: list[Segment]) -> Fact:
+    none = _words(segs, "workaround.none")
+    exists = _words(segs, "workaround.exists")
+    if none:
+        return Fact("none", none)
+    if exists:
+        return Fact("exists", exists)
+    return Fact("unknown")
+
+
+def _impact(segs: list[Segment]) -> Fact:
+    if _any(segs, "severity.no_impact"):
+        return Fact("none", _words(segs, "severity.no_impact"))
+    if _any(segs, "severity.users_fine"):
+        return Fact("users_fine", _words(segs, "severity.users_fine"))
+    if _any(segs, "severity.slight"):
+        return Fact("slight", _words(segs, "severity.slight"))
+    return Fact("unknown")
+
+
+def _top(failures: list[Failure]) -> Failure | None:
+    rank = {"system": 0, "high_function": 1, "medium_function": 2, "other_function": 3,
+            "documentation": 4, "cosmetic": 5}
+    if not failures:
+        return None
+    return min(failures, key=lambda f: (SCOPES.index(f.scope) == 3, rank[f.kind],
+                                        SEVERITIES.index(f.severity)))
+
+
+def _detail(failures: list[Failure], segs: list[Segment], request_type: Fact) -> Fact:
+    """Enough to act on: a named function that fails, or the system or client failing with a
+    scope or a concrete symptom (nobody can log in). A bare "doesn't work", "broken", "issue",
+    "опять ничего не работает" is not."""
+    if request_type.value != "incident":
+        return Fact("enough")
+    symptoms = set(_words(segs, "system.access", "system.down"))
+    for failure in failures:
+        if failure.affected not in ("system", "client"):
+            return Fact("enough", failure.words)
+        if failure.scope != "unknown" or symptoms & set(failure.words):
+            return Fact("enough", failure.words)
+    return Fact("none", _words(segs, "detail.vague"))
+
+
+def _declared(segs: list[Segment]) -> Fact:
+    for name in ("low", "critical", "high", "medium"):
+        words = _words(segs, f"declared.{name}")
+        if words:
+            return Fact(name, words)
+    return Fact("none")
+
+
+def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:
+    """Incident when something fails now; else the main thing asked for."""
+    scores = {}
+    for name in ("consultation", "administration", "feature_request"):
+        scores[name] = sum(len(s.found.get(f"type.{name}", ())) for s in segs)
+    questions = sum(1 for s in segs if s.has("type.consultation"))
+    not_failure = _any(segs, "type.not_a_failure")
+    feature_words = _words(segs, "type.feature_request")
+    absent = any(w for w in feature_words if "нет" in w or "функции" in w)
+    regression = _any(segs, "type.regression")
+    if _any(segs, "type.expected"):
+        return Fact("consultation", _words(segs, "type.expected"))
+    if failures and not (absent and not regression) and not (
+            not_failure and max(scores.values()) > 0):
+        return Fact("incident", failures[0].words)
+    if not failures and _any(segs, "detail.vague") and max(scores.values()) == 0:
+        return Fact("incident", _words(segs, "detail.vague"))
+    del questions
+    best = max(scores, key=lambda n: (scores[n], ("consultation", "administration",
+                                                  "feature_request").index(n)))
+    if scores[best] == 0:
+        return Fact("incident" if failures else "consultation")
+    return Fact(best, _words(segs, f"type.{best}"))

@@ -1,0 +1,113 @@
+"""Reading a request's own text into segments: what each says fails or works, for whom, how badly."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rules.triage.lexicon import Lexicon
+from rules.triage.words import Match, tokens
+
+# Log lines, stack frames, shell prompts and JSON say nothing about scope or workarounds, and
+# their words ("error", "failed", "unavailable") would read as the customer's statements.
+_MACHINE_LINE = re.compile(
+    r"^\s*(?:\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|\d\d:\d\d\s+\[|\[\w+\]|\$ |# |\*\*|at |\(|\{|\}|<|"
+    r"[A-Z]{3,}\s*[:\[]|[A-Z]+\s{2,}|WARN|INFO|ERROR|DEBUG|PANIC|FATAL|Traceback|File \"|"
+    r"root@|NAME\s|[\w.-]+\s+\d+/\d+\s|[\w.]+Error\b|\w+\.\w+:\d+|-{3,}|={3,}|\w+:\s*\*\*)")
+_LOG_WORDS = re.compile(r"\[(?:error|warn|warning|info|debug)\]|\b(?:ERROR|WARN|FATAL|PANIC)\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+|;")
+# Where one statement gives way to another inside a sentence.
+_SEGMENT_BREAK = re.compile(r"\s*[,:()]\s*|\s+[-—–]\s+|[—]")
+_CONTRAST = frozenset({"но", "однако", "зато", "хотя", "а", "but", "however", "although", "though",
+                       "whereas", "while", "yet"})
+NEGATION_WINDOW = 5
+
+
+def customer_lines(text: str) -> list[str]:
+    """TEXT's lines without machine output (logs, traces, shell sessions, JSON)."""
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            kept.append("")
+            continue
+        if _MACHINE_LINE.match(line) or (_LOG_WORDS.search(line) and line.count(":") >= 2):
+            continue
+        if line.startswith(("    ", "\t")) and sum(c.isalpha() for c in line) < len(line) * 0.6:
+            continue
+        kept.append(line)
+    return kept
+
+
+@dataclass
+class Segment:
+    """One statement: its words, their labelled matches, and what it says."""
+
+    sentence: int
+    words: list[str]
+    found: dict[str, list[Match]]
+    polarity: str | None = None  # "fails" | "works" | None
+    evidence: list[str] = field(default_factory=list)
+
+    def has(self, label: str) -> bool:
+        return label in self.found
+
+    @property
+    def restored(self) -> bool:
+        """It says something works again ("fixed", "восстановился"), not negated."""
+        return any(not negated(m, self.found) for m in self.found.get("time.restored", ()))
+
+    def labels(self, prefix: str) -> list[str]:
+        return [label for label in self.found if label.startswith(prefix)]
+
+    def words_of(self, label: str) -> list[str]:
+        return [" ".join(self.words[m.start:m.end]) for m in self.found.get(label, ())]
+
+
+def negated(match: Match, found: dict[str, list[Match]], concord: bool = True) -> bool:
+    """Whether a negation stands shortly before MATCH (a Russian ни-word only when CONCORD)."""
+    labels = ("polarity.negators", "polarity.concord") if concord else ("polarity.negators",)
+    return any(n.end <= match.start and match.start - n.end < NEGATION_WINDOW
+               for label in labels for n in found.get(label, ()))
+
+
+def _polarity(found: dict[str, list[Match]]) -> tuple[str | None, list[str], list[str]]:
+    """'fails' when something fails (a failure, or something working negated), else 'works'."""
+    fails, works = [], []
+    for label in ("polarity.works", "polarity.fails"):
+        for match in found.get(label, ()):
+            says_fails = (label == "polarity.fails") != negated(
+                match, found, concord=label == "polarity.works")
+            (fails if says_fails else works).append(match.source)
+    if fails:
+        return "fails", fails, works
+    if works:
+        return "works", fails, works
+    return None, fails, works
+
+
+def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
+    """The statements of SUBJECT (a sentence of its own) and BODY, in order."""
+    sentences = [subject] if subject else []
+    for line in customer_lines(body):
+        sentences += [s for s in _SENTENCE_END.split(line) if s.strip()]
+    result: list[Segment] = []
+    for number, sentence in enumerate(sentences):
+        for piece in _SEGMENT_BREAK.split(sentence):
+            for part in _split_contrast(tokens(piece)):
+                if not part:
+                    continue
+                found = lexicon.find(part)
+                polarity, fails, works = _polarity(found)
+                result.append(Segment(number, part, found, polarity, fails or works))
+    return result
+
+
+def _split_contrast(words: list[str]) -> list[list[str]]:
+    parts: list[list[str]] = [[]]
+    for word in words:
+        if word in _CONTRAST and parts[-1]:
+            parts.append([])
+        else:
+            parts[-1].append(word)
+    return parts

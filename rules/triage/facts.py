@@ -35,6 +35,9 @@ class Failure:
     severity: str
     scope: str
     words: tuple[str, ...]
+    # The system only named ("nothing arrives from the messenger"), with no one locked out and
+    # nothing down: it counts only when no function is said to fail.
+    named_only: bool = False
 
     @property
     def kind(self) -> str:
@@ -131,7 +134,8 @@ def _failing(seg: Segment) -> bool:
     """It says something fails, or works only slowly or now and then ("доходят с задержкой")."""
     if seg.polarity == "fails":
         return True
-    return seg.polarity == "works" and (seg.has("severity.slight") or seg.has("severity.impaired"))
+    degraded = seg.has("severity.slight") or seg.has("severity.impaired")
+    return degraded and (seg.polarity == "works" or bool(seg.labels("function.")))
 
 
 def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...]) -> list[Failure]:
@@ -149,17 +153,20 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
         failure = _failure(seg, siblings, order)
         if failure:
             failures.append(failure)
+    if any(f.affected != "system" for f in failures):
+        failures = [f for f in failures if not f.named_only]
     return failures
 
 
 def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> Failure | None:
-    own = _functions(seg, order)
-    borrowed = [f for s in siblings if s.polarity is None for f in _functions(s, order)]
-    specific = [f for f in own if f != "client"] or (
-        [] if seg.has("system.access") or seg.has("system.down") else
-        [f for f in borrowed if f != "client"])
+    """What SEG says fails: its own function; else one its sentence names ("консоль не
+    открывается: после ввода логина белый экран"); else the system when nobody can get in or
+    it is down; else the system or the client named."""
+    own = [f for f in _functions(seg, order) if f != "client"]
+    borrowed = [f for s in siblings for f in _functions(s, order) if f != "client"]
     scope = _scope([seg]) or _scope(siblings) or "unknown"
     severity = _severity(seg, scope)
+    specific = own or borrowed
     words = tuple(seg.evidence) + _words([seg], *[f"function.{f}" for f in specific[:1]],
                                          "system.access", "system.down", "system.noun",
                                          "severity.cosmetic")
@@ -171,10 +178,11 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
         if affected == "messaging" and scope == "all" and severity == "inoperative":
             affected = "system"
         return Failure(affected, severity, scope, words)
-    if (seg.has("system.access") or seg.has("system.down") or seg.has("system.noun")
-            or any(s.has("system.noun") for s in siblings)):
+    if seg.has("system.access") or seg.has("system.down"):
         return Failure("system", severity, scope, words)
-    if "client" in own or "client" in borrowed:
+    if seg.has("system.noun") or any(s.has("system.noun") for s in siblings):
+        return Failure("system", severity, scope, words, named_only=True)
+    if "client" in _functions(seg, order) or any("client" in _functions(s, order) for s in siblings):
         return Failure("client", severity, scope, words)
     return None
 
@@ -282,11 +290,14 @@ def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:
         scores[name] = sum(len(s.found.get(f"type.{name}", ())) for s in segs)
     questions = sum(1 for s in segs if s.has("type.consultation"))
     not_failure = _any(segs, "type.not_a_failure")
-    feature_words = _words(segs, "type.feature_request")
-    absent = any(w for w in feature_words if "нет" in w or "функции" in w)
+    absent = _any(segs, "type.absent") and scores["feature_request"] > 0
     regression = _any(segs, "type.regression")
     if _any(segs, "type.expected"):
         return Fact("consultation", _words(segs, "type.expected"))
+    # The client or the system only named as failing, beside a request: the request decides.
+    weak = all(f.named_only or f.affected == "client" for f in failures)
+    if weak and max(scores.values()) > 0:
+        failures = []
     if failures and not (absent and not regression) and not (
             not_failure and max(scores.values()) > 0):
         return Fact("incident", failures[0].words)

@@ -13,7 +13,7 @@ from rules.triage.words import Match, Phrase, PhraseBook, tokens
 SHIPPED = "lexicon.toml"
 # The order a segment's functions are chosen in when it names several: the more specific
 # first ("call statistics" is metrics, "push notifications for messages" is notifications).
-FUNCTION_ORDER = ("documentation", "metrics", "admin_console", "routing", "dlps", "other", "smartapp",
+FUNCTION_ORDER = ("documentation", "dlps", "metrics", "admin_console", "routing", "other", "smartapp",
                   "chatbot", "notifications", "file_transfer", "calls", "messaging", "client")
 # What the seed says of each function it names (TRIAGE.md): its failure is high or medium.
 HIGH_FUNCTIONS = frozenset({"messaging", "calls", "smartapp", "chatbot", "dlps", "notifications",

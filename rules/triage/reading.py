@@ -21,6 +21,9 @@ _SEGMENT_BREAK = re.compile(r"\s*[,:()]\s*|\s+[-—–]\s+|[—]")
 _CONTRAST = frozenset({"но", "однако", "зато", "хотя", "а", "but", "however", "although", "though",
                        "whereas", "while", "yet"})
 NEGATION_WINDOW = 5
+# A negation does not reach past these into a clause of its own ("can't review who downloaded").
+_BARRIERS = frozenset({"who", "what", "which", "that", "кто", "что", "который", "которые", "которая",
+                       "чтобы", "and", "и"})
 
 
 def customer_lines(text: str) -> list[str]:
@@ -55,7 +58,8 @@ class Segment:
     @property
     def restored(self) -> bool:
         """It says something works again ("fixed", "восстановился"), not negated."""
-        return any(not negated(m, self.found) for m in self.found.get("time.restored", ()))
+        return any(not negated(m, self.found, self.words)
+                   for m in self.found.get("time.restored", ()))
 
     def labels(self, prefix: str) -> list[str]:
         return [label for label in self.found if label.startswith(prefix)]
@@ -64,20 +68,23 @@ class Segment:
         return [" ".join(self.words[m.start:m.end]) for m in self.found.get(label, ())]
 
 
-def negated(match: Match, found: dict[str, list[Match]], concord: bool = True) -> bool:
+def negated(match: Match, found: dict[str, list[Match]], words: list[str],
+            concord: bool = True) -> bool:
     """Whether a negation stands shortly before MATCH (a Russian ни-word only when CONCORD)."""
     labels = ("polarity.negators", "polarity.concord") if concord else ("polarity.negators",)
     return any(n.end <= match.start and match.start - n.end < NEGATION_WINDOW
+               and not _BARRIERS.intersection(words[n.end:match.start])
                for label in labels for n in found.get(label, ()))
 
 
-def _polarity(found: dict[str, list[Match]]) -> tuple[str | None, list[str], list[str]]:
+def _polarity(found: dict[str, list[Match]],
+              words: list[str]) -> tuple[str | None, list[str], list[str]]:
     """'fails' when something fails (a failure, or something working negated), else 'works'."""
     fails, works = [], []
     for label in ("polarity.works", "polarity.fails"):
         for match in found.get(label, ()):
             says_fails = (label == "polarity.fails") != negated(
-                match, found, concord=label == "polarity.works")
+                match, found, words, concord=label == "polarity.works")
             (fails if says_fails else works).append(match.source)
     if fails:
         return "fails", fails, works
@@ -98,7 +105,7 @@ def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
                 if not part:
                     continue
                 found = lexicon.find(part)
-                polarity, fails, works = _polarity(found)
+                polarity, fails, works = _polarity(found, part)
                 result.append(Segment(number, part, found, polarity, fails or works))
     return result
 

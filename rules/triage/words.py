@@ -13,7 +13,7 @@ import Stemmer
 from rules.text import normalise
 
 # Words, numbers and the apostrophe-less pieces of "don't" ("don", "t"), as rules.text reads them.
-_TOKEN = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"[^\W_]+|%")
 _CYRILLIC = re.compile(r"[а-я]")
 _ENGLISH = Stemmer.Stemmer("english")
 # A pattern term that matches any one token: "create * account".

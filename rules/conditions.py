@@ -55,6 +55,15 @@ def phrases(condition: Condition) -> Iterator[tuple[Term, ...]]:
         yield from phrases(condition.part)
 
 
+def names_priority(condition: Condition, priority: str) -> bool:
+    """CONDITION tests `priority` for PRIORITY somewhere (not under a `not`)."""
+    if isinstance(condition, OneOf):
+        return condition.what == "priority" and priority in condition.values
+    if isinstance(condition, All | AnyOf):
+        return any(names_priority(part, priority) for part in condition.parts)
+    return False
+
+
 def _any_glob(value: str | None, globs: tuple[str, ...]) -> bool:
     return value is not None and any(fnmatchcase(value, g) for g in globs)
 
@@ -253,6 +262,31 @@ class Flag:
 
     def describe(self) -> str:
         return f"{self.what} is {'true' if self.expected else 'false'}"
+
+
+# The seed's facts a condition may name (see rules.triage.facts): `scope = "all"`.
+TRIAGE_FACTS = ("scope", "function", "affected", "severity", "workaround", "detail", "impact")
+
+
+@dataclass(frozen=True)
+class FactIs:
+    """One of the triage facts has one of the listed values: `function = ["calls"]`."""
+
+    what: str
+    values: tuple[str, ...]
+
+    def check(self, facts: Facts) -> bool:
+        triage = facts.triage
+        if triage is None:
+            return False
+        value = triage.function if self.what == "function" else {
+            "scope": triage.scope, "affected": triage.affected, "severity": triage.severity,
+            "workaround": triage.workaround, "detail": triage.detail, "impact": triage.impact,
+        }[self.what].value
+        return value in self.values
+
+    def describe(self) -> str:
+        return f"{self.what} is {' or '.join(self.values)}"
 
 
 @dataclass(frozen=True)

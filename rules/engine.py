@@ -13,6 +13,10 @@ from rules.conditions import Condition, literals, phrases
 from rules.facts import Facts, Sender
 from rules.literals import Scanner
 from rules.text import Lexicon
+from rules.triage.facts import TriageFacts, read_facts
+from rules.triage.lexicon import Lexicon as TriageLexicon
+from rules.triage.lexicon import shipped_lexicon
+from rules.triage.table import Row, Verdict, decide
 
 log = structlog.get_logger("rules.engine")
 
@@ -81,6 +85,14 @@ class Rule:
         return self._sentence
 
     @cached_property
+    def names_critical(self) -> bool:
+        """Its conditions name the critical priority (`priority = "critical"`): only such a
+        rule may lower a critical assessment (a generic rule never does)."""
+        from rules.conditions import names_priority
+
+        return names_priority(self.when, "critical")
+
+    @cached_property
     def _sentence(self) -> str:
         # Built once per rule, not once per request it fires on.
         why = self.reason or self.description or self.when.describe()
@@ -91,6 +103,22 @@ class Rule:
 class RuleSet:
     rules: tuple[Rule, ...]
     source: str = "<built-in>"
+    # The seed's priority table; empty: the shipped one (rules.loader.builtin_rules).
+    table: tuple[Row, ...] = ()
+    # Phrases facts are read with; None: the shipped lexicon.
+    triage_lexicon: TriageLexicon | None = None
+
+    @cached_property
+    def priority_table(self) -> tuple[Row, ...]:
+        if self.table:
+            return self.table
+        from rules.loader import builtin_rules
+
+        return builtin_rules().table
+
+    @cached_property
+    def words(self) -> TriageLexicon:
+        return self.triage_lexicon or shipped_lexicon()
 
     @cached_property
     def scanner(self) -> Scanner:
@@ -129,6 +157,16 @@ class Decision:
     # Why the priority differs from the declared one, without the rule's name.
     change_reason: str | None = None
     trace: list[Hit] = field(default_factory=list)
+    # The facts read from the customer's words, and the table row that assessed them.
+    facts: TriageFacts | None = None
+    row: str | None = None
+    # change_reason in Russian, for a Russian letter.
+    change_reason_ru: str | None = None
+
+    def change_reason_in(self, language: str) -> str | None:
+        """Why the declared priority was changed, in LANGUAGE (ru or en)."""
+        return self.change_reason_ru if language == "ru" and self.change_reason_ru else (
+            self.change_reason)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -137,11 +175,25 @@ class Decision:
             "assign_engineer": self.assign_engineer, "copy_manager": self.copy_manager,
             "suppress_ack": self.suppress_ack, "hold": self.hold,
             "declared_outcome": self.declared_outcome, "customer_notice": self.customer_notice,
+            "facts": self.facts.as_json() if self.facts else None, "table_row": self.row,
             "trace": [{"rule": h.rule, "fired": h.fired, "error": h.error} for h in self.trace],
         }
 
 
-def _apply(actions: Actions, facts: Facts) -> None:
+def _apply(rule: Rule, facts: Facts) -> str | None:
+    """Apply RULE's actions; a note when it tried to lower a critical assessment and may not."""
+    before = facts.priority
+    _set(rule.then, facts)
+    if (before == "critical" and facts.priority != "critical" and not rule.names_critical):
+        facts.priority = before
+        return (f"{rule.name}: would lower the critical assessment; kept critical "
+                "(a rule lowers critical only when its conditions name priority = \"critical\")")
+    if before is not None and facts.priority != before:
+        return f"{rule.name}: changed the assessed priority {before} -> {facts.priority}"
+    return None
+
+
+def _set(actions: Actions, facts: Facts) -> None:
     if actions.request_type:
         facts.request_type = actions.request_type
     if actions.priority == DECLARED:
@@ -166,9 +218,34 @@ def evaluate(request: Request, ruleset: RuleSet, sender: Sender | None = None,
     return evaluate_facts(Facts.of(request, sender, in_working_hours), ruleset)
 
 
+def assess(facts: Facts, ruleset: RuleSet) -> tuple[Verdict | None, list[str]]:
+    """The seed's table on the facts of the customer's own words: the assessed priority and
+    type, set on FACTS before any admin rule runs, and the reasons that explain them."""
+    request = facts.request
+    triage = read_facts(request.subject, request.reply_text or request.text, ruleset.words)
+    facts.triage = triage
+    facts.request_type = triage.request_type.value
+    verdict = decide(ruleset.priority_table, triage)
+    reasons = [describe_facts(triage)]
+    if verdict is not None:
+        facts.priority = verdict.row.priority
+        reasons.append(f"{verdict.row.name}: {verdict.row.reason} -> {verdict.row.priority}")
+    return verdict, reasons
+
+
+def describe_facts(triage: TriageFacts) -> str:
+    """`facts: scope all ("ни один пользователь"), affected system ("войти"), ...`."""
+    parts = []
+    for name in ("scope", "affected", "severity", "workaround", "detail", "declared"):
+        fact = getattr(triage, name)
+        words = ", ".join(f'"{w}"' for w in fact.words[:3])
+        parts.append(f"{name} {fact.value}" + (f" ({words})" if words else ""))
+    return "facts: " + "; ".join(parts) + f"; type {triage.request_type.value}"
+
+
 def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
     facts.use(ruleset.scanner, ruleset.lexicon)
-    reasons: list[str] = []
+    verdict, reasons = assess(facts, ruleset)
     fired: list[str] = []
     trace: list[Hit] = []
     flags = dict.fromkeys(FLAGS, False)
@@ -187,9 +264,11 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
         trace.append(Hit(rule.name, matched))
         if not matched:
             continue
-        _apply(rule.then, facts)
+        note = _apply(rule, facts)
         fired.append(rule.name)
         reasons.append(rule.sentence())
+        if note:
+            reasons.append(note)
         for name in rule.then.flags:
             flags[name] = True
         stopped = rule.then.stop
@@ -199,13 +278,33 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
     priority = facts.priority or DEFAULT_PRIORITY
     if facts.priority is None:
         reasons.append(f"default-priority: no rule set a priority -> {DEFAULT_PRIORITY}")
-    outcome, notice, why = _declared(facts.request.declared_priority, priority, reasons)
+    declared = facts.request.declared_priority or _stated(facts.triage)
+    outcome, notice, why = _declared(declared, priority, reasons)
+    why_ru = None
+    if outcome and verdict is not None and priority == verdict.row.priority:
+        # The table's own words, in the customer's language (a rule trace never reaches them).
+        why, why_ru = verdict.row.reason, verdict.row.reason_ru or None
+        notice = _notice(declared, priority, why)
     if outcome:
-        reasons.append(f"declared-priority: the customer declared "
-                       f"{facts.request.declared_priority} -> {outcome}")
+        reasons.append(f"declared-priority: the customer declared {declared} -> {outcome} "
+                       "(the assessment wins, seed rule 3)")
     return Decision(request_type, priority, reasons, fired, list(facts.tags),  # type: ignore[arg-type]
                     declared_outcome=outcome, customer_notice=notice, change_reason=why,
-                    trace=trace, **flags)
+                    trace=trace, facts=facts.triage,
+                    row=verdict.row.name if verdict else None, change_reason_ru=why_ru, **flags)
+
+
+def _stated(triage: TriageFacts | None) -> str | None:
+    """A priority the customer wrote in the text ("Приоритет: средний", "P1!!!")."""
+    return triage.declared.value if triage and triage.declared.value in PRIORITIES else None
+
+
+def _notice(declared: str | None, priority: str, why: str) -> str | None:
+    if declared is None or declared == priority:
+        return None
+    if rank(priority) < rank(declared):
+        return f"The priority was raised from {declared} to {priority}: {why}."
+    return f"The priority was set to {priority} instead of the declared {declared}: {why}."
 
 
 def _declared(declared: str | None, priority: str,

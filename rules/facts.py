@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from parsers.model import Request
+from rules.triage.facts import TriageFacts
 from rules.literals import Scanner
 from rules.text import Features, Lexicon, Text, normalise
 
@@ -33,6 +34,8 @@ class Facts:
     priority: str | None = None
     request_type: str | None = None
     tags: list[str] = field(default_factory=list)
+    # The seed's facts read from the customer's words, set by the engine before any rule.
+    triage: TriageFacts | None = None
     # The rule set's literals (see rules.literals), set by the engine; found per field.
     scanner: Scanner | None = field(default=None, repr=False)
     _found: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)

@@ -17,6 +17,7 @@ from rules.conditions import (
     Attachment,
     Condition,
     Contains,
+    FactIs,
     Flag,
     Header,
     Not,
@@ -27,6 +28,9 @@ from rules.conditions import (
 )
 from rules.engine import DECLARED, REQUEST_TYPES, Actions, Rule, RuleSet
 from rules.text import normalise, phrase_terms
+from rules.triage.facts import SCOPES, SEVERITIES, WORKAROUNDS
+from rules.triage.lexicon import Lexicon, with_additions
+from rules.triage.table import Row, parse_table
 
 DEFAULT_RULES = "default_rules.toml"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -57,8 +61,12 @@ CONDITION_KEYS = (
     "subject_contains", "body_contains", "text_contains", "subject_words", "body_words",
     "text_words", "subject_regex", "body_regex", "text_regex", "header", "attachment_type",
     "attachment_name", "has_attachments", "word_count_below", "word_count_at_least",
-    "working_hours",
+    "working_hours", "scope", "function", "affected", "severity", "workaround", "detail", "impact",
 )
+# What a rules file holds besides [[rule]]: the seed's table and phrases added to the lexicon.
+TOP_LEVEL_KEYS = ("rule", "priority_table", "lexicon")
+_FACT_VALUES = {"scope": SCOPES, "severity": SEVERITIES, "workaround": WORKAROUNDS,
+                "detail": ("enough", "none"), "impact": ("none", "users_fine", "slight", "unknown")}
 ACTION_KEYS = ("type", "priority", "at_least", "at_most", "tags", "assign_engineer",
                "copy_manager", "suppress_ack", "hold", "stop", "reason")
 RULE_KEYS = ("name", "description", "when", "then")
@@ -142,6 +150,10 @@ def _one_condition(key: str, value: object, at: tuple[str | int, ...]) -> Condit
     if key in ("attachment_type", "attachment_name"):
         globs = tuple(v.lower() for v in _strings(value, at))
         return Attachment("type" if key == "attachment_type" else "name", globs)
+    if key in _FACT_VALUES:
+        return FactIs(key, _choice(value, at, _FACT_VALUES[key]))
+    if key in ("function", "affected"):
+        return FactIs(key, tuple(v.lower() for v in _strings(value, at)))
     if key == "word_count_below":
         return WordCount(below=_count(value, at))
     if key == "word_count_at_least":
@@ -239,11 +251,13 @@ def parse_rules(text: str, source: str) -> RuleSet:
     except tomllib.TOMLDecodeError as error:
         raise RulesError([syntax_problem(source, error)]) from None
     lines = _Lines(text)
-    problems = [RuleProblem(source, lines.find(("rule" if k == "rule" else k,)), k,
-                            "unknown top-level key; a rules file holds [[rule]] tables")
-                for k in data if k != "rule"]
+    problems = [RuleProblem(source, lines.find((k,)), k,
+                            "unknown top-level key; a rules file holds [[rule]] tables, "
+                            "[[priority_table]] rows and a [lexicon]")
+                for k in data if k not in TOP_LEVEL_KEYS]
+    seed_table, lexicon = _triage(data, source, lines, problems)
     tables = data.get("rule", [])
-    if not isinstance(tables, list) or not tables:
+    if not isinstance(tables, list) or not (tables or "priority_table" in data):
         problems.append(RuleProblem(source, 1, "", "no rules: expected at least one [[rule]]"))
         raise RulesError(problems)
     rules: list[Rule] = []
@@ -266,7 +280,28 @@ def parse_rules(text: str, source: str) -> RuleSet:
         rules.append(Rule(rule.name, rule.description, rule.when, rule.then, rule.reason, line))
     if problems:
         raise RulesError(problems)
-    return RuleSet(tuple(rules), source)
+    return RuleSet(tuple(rules), source, seed_table, lexicon)
+
+
+def _triage(data: dict[str, Any], source: str, lines: _Lines,
+            problems: list[RuleProblem]) -> tuple[tuple[Row, ...], Lexicon | None]:
+    """The file's [[priority_table]] (else the shipped seed table) and its [lexicon] additions
+    (else the shipped lexicon); problems are added to PROBLEMS."""
+    table: tuple[Row, ...] = ()
+    if "priority_table" in data:
+        try:
+            table = parse_table(data["priority_table"], source, lines.table_row)
+        except ValueError as error:
+            problems.append(RuleProblem(source, lines.find(("priority_table",)), "priority_table",
+                                        str(error).removeprefix(f"{source}: ")))
+    lexicon = None
+    if "lexicon" in data:
+        try:
+            lexicon = with_additions(data["lexicon"])
+        except ValueError as error:
+            problems.append(RuleProblem(source, lines.find(("lexicon",)), "lexicon",
+                                        str(error).removeprefix(f"{source}: ")))
+    return table, lexicon
 
 
 @lru_cache(maxsize=1)
@@ -295,6 +330,12 @@ class _Lines:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.starts = [n for n, line in enumerate(self.lines, 1) if self._HEADER.match(line)]
+
+    def table_row(self, index: int) -> int:
+        """The line of the INDEX-th `[[priority_table]]` row."""
+        rows = [n for n, line in enumerate(self.lines, 1)
+                if re.match(r"^\s*\[\[\s*priority_table\s*\]\]", line)]
+        return rows[index] if index < len(rows) else 1
 
     def rule_start(self, index: int) -> int:
         return self.starts[index] if index < len(self.starts) else 1

@@ -132,7 +132,7 @@ def _functions(seg: Segment, order: tuple[str, ...]) -> list[str]:
 
 def _failing(seg: Segment) -> bool:
     """It says something fails, or works only slowly or now and then ("доходят с задержкой")."""
-    if seg.polarity == "fails":
+    if seg.polarity == "fails" or (seg.has("severity.cosmetic") and seg.polarity is None):
         return True
     degraded = seg.has("severity.slight") or seg.has("severity.impaired")
     return degraded and (seg.polarity == "works" or bool(seg.labels("function.")))
@@ -166,7 +166,12 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
     borrowed = [f for s in siblings for f in _functions(s, order) if f != "client"]
     scope = _scope([seg]) or _scope(siblings) or "unknown"
     severity = _severity(seg, scope)
-    specific = own or borrowed
+    # Locked out for everyone, or everything stuck: the system, whatever else the sentence names.
+    gate = seg.has("system.access") or seg.has("system.down")
+    universal = any(w in ("ничего", "все", "всё", "everything", "nothing")
+                    for w in seg.words_of("detail.generic"))
+    specific = own or ([] if gate and (universal or _scope([seg]) in ("all", "many"))
+                       else borrowed)
     words = tuple(seg.evidence) + _words([seg], *[f"function.{f}" for f in specific[:1]],
                                          "system.access", "system.down", "system.noun",
                                          "severity.cosmetic")
@@ -285,27 +290,42 @@ def _declared(segs: list[Segment]) -> Fact:
 
 def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:
     """Incident when something fails now; else the main thing asked for."""
-    scores = {}
-    for name in ("consultation", "administration", "feature_request"):
-        scores[name] = sum(len(s.found.get(f"type.{name}", ())) for s in segs)
-    questions = sum(1 for s in segs if s.has("type.consultation"))
-    not_failure = _any(segs, "type.not_a_failure")
+    scores = _type_scores(segs)
     absent = _any(segs, "type.absent") and scores["feature_request"] > 0
     regression = _any(segs, "type.regression")
     if _any(segs, "type.expected"):
         return Fact("consultation", _words(segs, "type.expected"))
     # The client or the system only named as failing, beside a request: the request decides.
-    weak = all(f.named_only or f.affected == "client" for f in failures)
+    weak = all(f.named_only or f.affected == "cosmetic"
+               or (f.affected == "client" and f.scope == "unknown") for f in failures)
     if weak and max(scores.values()) > 0:
         failures = []
-    if failures and not (absent and not regression) and not (
-            not_failure and max(scores.values()) > 0):
+    stated = _any(segs, "type.not_a_failure") and max(scores.values()) > 0
+    if failures and not (absent and not regression) and not stated:
         return Fact("incident", failures[0].words)
-    if not failures and _any(segs, "detail.vague") and max(scores.values()) == 0:
-        return Fact("incident", _words(segs, "detail.vague"))
-    del questions
-    best = max(scores, key=lambda n: (scores[n], ("consultation", "administration",
-                                                  "feature_request").index(n)))
+    vague = _words([s for s in segs if not s.restored], "detail.vague")
+    if not failures and 2 * len(vague) > max(scores.values()):
+        return Fact("incident", vague)
+    best = max(scores, key=lambda n: (scores[n], TYPES.index(n)))
     if scores[best] == 0:
         return Fact("incident" if failures else "consultation")
     return Fact(best, _words(segs, f"type.{best}"))
+
+
+TYPES = ("consultation", "administration", "feature_request")
+
+
+def _type_scores(segs: list[Segment]) -> dict[str, int]:
+    """Cues of each request type: a question that asks for nothing to be done is a
+    consultation whatever it names; a wish for new functionality weighs double."""
+    requests = {s.sentence for s in segs if s.has("type.request")}
+    asking = {s.sentence for s in segs if s.question and s.sentence not in requests}
+    scores = dict.fromkeys(TYPES, 0)
+    scores["consultation"] = len(asking)
+    for seg in segs:
+        if seg.sentence in asking:
+            continue
+        scores["consultation"] += len(seg.found.get("type.consultation", ()))
+        scores["administration"] += len(seg.found.get("type.administration", ()))
+    scores["feature_request"] = 2 * sum(len(s.found.get("type.feature_request", ())) for s in segs)
+    return scores

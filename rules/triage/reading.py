@@ -51,6 +51,8 @@ class Segment:
     found: dict[str, list[Match]]
     polarity: str | None = None  # "fails" | "works" | None
     evidence: list[str] = field(default_factory=list)
+    # The sentence asks ("...?"): what it names is asked about, not asked for.
+    question: bool = False
 
     def has(self, label: str) -> bool:
         return label in self.found
@@ -106,7 +108,8 @@ def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
                     continue
                 found = lexicon.find(part)
                 polarity, fails, works = _polarity(found, part)
-                result.append(Segment(number, part, found, polarity, fails or works))
+                result.append(Segment(number, part, found, polarity, fails or works,
+                                      sentence.rstrip().endswith("?")))
     return result
 
 

@@ -23,6 +23,8 @@ class Row:
     when: Mapping[str, tuple[str, ...]]
     name: str = ""
     line: int = 0
+    # The reason in Russian, for Russian customers (`reason_ru`).
+    reason_ru: str = ""
 
     def holds(self, facts: TriageFacts, failure: Failure | None) -> bool:
         values = {
@@ -81,7 +83,7 @@ def parse_table(rows: object, source: str, line_of: object = None) -> tuple[Row,
             raise ValueError(f"{where}: priority: must be one of {', '.join(PRIORITIES)}")
         when: dict[str, tuple[str, ...]] = {}
         for key, value in row.items():
-            if key in ("priority", "reason", "name"):
+            if key in ("priority", "reason", "name", "reason_ru"):
                 continue
             if key not in KEYS:
                 raise ValueError(f"{where}: {key}: unknown fact (known: {', '.join(KEYS)})")
@@ -91,5 +93,6 @@ def parse_table(rows: object, source: str, line_of: object = None) -> tuple[Row,
             when[key] = tuple(values)
         line = line_of(index) if callable(line_of) else 0
         table.append(Row(str(priority), str(row.get("reason", "")), when,
-                         str(row.get("name", f"row-{index + 1}")), int(line)))
+                         str(row.get("name", f"row-{index + 1}")), int(line),
+                         str(row.get("reason_ru", ""))))
     return tuple(table)

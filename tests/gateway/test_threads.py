@@ -121,7 +121,8 @@ def test_parent_arriving_after_its_reply_joins_the_same_ticket(database_url: str
 
 def test_reply_raises_priority_but_never_lowers_it(database_url: str, tmp_path: Path) -> None:
     engine, loaded, clock = setup(database_url, tmp_path)
-    ingest(engine, loaded, clock, make_mail(body="Help!", message_id="<vague@acme.example>"))
+    ingest(engine, loaded, clock, make_mail("Help", body="Help!",
+                                            message_id="<vague@acme.example>"))
     [ticket] = list_tickets(engine)
     assert ticket["priority"] == "low"
     clock.advance(timedelta(minutes=30))
@@ -129,12 +130,12 @@ def test_reply_raises_priority_but_never_lowers_it(database_url: str, tmp_path: 
               "the admin console shows them queued and nothing in the error log.")
     ingest(engine, loaded, clock, reply_to("vague@acme.example", detail))
     raised = show_ticket(engine, ticket["number"])
-    assert raised is not None and raised["priority"] == "medium"
+    assert raised is not None and raised["priority"] == "high"
     assert raised["resolution_due"] != ticket["resolution_due"]
-    assert any("raised from low to medium" in r for r in raised["reasons"])
+    assert any("raised from low to high" in r for r in raised["reasons"])
     ingest(engine, loaded, clock, reply_to("vague@acme.example", "Thanks."))
     after = show_ticket(engine, ticket["number"])
-    assert after is not None and after["priority"] == "medium"
+    assert after is not None and after["priority"] == "high"
 
 
 @pytest.mark.parametrize("mode", ["reopen", "new"])

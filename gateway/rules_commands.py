@@ -67,6 +67,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     decision = result["decision"]
     print(f"{args.path}: {decision['priority']} / {decision['request_type']}"
           f"   (rules: {result['source']})")
+    facts = decision.get("facts")
+    if facts:
+        print("  facts:")
+        for name in ("scope", "affected", "severity", "workaround", "detail", "declared", "type"):
+            fact = facts[name]
+            words = ", ".join(f'"{w}"' for w in fact["words"])
+            print(f"    {name:<11} {fact['value']:<16} {words}")
+        for failure in facts["failures"]:
+            print(f"    fails:      {failure['affected']} ({failure['severity']}, "
+                  f"{failure['scope']}): {', '.join(failure['words'][:4])}")
+        print(f"  table row: {decision['table_row']}")
     for reason in decision["reasons"]:
         print(f"  because {reason}")
     if decision["customer_notice"]:
@@ -87,23 +98,38 @@ def cmd_test(args: argparse.Namespace) -> int:
     ruleset = _ruleset(args)
     directory = load_customers(load_settings(args.config).settings.files.customers)
     tiers = {c.id: c.tier for c in directory.customers}
-    try:
-        result = score(Path(args.dir), ruleset, tiers)
-    except (OSError, ValueError) as error:
-        print(f"intake-gateway: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        json.dump(result.as_json(), sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
-    else:
-        _print_score(result.as_json())
-    below = args.min_accuracy is not None and result.priority_accuracy < args.min_accuracy
+
+    def match_sender(address: str | None) -> tuple[str, str] | None:
+        # As the daemon does: the sender's address or domain names the customer.
+        customer = directory.match_email(address)
+        return (customer.id, customer.tier) if customer else None
+
+    results = []
+    for folder in args.dir:
+        try:
+            results.append(score(Path(folder), ruleset, tiers, match_sender))
+        except (OSError, ValueError) as error:
+            print(f"intake-gateway: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    below = False
+    for folder, result in zip(args.dir, results, strict=True):
+        if args.json:
+            json.dump({"corpus": folder, **result.as_json()}, sys.stdout, ensure_ascii=False,
+                      indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(f"== {folder}")
+            _print_score(result.as_json())
+            print()
+        below = below or (args.min_accuracy is not None
+                          and result.priority_accuracy < args.min_accuracy)
     return EXIT_FAILURE if below else EXIT_OK
 
 
 def _print_score(data: dict[str, object]) -> None:
     print(f"{data['total']} requests: priority accuracy {data['priority_accuracy']:.1%}, "
-          f"type accuracy {data['type_accuracy']:.1%}")
+          f"type accuracy {data['type_accuracy']:.1%}, "
+          f"critical decided below high: {data['critical_below_high']}")
     for title, key in (("priority", "priority_confusion"), ("type", "type_confusion")):
         matrix = data[key]
         assert isinstance(matrix, dict)
@@ -124,6 +150,7 @@ def _print_score(data: dict[str, object]) -> None:
         for miss in misses:
             print(f"  {miss['file']}: expected {miss['expected']}, got {miss['got']}"
                   f" [{miss['fired']}]")
+            print(f"      {miss['facts']}")
 
 
 def add_rules_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -138,8 +165,9 @@ def add_rules_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     explain_parser.add_argument("--rules", help="rules file (default: the configured one)")
     explain_parser.add_argument("--json", action="store_true")
     explain_parser.set_defaults(handler=cmd_explain)
-    test = sub.add_parser("test", help="score the rules on a labelled corpus")
-    test.add_argument("dir")
+    test = sub.add_parser("test", help="score the rules on labelled corpora (folders with "
+                          "labels.csv, or requests.jsonl)")
+    test.add_argument("dir", nargs="+")
     test.add_argument("--rules", help="rules file (default: the configured one)")
     test.add_argument("--min-accuracy", type=float, help="exit 1 when priority accuracy is lower")
     test.add_argument("--json", action="store_true")

@@ -143,6 +143,10 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
     for seg in segs:
         by_sentence.setdefault(seg.sentence, []).append(seg)
     failures = []
+    # Calls (or another function) said to work: the messenger is not down, whatever else fails.
+    others_work = any(s.polarity == "works" and not s.has("severity.impaired")
+                      and any(f in HIGH_FUNCTIONS - {"messaging"} for f in _functions(s, order))
+                      for s in current)
     for seg in current:
         if not _failing(seg):
             continue
@@ -151,6 +155,9 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
         siblings = [s for s in by_sentence[seg.sentence]
                     if s is not seg and (s.polarity is None or _failing(s))]
         failure = _failure(seg, siblings, order)
+        if failure and failure.affected == "system" and others_work and not (
+                seg.has("system.access") or seg.has("system.down")):
+            failure = Failure("messaging", failure.severity, failure.scope, failure.words)
         if failure:
             failures.append(failure)
     if any(f.affected != "system" for f in failures):
@@ -211,7 +218,9 @@ def _scoped(seg: Segment, name: str) -> bool:
 
 
 def _severity(seg: Segment, scope: str) -> str:
-    if seg.has("severity.slight") and not seg.has("severity.impaired"):
+    # Working, only slower ("открываются с задержкой в несколько секунд"), is slight; failing
+    # after some seconds ("calls drop after 30 seconds") is not.
+    if seg.has("severity.slight") and (seg.polarity == "works" or not seg.has("severity.impaired")):
         return "slight"
     if seg.has("severity.impaired") or scope == "some":
         return "impaired"
@@ -265,12 +274,19 @@ def _top(failures: list[Failure]) -> Failure | None:
                                         SEVERITIES.index(f.severity)))
 
 
+# A text this short says no more than "X is broken" unless it says for whom.
+SHORT_WORDS = 8
+
+
 def _detail(failures: list[Failure], segs: list[Segment], request_type: Fact) -> Fact:
     """Enough to act on: a named function that fails, or the system or client failing with a
     scope or a concrete symptom (nobody can log in). A bare "doesn't work", "broken", "issue",
-    "опять ничего не работает" is not."""
+    "опять ничего не работает", or a few words with no one said to be affected, is not."""
     if request_type.value != "incident":
         return Fact("enough")
+    if sum(len(s.words) for s in segs) < SHORT_WORDS and all(f.scope == "unknown"
+                                                            for f in failures):
+        return Fact("none", tuple(w for s in segs for w in s.words))
     symptoms = set(_words(segs, "system.access", "system.down"))
     for failure in failures:
         if failure.affected not in ("system", "client"):

@@ -20,7 +20,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+|;")
 _SEGMENT_BREAK = re.compile(r"\s*[,:()]\s*|\s+[-—–]\s+|[—]")
 _CONTRAST = frozenset({"но", "однако", "зато", "хотя", "а", "but", "however", "although", "though",
                        "whereas", "while", "yet"})
-NEGATION_WINDOW = 5
+NEGATION_WINDOW = 7
+# The budget for one request: what a person writes fits; 1 MB of pasted logs is cut here, so
+# no text can stall processing (the rest is machine output or repetition).
+MAX_TEXT_CHARS = 20_000
+MAX_SENTENCES = 300
 # A negation does not reach past these into a clause of its own ("can't review who downloaded").
 _BARRIERS = frozenset({"who", "what", "which", "that", "кто", "что", "который", "которые", "которая",
                        "чтобы", "and", "и"})
@@ -97,9 +101,11 @@ def _polarity(found: dict[str, list[Match]],
 
 def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
     """The statements of SUBJECT (a sentence of its own) and BODY, in order."""
-    sentences = [subject] if subject else []
-    for line in customer_lines(body):
-        sentences += [s for s in _SENTENCE_END.split(line) if s.strip()]
+    sentences = [subject[:1000]] if subject else []
+    for line in customer_lines(body[:MAX_TEXT_CHARS]):
+        sentences += [s[:2000] for s in _SENTENCE_END.split(line) if s.strip()]
+        if len(sentences) >= MAX_SENTENCES:
+            break
     result: list[Segment] = []
     for number, sentence in enumerate(sentences):
         for piece in _SEGMENT_BREAK.split(sentence):

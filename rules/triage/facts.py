@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon, function_order
+from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon
 from rules.triage.reading import Segment, segments
 
 SCOPES = ("all", "many", "some", "individual", "unknown")
@@ -100,7 +100,7 @@ def read_facts(subject: str | None, body: str, lexicon: Lexicon) -> TriageFacts:
     the customer's new text."""
     is_reply = bool(subject) and subject.strip().lower().startswith(_REPLY_PREFIX)  # type: ignore[union-attr]
     segs = segments(None if is_reply else subject, body, lexicon)
-    order = function_order(label.split(".", 1)[1] for label in lexicon.labels("function"))
+    order = lexicon.function_order
     current = _current(segs)
     failures = _failures(current, segs, order)
     declared = _declared(segs)

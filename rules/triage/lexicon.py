@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 
 from rules.triage.words import Match, Phrase, PhraseBook, tokens
@@ -29,13 +29,16 @@ CATEGORIES = ("scope", "function", "system", "polarity", "severity", "workaround
 class Lexicon:
     """Labelled phrases ("scope.all", "function.calls", ...) in one phrase book."""
 
-    books: Mapping[str, PhraseBook]
+    book: PhraseBook
 
     def find(self, words: list[str]) -> dict[str, list[Match]]:
         """Matches by label; within a category, a match inside a longer one is dropped."""
         found: dict[str, list[Match]] = {}
-        for category, book in self.books.items():
-            matches = sorted(book.find(words), key=lambda m: (m.start - m.end, m.start))
+        by_category: dict[str, list[Match]] = {}
+        for match in self.book.find(words):
+            by_category.setdefault(match.label.partition(".")[0], []).append(match)
+        for category, unsorted in by_category.items():
+            matches = sorted(unsorted, key=lambda m: (m.start - m.end, m.start))
             taken: list[Match] = []
             for match in matches:
                 if category in ("polarity",) and any(
@@ -52,7 +55,12 @@ class Lexicon:
         return found
 
     def labels(self, category: str) -> list[str]:
-        return sorted({p.label for p in self.books[category].phrases}) if category in self.books else []
+        return sorted({p.label for p in self.book.phrases if p.label.startswith(category + ".")})
+
+    @cached_property
+    def function_order(self) -> tuple[str, ...]:
+        """The functions' names in the order a segment picks them (see FUNCTION_ORDER)."""
+        return function_order(label.split(".", 1)[1] for label in self.labels("function"))
 
 
 def parse_lexicon(data: Mapping[str, object], extra: Mapping[str, object] | None = None,
@@ -68,7 +76,7 @@ def parse_lexicon(data: Mapping[str, object], extra: Mapping[str, object] | None
                     raise ValueError(f"{source}: {category}.{label} must be a list of strings")
                 phrases.setdefault(category, []).extend(
                     Phrase.of(f"{category}.{label}", w) for w in words if tokens(w.rstrip("*")))
-    return Lexicon({category: PhraseBook(found) for category, found in phrases.items()})
+    return Lexicon(PhraseBook(p for found in phrases.values() for p in found))
 
 
 @cache

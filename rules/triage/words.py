@@ -110,24 +110,62 @@ class Match:
 
 
 class PhraseBook:
-    """Every phrase of a lexicon, indexed by the first letters of its first word."""
+    """Every phrase of a lexicon, indexed so that a text is read in one pass.
+
+    Each distinct term gets a number; a token's matching term numbers are found with a few
+    dictionary look-ups (its forms, and each form's prefixes for `word*` terms) and remembered,
+    so a word seen before costs one look-up. A phrase is tried only where its first term
+    matched, and its other terms are set membership tests.
+    """
 
     def __init__(self, phrases: Iterable[Phrase]) -> None:
         self.phrases = tuple(phrases)
-        self._by_head: dict[str, list[Phrase]] = defaultdict(list)
+        self._term_ids: dict[Term, int] = {}
         for phrase in self.phrases:
-            self._by_head[phrase.terms[0].text[:2]].append(phrase)
+            for term in phrase.terms:
+                self._term_ids.setdefault(term, len(self._term_ids))
+        self._any = {i for t, i in self._term_ids.items() if t.prefix and not t.text}
+        self._exact: dict[str, set[int]] = defaultdict(set)
+        self._prefix: dict[str, set[int]] = defaultdict(set)
+        self._surface: dict[str, set[int]] = defaultdict(set)
+        for term, number in self._term_ids.items():
+            if term.surface:
+                self._surface[term.text].add(number)
+            elif term.prefix and term.text:
+                self._prefix[term.text].add(number)
+            elif not term.prefix:
+                for form in term.forms:
+                    self._exact[form].add(number)
+        self._longest_prefix = max((len(p) for p in self._prefix), default=0)
+        self._starting: dict[int, list[tuple[Phrase, tuple[int, ...]]]] = defaultdict(list)
+        for phrase in self.phrases:
+            numbers = tuple(self._term_ids[t] for t in phrase.terms)
+            self._starting[numbers[0]].append((phrase, numbers))
+        self._token_terms: dict[str, frozenset[int]] = {}
+
+    def terms_of(self, token: str) -> frozenset[int]:
+        """The numbers of the terms TOKEN matches (remembered per token)."""
+        found = self._token_terms.get(token)
+        if found is None:
+            numbers = set(self._any) | self._surface.get(token, set())
+            for form in keys(token):
+                numbers |= self._exact.get(form, set())
+                for end in range(1, min(len(form), self._longest_prefix) + 1):
+                    numbers |= self._prefix.get(form[:end], set())
+            found = frozenset(numbers)
+            if len(self._token_terms) > 200_000:  # a bound on memory for odd inputs
+                self._token_terms.clear()
+            self._token_terms[token] = found
+        return found
 
     def find(self, words: list[str]) -> Iterator[Match]:
         """Every occurrence of every phrase in WORDS (normalised tokens)."""
-        word_keys = [keys(w) for w in words]
-        for start, first in enumerate(word_keys):
-            candidates: dict[int, Phrase] = {}
-            for head in {k[:2] for k in first}:
-                for phrase in self._by_head.get(head, ()):
-                    candidates[id(phrase)] = phrase
-            for phrase in candidates.values():
-                end = start + len(phrase.terms)
-                if end <= len(words) and all(term.matches(word_keys[start + i], words[start + i])
-                                             for i, term in enumerate(phrase.terms)):
-                    yield Match(phrase.label, phrase.source, start, end)
+        matched = [self.terms_of(w) for w in words]
+        count = len(words)
+        for start, first in enumerate(matched):
+            for number in first:
+                for phrase, numbers in self._starting.get(number, ()):
+                    end = start + len(numbers)
+                    if end <= count and all(
+                            n in matched[start + i] for i, n in enumerate(numbers[1:], 1)):
+                        yield Match(phrase.label, phrase.source, start, end)

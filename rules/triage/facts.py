@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon
-from rules.triage.reading import Segment, segments
+from rules.triage.reading import Segment, negated, segments
 
 SCOPES = ("all", "many", "some", "individual", "unknown")
 SEVERITIES = ("inoperative", "impaired", "slight", "none")
@@ -122,7 +122,15 @@ def _current(segs: list[Segment]) -> list[Segment]:
     """Segments that speak of now: not of a sentence that is hypothetical ("if it expires,
     nobody can connect") and not of a restored function ("the push outage is fixed")."""
     hypothetical = {s.sentence for s in segs if s.has("time.hypothetical")}
-    return [s for s in segs if s.sentence not in hypothetical and not s.restored]
+    # "Does the bot API support ... 'Reject'?": a yes/no question names, it does not report.
+    asked = {s.sentence for s in segs if s.question and s.words and s.words[0] in QUESTION_OPENERS}
+    return [s for s in segs
+            if s.sentence not in hypothetical | asked and not s.restored]
+
+
+# Words that open a yes/no question about what is possible, not a report of what fails.
+QUESTION_OPENERS = frozenset({"does", "do", "is", "are", "can", "could", "will", "would", "should",
+                              "поддерживает", "можно", "есть", "возможно", "будет"})
 
 
 def _functions(seg: Segment, order: tuple[str, ...]) -> list[str]:
@@ -172,7 +180,7 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
     own = [f for f in _functions(seg, order) if f != "client"]
     borrowed = [f for s in siblings for f in _functions(s, order) if f != "client"]
     scope = _scope([seg]) or _scope(siblings) or "unknown"
-    severity = _severity(seg, scope)
+    severity = _severity(seg, scope, [s for s in siblings if s.polarity is None])
     # Locked out for everyone, or everything stuck: the system, whatever else the sentence names.
     gate = seg.has("system.access") or seg.has("system.down")
     universal = any(w in ("ничего", "все", "всё", "everything", "nothing")
@@ -182,7 +190,7 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
     words = tuple(seg.evidence) + _words([seg], *[f"function.{f}" for f in specific[:1]],
                                          "system.access", "system.down", "system.noun",
                                          "severity.cosmetic")
-    if seg.has("severity.cosmetic"):
+    if seg.has("severity.cosmetic") and (specific[:1] or ["cosmetic"])[0] != "documentation":
         return Failure("cosmetic", "slight", scope, words)
     if specific:
         affected = specific[0]
@@ -217,10 +225,13 @@ def _scoped(seg: Segment, name: str) -> bool:
                for m in matches)
 
 
-def _severity(seg: Segment, scope: str) -> str:
+def _severity(seg: Segment, scope: str, neutral: list[Segment]) -> str:
     # Working, only slower ("открываются с задержкой в несколько секунд"), is slight; failing
-    # after some seconds ("calls drop after 30 seconds") is not.
-    if seg.has("severity.slight") and (seg.polarity == "works" or not seg.has("severity.impaired")):
+    # after some seconds ("calls drop after 30 seconds") is not. The words may stand in a
+    # clause of their own: "задержки при переключении, у всех, около 5 секунд".
+    if (seg.has("severity.slight") or _any(neutral, "severity.slight")) and seg.polarity != "fails":
+        return "slight"
+    if seg.has("severity.slight") and not seg.has("severity.impaired"):
         return "slight"
     if seg.has("severity.impaired") or scope == "some":
         return "impaired"
@@ -319,12 +330,14 @@ def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:
     stated = _any(segs, "type.not_a_failure") and max(scores.values()) > 0
     if failures and not (absent and not regression) and not stated:
         return Fact("incident", failures[0].words)
-    vague = _words([s for s in segs if not s.restored], "detail.vague")
+    vague = tuple(m.source for s in segs if not s.restored
+                  for m in s.found.get("detail.vague", ()) if not negated(m, s.found, s.words))
     if not failures and 2 * len(vague) > max(scores.values()):
         return Fact("incident", vague)
     best = max(scores, key=lambda n: (scores[n], TYPES.index(n)))
     if scores[best] == 0:
-        return Fact("incident" if failures else "consultation")
+        # Nothing asked for and nothing said to fail ("help", "ждём"): a request for support.
+        return Fact("incident")
     return Fact(best, _words(segs, f"type.{best}"))
 
 

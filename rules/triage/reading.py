@@ -12,12 +12,12 @@ from rules.triage.words import Match, tokens
 # their words ("error", "failed", "unavailable") would read as the customer's statements.
 _MACHINE_LINE = re.compile(
     r"^\s*(?:\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|\d\d:\d\d\s+\[|\[\w+\]|\$ |# |\*\*|at |\(|\{|\}|<|"
-    r"[A-Z]{3,}\s*[:\[]|[A-Z]+\s{2,}|WARN|INFO|ERROR|DEBUG|PANIC|FATAL|Traceback|File \"|"
+    r"(?:ERROR|WARN|WARNING|INFO|DEBUG|TRACE|FATAL|PANIC)\b|[A-Z]+\s{2,}|Traceback|File \"|"
     r"root@|NAME\s|[\w.-]+\s+\d+/\d+\s|[\w.]+Error\b|\w+\.\w+:\d+|-{3,}|={3,}|\w+:\s*\*\*)")
 _LOG_WORDS = re.compile(r"\[(?:error|warn|warning|info|debug)\]|\b(?:ERROR|WARN|FATAL|PANIC)\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+|;")
 # Where one statement gives way to another inside a sentence.
-_SEGMENT_BREAK = re.compile(r"\s*[,:()]\s*|\s+[-—–]\s+|[—]")
+_SEGMENT_BREAK = re.compile(r"\s*[,:]\s*|\s+[-—–]\s+|[—]")
 _CONTRAST = frozenset({"но", "однако", "зато", "хотя", "а", "but", "however", "although", "though",
                        "whereas", "while", "yet"})
 NEGATION_WINDOW = 7

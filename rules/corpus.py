@@ -156,7 +156,8 @@ def score(directory: Path, ruleset: RuleSet, tiers: dict[str, str] | None = None
     for label, request, customer in labelled(directory):
         matched = match_sender(request.sender.address if request.sender else None) if (
             customer is None and match_sender) else None
-        sender = Sender(*matched) if matched else Sender(customer, (tiers or {}).get(customer or ""))
+        sender = (Sender(*matched) if matched
+                  else Sender(customer, (tiers or {}).get(customer or "")))
         decision = evaluate(request, ruleset, sender)
         result.total += 1
         result.priority_right += decision.priority == label.priority
@@ -171,6 +172,6 @@ def score(directory: Path, ruleset: RuleSet, tiers: dict[str, str] | None = None
                                   "fired": ", ".join([decision.row or "", *decision.fired]),
                                   "facts": describe_facts(decision.facts)
                                   if decision.facts else ""})
-        critical_below_high = label.priority == "critical" and decision.priority in ("medium", "low")
-        result.critical_below_high += critical_below_high
+        result.critical_below_high += (label.priority == "critical"
+                                       and decision.priority in ("medium", "low"))
     return result

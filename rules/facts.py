@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from parsers.model import Request
-from rules.triage.facts import TriageFacts
 from rules.literals import Scanner
 from rules.text import Features, Lexicon, Text, normalise
+from rules.triage.facts import TriageFacts
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,8 @@ def read_facts(subject: str | None, body: str, lexicon: Lexicon) -> TriageFacts:
     scope = _overall_scope(failures, segs)
     top = _top(failures)
     affected = (Fact(top.affected, top.words) if top else
-                Fact("cosmetic", _words(segs, "severity.cosmetic")) if _any(segs, "severity.cosmetic")
+                Fact("cosmetic", _words(segs, "severity.cosmetic"))
+                if _any(segs, "severity.cosmetic")
                 else Fact("none" if request_type.value != "incident" else "unknown"))
     severity = Fact(top.severity, top.words) if top else Fact("none")
     detail = _detail(failures, segs, request_type)
@@ -202,7 +203,7 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
         return Failure("system", severity, scope, words)
     if seg.has("system.noun") or any(s.has("system.noun") for s in siblings):
         return Failure("system", severity, scope, words, named_only=True)
-    if "client" in _functions(seg, order) or any("client" in _functions(s, order) for s in siblings):
+    if any("client" in _functions(s, order) for s in (seg, *siblings)):
         return Failure("client", severity, scope, words)
     return None
 
@@ -244,8 +245,8 @@ def _overall_scope(failures: list[Failure], segs: list[Segment]) -> Fact:
     words = _words(segs, "scope.all", "scope.many", "scope.some", "scope.individual",
                    "scope.others_fine")
     scopes = {f.scope for f in failures}
-    others_fine = _any([s for s in segs if s.polarity != "fails"], "scope.others_fine") or _any(
-        segs, "scope.others_fine") and not scopes & {"all", "many"}
+    others_fine = _any([s for s in segs if s.polarity != "fails"], "scope.others_fine") or (_any(
+        segs, "scope.others_fine") and not scopes & {"all", "many"})
     for name in ("all", "many", "some"):
         if name in scopes:
             if name == "all" and others_fine:

@@ -1,4 +1,4 @@
-"""The triage lexicon: labelled phrases read from TOML (the shipped one, plus an admin's additions)."""
+"""The triage lexicon: labelled phrases from TOML (the shipped file plus an admin's additions)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from rules.triage.words import Match, Phrase, PhraseBook, tokens
 SHIPPED = "lexicon.toml"
 # The order a segment's functions are chosen in when it names several: the more specific
 # first ("call statistics" is metrics, "push notifications for messages" is notifications).
-FUNCTION_ORDER = ("documentation", "dlps", "metrics", "admin_console", "routing", "other", "smartapp",
-                  "chatbot", "notifications", "file_transfer", "calls", "messaging", "client")
+FUNCTION_ORDER = ("documentation", "dlps", "metrics", "admin_console", "routing", "other",
+                  "smartapp", "chatbot", "notifications", "file_transfer", "calls", "messaging",
+                  "client")
 # What the seed says of each function it names (TRIAGE.md): its failure is high or medium.
 HIGH_FUNCTIONS = frozenset({"messaging", "calls", "smartapp", "chatbot", "dlps", "notifications",
                             "file_transfer"})

@@ -1,4 +1,4 @@
-"""Reading a request's own text into segments: what each says fails or works, for whom, how badly."""
+"""A request's own text as segments: what each says fails or works, for whom, how badly."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ NEGATION_WINDOW = 7
 MAX_TEXT_CHARS = 20_000
 MAX_SENTENCES = 300
 # A negation does not reach past these into a clause of its own ("can't review who downloaded").
-_BARRIERS = frozenset({"who", "what", "which", "that", "кто", "что", "который", "которые", "которая",
-                       "чтобы", "and", "и"})
+_BARRIERS = frozenset({"who", "what", "which", "that", "кто", "что", "который", "которые",
+                       "которая", "чтобы", "and", "и"})
 
 
 def customer_lines(text: str) -> list[str]:
@@ -86,7 +86,8 @@ def negated(match: Match, found: dict[str, list[Match]], words: list[str],
 def _polarity(found: dict[str, list[Match]],
               words: list[str]) -> tuple[str | None, list[str], list[str]]:
     """'fails' when something fails (a failure, or something working negated), else 'works'."""
-    fails, works = [], []
+    fails: list[str] = []
+    works: list[str] = []
     for label in ("polarity.works", "polarity.fails"):
         for match in found.get(label, ()):
             says_fails = (label == "polarity.fails") != negated(

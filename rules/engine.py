@@ -162,6 +162,16 @@ class Decision:
     row: str | None = None
     # change_reason in Russian, for a Russian letter.
     change_reason_ru: str | None = None
+    # The deciding table row's reason, in English and Russian.
+    row_reason: str | None = None
+    row_reason_ru: str | None = None
+
+    def why_in(self, language: str) -> str:
+        """Why the request has its priority, in the customer's LANGUAGE: the table row's own
+        words (a rule's trace is for admins and never reaches a customer)."""
+        if self.facts is None or self.row_reason is None:
+            return "подробности в вашем сообщении" if language == "ru" else "the details you sent"
+        return self.row_reason_ru if language == "ru" and self.row_reason_ru else self.row_reason
 
     def change_reason_in(self, language: str) -> str | None:
         """Why the declared priority was changed, in LANGUAGE (ru or en)."""
@@ -291,7 +301,9 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
     return Decision(request_type, priority, reasons, fired, list(facts.tags),  # type: ignore[arg-type]
                     declared_outcome=outcome, customer_notice=notice, change_reason=why,
                     trace=trace, facts=facts.triage,
-                    row=verdict.row.name if verdict else None, change_reason_ru=why_ru, **flags)
+                    row=verdict.row.name if verdict else None, change_reason_ru=why_ru,
+                    row_reason=verdict.row.reason if verdict else None,
+                    row_reason_ru=verdict.row.reason_ru if verdict else None, **flags)
 
 
 def _stated(triage: TriageFacts | None) -> str | None:

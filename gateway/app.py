@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 
 from gateway.clock import Clock, SystemClock
 from gateway.customers import Directory, load_customers
-from gateway.db import Database, migrate, migrate_url, transaction
 from gateway.heap import settle
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
@@ -26,7 +25,6 @@ from gateway.intake import IntakeDoor
 from gateway.lifecycle import Applied, apply_event, parse_event
 from gateway.logs import configure_process_logging
 from gateway.mailer import make_delivery
-from gateway.models import Customer
 from gateway.monitor import sla_step
 from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox import OutboxWorker
@@ -44,6 +42,8 @@ from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.rules_file import RulesWatcher, load_rules_file
 from gateway.sent_journal import SentJournal
 from gateway.settings import LoadedSettings
+from gateway.store.db import Database, migrate, migrate_url, transaction
+from gateway.store.models import Customer
 from gateway.worker_pool import WorkerPool
 
 log = structlog.get_logger("gateway.app")

@@ -10,7 +10,6 @@ from sqlmodel import Session, col, select
 
 from gateway.customers import CustomerEntry, Directory
 from gateway.loops import is_no_reply, recipient_blocked
-from gateway.models import Input, Ticket
 from gateway.notices import contact_address
 from gateway.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
@@ -20,6 +19,7 @@ from gateway.registration import (
     message_row,
     register,
 )
+from gateway.store.models import Input, Ticket
 from gateway.threads import extend_thread, find_ticket, link_ids, thread_ids
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest

@@ -111,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from gateway.db import open_migrated
+    from gateway.store.db import open_migrated
 
     return open_migrated(_settings(args).settings.database_url())
 
@@ -227,10 +227,10 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from datetime import date
 
     from gateway.clock import SystemClock
-    from gateway.db import open_migrated
     from gateway.policy import load_policy_for
     from gateway.report import ReportQuery, build_report
     from gateway.report_format import render
+    from gateway.store.db import open_migrated
 
     try:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -252,7 +252,6 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.app import build_context, deliver_now
     from gateway.clock import SystemClock
-    from gateway.db import open_migrated
     from gateway.lifecycle import (
         EventInvalid,
         EventRefused,
@@ -260,6 +259,7 @@ def cmd_tickets_event(args: argparse.Namespace) -> int:
         apply_event,
         parse_event,
     )
+    from gateway.store.db import open_migrated
 
     payload = {"type": args.type, "priority": args.priority, "reason": args.reason,
                "basis": args.basis, "customer_agreed": args.customer_agreed, "actor": args.by}

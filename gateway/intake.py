@@ -16,9 +16,9 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.clock import Clock
-from gateway.db import Database, transaction
-from gateway.fastsql import Prepared, PreparedIn
-from gateway.models import RECEIVED, Input, InputBody
+from gateway.store.db import Database, transaction
+from gateway.store.models import RECEIVED, Input, InputBody
+from gateway.store.prepared import Prepared, PreparedIn
 
 log = structlog.get_logger("gateway.intake")
 

@@ -18,16 +18,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from gateway.clock import iso_utc
-from gateway.db import transaction
-from gateway.models import (
-    REACTION_DECIDED,
-    REACTION_LATE,
-    REACTION_MET,
-    RESOLUTION_DECIDED,
-    RESOLUTION_LATE,
-    RESOLUTION_MET,
-    Ticket,
-)
 from gateway.notices import (
     customer_address,
     enqueue_ticket_mail,
@@ -39,6 +29,16 @@ from gateway.notices import (
 from gateway.policy import PRIORITIES, Priority
 from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
 from gateway.sla import escalation_instant, schedule
+from gateway.store.db import transaction
+from gateway.store.models import (
+    REACTION_DECIDED,
+    REACTION_LATE,
+    REACTION_MET,
+    RESOLUTION_DECIDED,
+    RESOLUTION_LATE,
+    RESOLUTION_MET,
+    Ticket,
+)
 from gateway.ticket_view import show_ticket
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
-from gateway.fastsql import Prepared
-from gateway.models import OutboxItem, Undeliverable
 from gateway.settings import LoopSettings
+from gateway.store.models import OutboxItem, Undeliverable
+from gateway.store.prepared import Prepared
 from parsers.model import Request
 
 _NO_REPLY = re.compile(

@@ -16,8 +16,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
-from gateway.db import read_transaction
-from gateway.models import FAILED, PENDING, SENDING, Input, OutboxItem, Ticket
+from gateway.store.db import read_transaction
+from gateway.store.models import FAILED, PENDING, SENDING, Input, OutboxItem, Ticket
 
 # The classic text format every Prometheus and agent reads (what generate_latest writes).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -12,8 +12,6 @@ from sqlalchemy import Engine, exists
 from sqlmodel import Session, col, select
 
 from gateway.clock import iso_utc
-from gateway.db import transaction
-from gateway.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
 from gateway.notices import (
     customer_address,
     enqueue_ticket_mail,
@@ -25,6 +23,8 @@ from gateway.notices import (
 from gateway.processing import Context
 from gateway.registration import PENDING_REGISTRATION, REGISTERED
 from gateway.sla import escalation_instant, service_working
+from gateway.store.db import transaction
+from gateway.store.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
 from gateway.workcal import next_open
 
 log = structlog.get_logger("gateway.monitor")

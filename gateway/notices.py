@@ -13,10 +13,10 @@ from gateway.acknowledgement import TicketFacts, render_mail, safe_address, send
 from gateway.clock import iso_utc
 from gateway.customers import CustomerEntry
 from gateway.loops import customer_mail_blocked
-from gateway.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 from gateway.outbox import enqueue
 from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 from gateway.settings import LoopSettings
+from gateway.store.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 
 if TYPE_CHECKING:
     from gateway.processing import Context

@@ -16,10 +16,10 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
-from gateway.db import Database, read_transaction, transaction
-from gateway.fastsql import Prepared
 from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
-from gateway.models import (
+from gateway.sent_journal import SentJournal, Taken
+from gateway.store.db import Database, read_transaction, transaction
+from gateway.store.models import (
     FAILED,
     PENDING,
     REACTION_DECIDED,
@@ -30,7 +30,7 @@ from gateway.models import (
     OutboxItem,
     Ticket,
 )
-from gateway.sent_journal import SentJournal, Taken
+from gateway.store.prepared import Prepared
 
 log = structlog.get_logger("gateway.outbox")
 

@@ -24,12 +24,10 @@ from gateway.acknowledgement import (
 )
 from gateway.clock import Clock
 from gateway.customers import CustomerEntry, Directory
-from gateway.db import make_engine, read_transaction, transaction, write_turns
 from gateway.heap import settle
 from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
-from gateway.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
 from gateway.outbox import enqueue
 from gateway.policy import Policy, seed_policy
 from gateway.registration import (
@@ -43,6 +41,8 @@ from gateway.registration import (
 from gateway.replies import add_to_ticket, is_closed
 from gateway.settings import LimitSettings, Settings
 from gateway.sla import DEFAULT_CALENDAR
+from gateway.store.db import make_engine, read_transaction, transaction, write_turns
+from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
 from gateway.threads import find_ticket, link_ids, thread_ids
 from gateway.workcal import is_working_time
 from parsers.model import Request

@@ -8,10 +8,10 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
-from gateway.db import open_migrated, read_transaction
-from gateway.models import FAILED, HELD, Input
 from gateway.processing import process_pending
 from gateway.settings import LoadedSettings
+from gateway.store.db import open_migrated, read_transaction
+from gateway.store.models import FAILED, HELD, Input
 
 
 def list_quarantine(engine: Engine) -> list[dict[str, Any]]:

@@ -12,10 +12,10 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from gateway.customers import CustomerEntry
-from gateway.fastsql import Prepared
-from gateway.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
 from gateway.policy import Policy
 from gateway.sla import intake_open, registration_time, schedule
+from gateway.store.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
+from gateway.store.prepared import Prepared
 from parsers.model import Request
 from rules.engine import Decision
 

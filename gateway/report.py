@@ -14,16 +14,16 @@ from sqlalchemy import Engine, bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
-from gateway.db import read_transaction
-from gateway.models import (
+from gateway.policy import Policy
+from gateway.registration import OPEN_STATUSES
+from gateway.store.db import read_transaction
+from gateway.store.models import (
     REACTION_DECIDED,
     REACTION_LATE,
     REACTION_MET,
     RESOLUTION_LATE,
     RESOLUTION_MET,
 )
-from gateway.policy import Policy
-from gateway.registration import OPEN_STATUSES
 
 DEFAULT_TARGET_PCT = 90.0
 

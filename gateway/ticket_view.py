@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import iso_utc
-from gateway.db import read_transaction
-from gateway.models import Ticket, TicketEvent, TicketMessage
+from gateway.store.db import read_transaction
+from gateway.store.models import Ticket, TicketEvent, TicketMessage
 
 
 def ticket_json(ticket: Ticket, messages: list[TicketMessage],

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
-from gateway.db import Database
 from gateway.intake import IntakeDoor
 from gateway.settings import Settings, WebhookSettings
+from gateway.store.db import Database
 
 if TYPE_CHECKING:
     from gateway.lifecycle import Applied

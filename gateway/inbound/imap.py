@@ -23,11 +23,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from tenacity.wait import wait_base
 
 from gateway.clock import Clock
-from gateway.db import Database, read_transaction, transaction
 from gateway.inbound.imap_session import ImapSession, Selected
 from gateway.intake import Accepted, IncomingInput, IntakeDoor
-from gateway.models import MailboxCheckpoint
 from gateway.settings import MailboxSettings
+from gateway.store.db import Database, read_transaction, transaction
+from gateway.store.models import MailboxCheckpoint
 
 log = structlog.get_logger("gateway.imap")
 T = TypeVar("T")

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.db import open_migrated, transaction
-from gateway.fastsql import Prepared
-from gateway.models import OutboxItem
+from gateway.store.db import open_migrated, transaction
+from gateway.store.models import OutboxItem
+from gateway.store.prepared import Prepared
 
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 AT = datetime(2026, 11, 25, 8, 0, 1, 5, tzinfo=UTC)

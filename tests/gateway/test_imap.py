@@ -16,11 +16,11 @@ from imapclient.exceptions import LoginError
 from sqlalchemy import Engine, text
 from tenacity import AsyncRetrying, RetryCallState
 
-from gateway.db import transaction
 from gateway.inbound.imap import MailboxWorker, load_checkpoint, reconnect_wait
 from gateway.inbound.imap_session import ImapSession
 from gateway.intake import IncomingInput, store_inputs
 from gateway.settings import MailboxSettings, parse_settings
+from gateway.store.db import transaction
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture, dovecot_tls_fixture  # noqa: F401 (fixtures)

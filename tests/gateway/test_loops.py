@@ -13,11 +13,11 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from gateway.app import build_context
-from gateway.db import transaction
 from gateway.lifecycle import apply_event, parse_event
 from gateway.loops import ticket_limit_reached
-from gateway.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.settings import LoopSettings
+from gateway.store.db import transaction
+from gateway.store.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit

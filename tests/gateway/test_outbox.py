@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from gateway.mailer import MaildirDelivery
-from gateway.models import OutboxItem
+from gateway.store.models import OutboxItem
 from gateway.ticket_view import list_tickets
 from tests.conftest import (
     RunningGateway,
@@ -105,7 +105,7 @@ def test_expired_lease_is_sent_again(make_gateway, relay_sink: Sink) -> None:
     running = make_gateway(relay_port=relay_sink.port)
     from sqlalchemy import update
 
-    from gateway.models import OutboxItem as Row
+    from gateway.store.models import OutboxItem as Row
 
     submit(running, make_mail())
     running.loop.run(running.gateway.process_once())

@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 
 from gateway.app import build_context
 from gateway.clock import ManualClock
-from gateway.db import make_engine, migrate
 from gateway.intake import IncomingInput, store_inputs
-from gateway.models import Input, OutboxItem
 from gateway.processing import process_pending
 from gateway.settings import LoadedSettings, parse_settings
+from gateway.store.db import make_engine, migrate
+from gateway.store.models import Input, OutboxItem
 from gateway.ticket_view import list_tickets
 from tests.conftest import START, config_text, free_port, make_mail
 
@@ -211,7 +211,7 @@ def test_processing_ends_its_transaction_when_the_door_waits(database_url: str, 
     from sqlalchemy import event
 
     from gateway.processing import COMMIT_AT_LEAST, COMMIT_EVERY
-    from gateway.write_turns import WriteTurns
+    from gateway.store.write_turns import WriteTurns
 
     engine, loaded, clock = setup(database_url, tmp_path)
     commits: list[int] = []

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from gateway.db import transaction
 from gateway.loops import ticket_limit_reached
-from gateway.models import OutboxItem, Ticket, Undeliverable
 from gateway.policy import seed_policy
 from gateway.registration import register
 from gateway.replies import add_to_ticket
 from gateway.settings import LoopSettings
+from gateway.store.db import transaction
+from gateway.store.models import OutboxItem, Ticket, Undeliverable
 from gateway.threads import find_ticket, link_ids, thread_ids
 from gateway.ticket_view import list_tickets, show_ticket
 from parsers.email import parse_email

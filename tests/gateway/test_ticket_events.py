@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from gateway.db import make_engine, migrate, transaction
 from gateway.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
-from gateway.models import Ticket
 from gateway.outbox import claim_due, enqueue
 from gateway.policy import DEFAULT_POLICY
 from gateway.report import ReportQuery, build_report
+from gateway.store.db import make_engine, migrate, transaction
+from gateway.store.models import Ticket
 from tests.conftest import START, RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
 from tests.gateway.test_sla_clock import body, outbox, start, ticket

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from gateway.clock import SystemClock
-from gateway.db import make_engine, migrate, transaction
 from gateway.intake import IncomingInput, store_inputs
+from gateway.store.db import make_engine, migrate, transaction
 
 
 def test_door_commits_leave_the_checkpoint_to_the_next_ordinary_commit(tmp_path: Path) -> None:

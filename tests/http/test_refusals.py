@@ -13,8 +13,8 @@ from sqlalchemy import func
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from gateway.db import read_transaction
-from gateway.models import Input
+from gateway.store.db import read_transaction
+from gateway.store.models import Input
 from tests.conftest import START, RunningGateway, Sink
 from tests.http.helpers import SECRET, call, hook_config, post_call, signed_headers
 

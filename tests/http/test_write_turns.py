@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.write_turns import WriteTurns
+from gateway.store.write_turns import WriteTurns
 
 
 def _take(turns: WriteTurns, urgent: bool, order: list[str], name: str,

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from gateway.write_turns import WriteTurns
+from gateway.store.write_turns import WriteTurns
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.config_errors import ConfigError
 from gateway.settings import LoadedSettings, load_settings
+from rules.config_errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from gateway.config_errors import ConfigError, ConfigProblem, problem_of
+from rules.config_errors import ConfigError, ConfigProblem, problem_of
 
 # The seed's tiers; a policy file may define others (its tiers are passed to load_customers).
 TIERS = ("8/5", "24/7", "premium")

@@ -20,10 +20,10 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 from gateway.country_holidays import country_class, country_codes
 from gateway.settings import Settings
 from gateway.workcal import CalendarSpec, Windows, WorkingCalendar
+from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 DEFAULT_POLICY = Path(__file__).parent / "defaults" / "policy.toml"
 Priority = Literal["critical", "high", "medium", "low"]

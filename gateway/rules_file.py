@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config_errors import ConfigError, ConfigProblem
+from rules.config_errors import ConfigError, ConfigProblem
 from rules.engine import RuleSet
 from rules.loader import RulesError, builtin_rules, load_rules
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
+from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
 DEFAULT_STATE_DIR = Path("var")

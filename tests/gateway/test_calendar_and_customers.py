@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.config_errors import ConfigError
 from gateway.customers import load_customers
 from gateway.sla import deadlines
 from gateway.workcal import add_working, russian_calendar
+from rules.config_errors import ConfigError
 
 MSK = ZoneInfo("Europe/Moscow")
 CALENDAR = russian_calendar()

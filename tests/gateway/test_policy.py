@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config_errors import ConfigError
 from gateway.customers import load_customers
 from gateway.policy import DEFAULT_POLICY, load_policy, parse_policy, reload_policy, seed_policy
+from rules.config_errors import ConfigError
 
 H = timedelta(hours=1)
 SEED = DEFAULT_POLICY.read_text(encoding="utf-8")

@@ -15,7 +15,9 @@ import structlog
 from sqlalchemy import Engine
 
 from gateway.clock import Clock, SystemClock
-from gateway.customers import Directory, load_customers
+from gateway.config.customers import Directory, load_customers
+from gateway.config.rules_file import RulesWatcher, load_rules_file
+from gateway.config.settings import LoadedSettings
 from gateway.heap import settle
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
@@ -39,9 +41,7 @@ from gateway.processing import (
     worker_ready,
 )
 from gateway.report import ReportQuery, SlaReport, build_report
-from gateway.rules_file import RulesWatcher, load_rules_file
 from gateway.sent_journal import SentJournal
-from gateway.settings import LoadedSettings
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.worker_pool import WorkerPool

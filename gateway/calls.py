@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlmodel import Session, col, select
 
-from gateway.customers import CustomerEntry, Directory
+from gateway.config.customers import CustomerEntry, Directory
 from gateway.loops import is_no_reply, recipient_blocked
 from gateway.notices import contact_address
 from gateway.registration import (

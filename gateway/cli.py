@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.settings import LoadedSettings, load_settings
+from gateway.config.settings import LoadedSettings, load_settings
 from rules.config_errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -63,13 +63,13 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.customers import load_customers
+    from gateway.config.customers import load_customers
     from gateway.policy import load_policy_for
 
     loaded = load_settings(args.config)
     policy = load_policy_for(loaded.settings)
     load_customers(loaded.settings.files.customers, tuple(policy.tiers))
-    from gateway.rules_file import load_rules_file
+    from gateway.config.rules_file import load_rules_file
 
     load_rules_file(loaded.settings.files.rules)
     where = loaded.path or "embedded defaults"

@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gateway.clock import SystemClock
+from gateway.config.settings import LoadedSettings
 from gateway.intake import IncomingInput, store_inputs
-from gateway.settings import LoadedSettings
 from gateway.store.db import open_migrated
 
 BATCH = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.settings import LimitSettings
+from gateway.config.settings import LimitSettings
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_TYPE = re.compile(rb"^content-type[ \t]*:[ \t]*([^\s;]*)", re.I)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
-from gateway.settings import LoopSettings
+from gateway.config.settings import LoopSettings
 from gateway.store.models import OutboxItem, Undeliverable
 from gateway.store.prepared import Prepared
 from parsers.model import Request

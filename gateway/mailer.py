@@ -12,7 +12,7 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from gateway.settings import OutgoingSettings
+from gateway.config.settings import OutgoingSettings
 
 log = structlog.get_logger("gateway.mailer")
 

@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.settings import Settings
 from gateway.country_holidays import country_class, country_codes
-from gateway.settings import Settings
 from gateway.workcal import CalendarSpec, Windows, WorkingCalendar
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 

@@ -23,7 +23,8 @@ from gateway.acknowledgement import (
     sender_parts,
 )
 from gateway.clock import Clock
-from gateway.customers import CustomerEntry, Directory
+from gateway.config.customers import CustomerEntry, Directory
+from gateway.config.settings import LimitSettings, Settings
 from gateway.heap import settle
 from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
@@ -39,7 +40,6 @@ from gateway.registration import (
     register,
 )
 from gateway.replies import add_to_ticket, is_closed
-from gateway.settings import LimitSettings, Settings
 from gateway.sla import DEFAULT_CALENDAR
 from gateway.store.db import make_engine, read_transaction, transaction, write_turns
 from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody

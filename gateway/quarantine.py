@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
+from gateway.config.settings import LoadedSettings
 from gateway.processing import process_pending
-from gateway.settings import LoadedSettings
 from gateway.store.db import open_migrated, read_transaction
 from gateway.store.models import FAILED, HELD, Input
 

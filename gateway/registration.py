@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from gateway.customers import CustomerEntry
+from gateway.config.customers import CustomerEntry
 from gateway.policy import Policy
 from gateway.sla import intake_open, registration_time, schedule
 from gateway.store.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.settings import load_settings
+from gateway.config.settings import load_settings
 
 if TYPE_CHECKING:
     from rules.engine import RuleSet
@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 def _ruleset(args: argparse.Namespace) -> RuleSet:
     """--rules FILE, else the configuration's rules file, else the built-in rules."""
-    from gateway.rules_file import load_rules_file
+    from gateway.config.rules_file import load_rules_file
     from rules.loader import load_rules
 
     if getattr(args, "rules", None):
@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from gateway.customers import load_customers
+    from gateway.config.customers import load_customers
     from rules.corpus import read_request
     from rules.explain import explain
     from rules.facts import Sender
@@ -81,7 +81,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from gateway.customers import load_customers
+    from gateway.config.customers import load_customers
     from rules.corpus import score
 
     ruleset = _ruleset(args)

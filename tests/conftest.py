@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.app import Gateway
 from gateway.clock import ManualClock
-from gateway.settings import LoadedSettings, parse_settings
+from gateway.config.settings import LoadedSettings, parse_settings
 
 T = TypeVar("T")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

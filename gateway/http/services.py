@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
+from gateway.config.settings import Settings, WebhookSettings
 from gateway.intake import IntakeDoor
-from gateway.settings import Settings, WebhookSettings
 from gateway.store.db import Database
 
 if TYPE_CHECKING:

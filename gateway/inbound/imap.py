@@ -23,9 +23,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from tenacity.wait import wait_base
 
 from gateway.clock import Clock
+from gateway.config.settings import MailboxSettings
 from gateway.inbound.imap_session import ImapSession, Selected
 from gateway.intake import Accepted, IncomingInput, IntakeDoor
-from gateway.settings import MailboxSettings
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
 
-from gateway.settings import MailboxSettings
+from gateway.config.settings import MailboxSettings
 
 SEEN, DELETED = b"\\Seen", b"\\Deleted"
 # An IDLE wait checks this often whether the worker is stopping.

@@ -8,10 +8,10 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.config.settings import LimitSettings, SmtpSettings, split_host_port
 from gateway.inbound.smtp_data import IntakeSMTP
 from gateway.intake import IncomingInput, IntakeDoor
 from gateway.limits import LimitExceeded, check_structure
-from gateway.settings import LimitSettings, SmtpSettings, split_host_port
 
 log = structlog.get_logger("gateway.smtp")
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.customers import load_customers
+from gateway.config.customers import load_customers
 from gateway.sla import deadlines
 from gateway.workcal import add_working, russian_calendar
 from rules.config_errors import ConfigError

@@ -16,10 +16,10 @@ from imapclient.exceptions import LoginError
 from sqlalchemy import Engine, text
 from tenacity import AsyncRetrying, RetryCallState
 
+from gateway.config.settings import MailboxSettings, parse_settings
 from gateway.inbound.imap import MailboxWorker, load_checkpoint, reconnect_wait
 from gateway.inbound.imap_session import ImapSession
 from gateway.intake import IncomingInput, store_inputs
-from gateway.settings import MailboxSettings, parse_settings
 from gateway.store.db import transaction
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail

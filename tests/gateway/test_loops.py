@@ -13,9 +13,9 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from gateway.app import build_context
+from gateway.config.settings import LoopSettings
 from gateway.lifecycle import apply_event, parse_event
 from gateway.loops import ticket_limit_reached
-from gateway.settings import LoopSettings
 from gateway.store.db import transaction
 from gateway.store.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.ticket_view import list_tickets

@@ -13,9 +13,9 @@ from sqlmodel import Session, select
 
 from gateway.app import build_context
 from gateway.clock import ManualClock
+from gateway.config.settings import LoadedSettings, parse_settings
 from gateway.intake import IncomingInput, store_inputs
 from gateway.processing import process_pending
-from gateway.settings import LoadedSettings, parse_settings
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import Input, OutboxItem
 from gateway.ticket_view import list_tickets

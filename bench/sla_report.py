@@ -18,9 +18,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from gateway.policy import seed_policy
 from gateway.registration import report_day
-from gateway.report import ReportQuery, build_report
+from gateway.sla.policy import seed_policy
+from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import (
     REACTION_LATE,

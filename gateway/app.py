@@ -30,7 +30,6 @@ from gateway.mailer import make_delivery
 from gateway.monitor import sla_step
 from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox import OutboxWorker
-from gateway.policy import load_policy_for
 from gateway.processing import (
     BatchResult,
     Context,
@@ -40,8 +39,9 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
-from gateway.report import ReportQuery, SlaReport, build_report
 from gateway.sent_journal import SentJournal
+from gateway.sla.policy import load_policy_for
+from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.worker_pool import WorkerPool

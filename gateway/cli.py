@@ -64,7 +64,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.customers import load_customers
-    from gateway.policy import load_policy_for
+    from gateway.sla.policy import load_policy_for
 
     loaded = load_settings(args.config)
     policy = load_policy_for(loaded.settings)
@@ -195,8 +195,8 @@ def _instant(text: str, option: str) -> datetime | None:
 
 def cmd_sla_due(args: argparse.Namespace) -> int:
     from gateway.clock import iso_utc
-    from gateway.policy import load_policy_for
-    from gateway.sla import plan
+    from gateway.sla.deadlines import plan
+    from gateway.sla.policy import load_policy_for
 
     policy = load_policy_for(load_settings(args.config).settings)
     received = _instant(args.received, "--received")
@@ -227,9 +227,9 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from datetime import date
 
     from gateway.clock import SystemClock
-    from gateway.policy import load_policy_for
-    from gateway.report import ReportQuery, build_report
-    from gateway.report_format import render
+    from gateway.sla.policy import load_policy_for
+    from gateway.sla.report import ReportQuery, build_report
+    from gateway.sla.report_format import render
     from gateway.store.db import open_migrated
 
     try:

@@ -26,9 +26,9 @@ from gateway.notices import (
     ticket_language,
     ticket_tier,
 )
-from gateway.policy import PRIORITIES, Priority
 from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
-from gateway.sla import escalation_instant, schedule
+from gateway.sla.deadlines import escalation_instant, schedule
+from gateway.sla.policy import PRIORITIES, Priority
 from gateway.store.db import transaction
 from gateway.store.models import (
     REACTION_DECIDED,

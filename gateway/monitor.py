@@ -22,10 +22,10 @@ from gateway.notices import (
 )
 from gateway.processing import Context
 from gateway.registration import PENDING_REGISTRATION, REGISTERED
-from gateway.sla import escalation_instant, service_working
+from gateway.sla.deadlines import escalation_instant, service_working
+from gateway.sla.working_calendar import next_open
 from gateway.store.db import transaction
 from gateway.store.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
-from gateway.workcal import next_open
 
 log = structlog.get_logger("gateway.monitor")
 

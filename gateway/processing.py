@@ -30,7 +30,6 @@ from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
 from gateway.outbox import enqueue
-from gateway.policy import Policy, seed_policy
 from gateway.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
     PENDING_REGISTRATION,
@@ -40,11 +39,12 @@ from gateway.registration import (
     register,
 )
 from gateway.replies import add_to_ticket, is_closed
-from gateway.sla import DEFAULT_CALENDAR
+from gateway.sla.deadlines import DEFAULT_CALENDAR
+from gateway.sla.policy import Policy, seed_policy
+from gateway.sla.working_calendar import is_working_time
 from gateway.store.db import make_engine, read_transaction, transaction, write_turns
 from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
 from gateway.threads import find_ticket, link_ids, thread_ids
-from gateway.workcal import is_working_time
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision, RuleSet, evaluate

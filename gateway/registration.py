@@ -12,8 +12,8 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from gateway.config.customers import CustomerEntry
-from gateway.policy import Policy
-from gateway.sla import intake_open, registration_time, schedule
+from gateway.sla.deadlines import intake_open, registration_time, schedule
+from gateway.sla.policy import Policy
 from gateway.store.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
 from gateway.store.prepared import Prepared
 from parsers.model import Request

@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 from gateway.lifecycle import TicketEventIn, apply_to
 from gateway.loops import mark_undeliverable
 from gateway.notices import add_note
-from gateway.policy import PRIORITIES
 from gateway.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
+from gateway.sla.policy import PRIORITIES
 from gateway.store.models import Ticket, TicketMessage
 from gateway.threads import extend_thread
 from parsers.model import Request

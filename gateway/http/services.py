@@ -15,7 +15,7 @@ from gateway.store.db import Database
 if TYPE_CHECKING:
     from gateway.lifecycle import Applied
     from gateway.processing import Context
-    from gateway.report import ReportQuery, SlaReport
+    from gateway.sla.report import ReportQuery, SlaReport
 
 
 @dataclass

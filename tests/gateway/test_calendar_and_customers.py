@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.config.customers import load_customers
-from gateway.sla import deadlines
-from gateway.workcal import add_working, russian_calendar
+from gateway.sla.deadlines import deadlines
+from gateway.sla.working_calendar import add_working, russian_calendar
 from rules.config_errors import ConfigError
 
 MSK = ZoneInfo("Europe/Moscow")

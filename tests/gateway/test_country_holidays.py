@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import holidays
 import pytest
 
-from gateway.country_holidays import country_class, country_codes, country_holidays
+from gateway.sla.country_holidays import country_class, country_codes, country_holidays
 
 DAYS = [date(2019, 1, 1) + timedelta(days=n) for n in range(366 * 8)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config.customers import load_customers
-from gateway.policy import DEFAULT_POLICY, load_policy, parse_policy, reload_policy, seed_policy
+from gateway.sla.policy import DEFAULT_POLICY, load_policy, parse_policy, reload_policy, seed_policy
 from rules.config_errors import ConfigError
 
 H = timedelta(hours=1)

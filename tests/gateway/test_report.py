@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
-from gateway.policy import seed_policy
 from gateway.registration import report_day
-from gateway.report import ReportQuery, SlaReport, build_report
-from gateway.report_format import render
+from gateway.sla.policy import seed_policy
+from gateway.sla.report import ReportQuery, SlaReport, build_report
+from gateway.sla.report_format import render
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import REACTION_MET, RESOLUTION_MET, Ticket
 

@@ -129,7 +129,7 @@ def test_outside_intake_hours_pending_then_registered(make_gateway, tmp_path: Pa
 
 def test_courtesy_notice_can_be_turned_off(make_gateway, tmp_path: Path) -> None:
     """With intake_notice.enabled = false nothing goes out until registration."""
-    from gateway.policy import DEFAULT_POLICY
+    from gateway.sla.policy import DEFAULT_POLICY
 
     text = DEFAULT_POLICY.read_text(encoding="utf-8").replace(
         "enabled = true", "enabled = false")
@@ -143,7 +143,7 @@ def test_courtesy_notice_can_be_turned_off(make_gateway, tmp_path: Path) -> None
 
 def test_reload_keeps_the_previous_policy(make_gateway, tmp_path: Path) -> None:
     """SIGHUP's reload with a broken policy file keeps the policy in force; a good one applies."""
-    from gateway.policy import DEFAULT_POLICY
+    from gateway.sla.policy import DEFAULT_POLICY
 
     seed = DEFAULT_POLICY.read_text(encoding="utf-8")
     running = start(make_gateway, tmp_path, policy_text=seed.replace('reaction = "15m"',

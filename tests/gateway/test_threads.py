@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 
 from gateway.config.settings import LoopSettings
 from gateway.loops import ticket_limit_reached
-from gateway.policy import seed_policy
 from gateway.registration import register
 from gateway.replies import add_to_ticket
+from gateway.sla.policy import seed_policy
 from gateway.store.db import transaction
 from gateway.store.models import OutboxItem, Ticket, Undeliverable
 from gateway.threads import find_ticket, link_ids, thread_ids

@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from gateway.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
 from gateway.outbox import claim_due, enqueue
-from gateway.policy import DEFAULT_POLICY
-from gateway.report import ReportQuery, build_report
+from gateway.sla.policy import DEFAULT_POLICY
+from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import Ticket
 from tests.conftest import START, RunningGateway, Sink, make_mail

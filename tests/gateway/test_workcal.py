@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.policy import CalendarModel
-from gateway.workcal import (
+from gateway.sla.policy import CalendarModel
+from gateway.sla.working_calendar import (
     WorkingCalendar,
     add_working,
     in_working_time,

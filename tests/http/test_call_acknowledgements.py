@@ -11,7 +11,7 @@ import httpx
 from sqlmodel import col, select
 
 from gateway.loops import mark_undeliverable
-from gateway.policy import DEFAULT_POLICY
+from gateway.sla.policy import DEFAULT_POLICY
 from gateway.store.db import read_transaction, transaction
 from gateway.store.models import Input, OutboxItem
 from gateway.ticket_view import list_tickets

@@ -24,7 +24,7 @@ SHOW = f"\nprint(' '.join({SHOW_EXPR}))\n"
 WARM_UP = """
 import gateway.processing
 from datetime import date
-from gateway.workcal import russian_calendar
+from gateway.sla.working_calendar import russian_calendar
 russian_calendar().is_working_day(date(2025, 1, 9))
 """
 DAEMON = PRELUDE + """

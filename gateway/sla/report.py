@@ -14,8 +14,8 @@ from sqlalchemy import Engine, bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
-from gateway.policy import Policy
 from gateway.registration import OPEN_STATUSES
+from gateway.sla.policy import Policy
 from gateway.store.db import read_transaction
 from gateway.store.models import (
     REACTION_DECIDED,

@@ -8,7 +8,7 @@ import json
 from html import escape
 
 from gateway.clock import iso_utc
-from gateway.report import DayShare, ReportRow, SlaReport
+from gateway.sla.report import DayShare, ReportRow, SlaReport
 
 FORMATS = ("table", "json", "csv", "html")
 # What an HTTP response carrying each format says it is.

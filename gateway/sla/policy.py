@@ -21,8 +21,8 @@ from pydantic import (
 )
 
 from gateway.config.settings import Settings
-from gateway.country_holidays import country_class, country_codes
-from gateway.workcal import CalendarSpec, Windows, WorkingCalendar
+from gateway.sla.country_holidays import country_class, country_codes
+from gateway.sla.working_calendar import CalendarSpec, Windows, WorkingCalendar
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 DEFAULT_POLICY = Path(__file__).parent / "defaults" / "policy.toml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.policy import Policy, Target, seed_policy
-from gateway.workcal import add, in_working_time, next_open, russian_calendar
+from gateway.sla.policy import Policy, Target, seed_policy
+from gateway.sla.working_calendar import add, in_working_time, next_open, russian_calendar
 
 # The seed's working calendar (10:00-19:00 Moscow time, Russian production calendar), for
 # callers that need "working hours" without a ticket's tier.

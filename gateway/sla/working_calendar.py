@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.country_holidays import country_holidays
+from gateway.sla.country_holidays import country_holidays
 
 # Windows are minutes after local midnight, [start, end); 1440 is the end of the day.
 Window = tuple[int, int]

@@ -26,10 +26,11 @@ from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
 from gateway.lifecycle import Applied, apply_event, parse_event
 from gateway.logs import configure_process_logging
-from gateway.mailer import make_delivery
 from gateway.monitor import sla_step
 from gateway.notify import Notifier, reload_notified, running_status
-from gateway.outbox import OutboxWorker
+from gateway.outbox.mailer import make_delivery
+from gateway.outbox.sent_journal import SentJournal
+from gateway.outbox.worker import OutboxWorker
 from gateway.processing import (
     BatchResult,
     Context,
@@ -39,7 +40,6 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
-from gateway.sent_journal import SentJournal
 from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction

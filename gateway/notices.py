@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.clock import iso_utc
 from gateway.config.customers import CustomerEntry
 from gateway.config.settings import LoopSettings
 from gateway.loops import customer_mail_blocked
-from gateway.outbox import enqueue
+from gateway.outbox.compose import TicketFacts, render_mail, safe_address, sender_parts
+from gateway.outbox.worker import enqueue
 from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 from gateway.store.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 

@@ -15,13 +15,6 @@ from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from gateway.acknowledgement import (
-    TicketFacts,
-    render_acknowledgement,
-    render_mail,
-    safe_address,
-    sender_parts,
-)
 from gateway.clock import Clock
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.config.settings import LimitSettings, Settings
@@ -29,7 +22,14 @@ from gateway.heap import settle
 from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
 from gateway.loops import acknowledgement_suppressed, recipient_blocked
-from gateway.outbox import enqueue
+from gateway.outbox.compose import (
+    TicketFacts,
+    render_acknowledgement,
+    render_mail,
+    safe_address,
+    sender_parts,
+)
+from gateway.outbox.worker import enqueue
 from gateway.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
     PENDING_REGISTRATION,

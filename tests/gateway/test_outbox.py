@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from gateway.mailer import MaildirDelivery
+from gateway.outbox.mailer import MaildirDelivery
 from gateway.store.models import OutboxItem
 from gateway.ticket_view import list_tickets
 from tests.conftest import (

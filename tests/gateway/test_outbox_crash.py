@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-import gateway.outbox
-from gateway.mailer import Delivery
-from gateway.outbox import OutboxWorker, Outcome
-from gateway.sent_journal import SentJournal
+import gateway.outbox.worker
+from gateway.outbox.mailer import Delivery
+from gateway.outbox.sent_journal import SentJournal
+from gateway.outbox.worker import OutboxWorker, Outcome
 from gateway.ticket_view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import outbox_rows, submit
@@ -70,7 +70,7 @@ def test_recording_is_retried_while_the_database_is_away(make_gateway, relay_sin
     message is recorded sent and not sent a second time when its lease would have expired."""
     running = make_gateway(relay_port=relay_sink.port)
     pending_acknowledgements(running, 1)
-    real = gateway.outbox.record_outcomes
+    real = gateway.outbox.worker.record_outcomes
     failures = [OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))]
 
     def flaky(*args: object) -> None:
@@ -78,7 +78,7 @@ def test_recording_is_retried_while_the_database_is_away(make_gateway, relay_sin
             raise failures.pop()
         real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(gateway.outbox, "record_outcomes", flaky)
+    monkeypatch.setattr(gateway.outbox.worker, "record_outcomes", flaky)
     running.settle()
     assert [(item.status, item.attempts) for item in outbox_rows(running)] == [("sent", 1)]
     running.clock.advance(timedelta(minutes=6))

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from gateway.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
-from gateway.outbox import claim_due, enqueue
+from gateway.outbox.worker import claim_due, enqueue
 from gateway.sla.policy import DEFAULT_POLICY
 from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate, transaction

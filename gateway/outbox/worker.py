@@ -16,8 +16,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
-from gateway.mailer import Delivery, PermanentFailure, TemporaryFailure
-from gateway.sent_journal import SentJournal, Taken
+from gateway.outbox.mailer import Delivery, PermanentFailure, TemporaryFailure
+from gateway.outbox.sent_journal import SentJournal, Taken
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import (
     FAILED,

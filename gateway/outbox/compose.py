@@ -14,7 +14,7 @@ import jinja2
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("gateway", "templates"),
+    loader=jinja2.PackageLoader("gateway.outbox", "templates"),
     autoescape=False,  # plain-text mail; nothing here is HTML
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,

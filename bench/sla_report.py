@@ -18,7 +18,6 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from gateway.registration import report_day
 from gateway.sla.policy import seed_policy
 from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate
@@ -28,6 +27,7 @@ from gateway.store.models import (
     RESOLUTION_LATE,
     RESOLUTION_MET,
 )
+from gateway.tickets.registration import report_day
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TIERS = ("8/5", "24/7", "premium")

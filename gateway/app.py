@@ -24,14 +24,17 @@ from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
-from gateway.lifecycle import Applied, apply_event, parse_event
 from gateway.logs import configure_process_logging
-from gateway.monitor import sla_step
 from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox.mailer import make_delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.worker import OutboxWorker
-from gateway.processing import (
+from gateway.sla.policy import load_policy_for
+from gateway.sla.report import ReportQuery, SlaReport, build_report
+from gateway.store.db import Database, migrate, migrate_url, transaction
+from gateway.store.models import Customer
+from gateway.tickets.lifecycle import Applied, apply_event, parse_event
+from gateway.tickets.processing import (
     BatchResult,
     Context,
     PackedContext,
@@ -40,10 +43,7 @@ from gateway.processing import (
     process_pending,
     worker_ready,
 )
-from gateway.sla.policy import load_policy_for
-from gateway.sla.report import ReportQuery, SlaReport, build_report
-from gateway.store.db import Database, migrate, migrate_url, transaction
-from gateway.store.models import Customer
+from gateway.tickets.sla_watch import sla_step
 from gateway.worker_pool import WorkerPool
 
 log = structlog.get_logger("gateway.app")

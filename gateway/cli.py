@@ -117,7 +117,7 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> int:
-    from gateway.ticket_view import list_tickets
+    from gateway.tickets.view import list_tickets
 
     since = _instant(args.since, "--since") if args.since else None
     if args.since and since is None:
@@ -134,7 +134,7 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets_show(args: argparse.Namespace) -> int:
-    from gateway.ticket_view import show_ticket
+    from gateway.tickets.view import show_ticket
 
     ticket = show_ticket(_engine(args), args.number)
     if ticket is None:
@@ -252,14 +252,14 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.app import build_context, deliver_now
     from gateway.clock import SystemClock
-    from gateway.lifecycle import (
+    from gateway.store.db import open_migrated
+    from gateway.tickets.lifecycle import (
         EventInvalid,
         EventRefused,
         TicketNotFound,
         apply_event,
         parse_event,
     )
-    from gateway.store.db import open_migrated
 
     payload = {"type": args.type, "priority": args.priority, "reason": args.reason,
                "basis": args.basis, "customer_agreed": args.customer_agreed, "actor": args.by}

@@ -9,9 +9,9 @@ from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
 from gateway.config.settings import LoadedSettings
-from gateway.processing import process_pending
 from gateway.store.db import open_migrated, read_transaction
 from gateway.store.models import FAILED, HELD, Input
+from gateway.tickets.processing import process_pending
 
 
 def list_quarantine(engine: Engine) -> list[dict[str, Any]]:

@@ -7,11 +7,11 @@ import asyncio
 import structlog
 from starlette.responses import JSONResponse
 
-from gateway.calls import ticket_of_input
 from gateway.http.errors import Refused
 from gateway.http.services import Services
 from gateway.intake import IncomingInput
 from gateway.store.db import read_transaction
+from gateway.tickets.phone_calls import ticket_of_input
 from parsers.telephony import CallEvent, envelope
 
 log = structlog.get_logger("gateway.http")

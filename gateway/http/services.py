@@ -13,9 +13,9 @@ from gateway.intake import IntakeDoor
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
-    from gateway.lifecycle import Applied
-    from gateway.processing import Context
     from gateway.sla.report import ReportQuery, SlaReport
+    from gateway.tickets.lifecycle import Applied
+    from gateway.tickets.processing import Context
 
 
 @dataclass

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
-from gateway.registration import OPEN_STATUSES
 from gateway.sla.policy import Policy
 from gateway.store.db import read_transaction
 from gateway.store.models import (
@@ -24,6 +23,7 @@ from gateway.store.models import (
     RESOLUTION_LATE,
     RESOLUTION_MET,
 )
+from gateway.tickets.registration import OPEN_STATUSES
 
 DEFAULT_TARGET_PCT = 90.0
 

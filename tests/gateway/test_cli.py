@@ -21,10 +21,10 @@ from gateway.app import build_context
 from gateway.clock import SystemClock
 from gateway.config.settings import load_settings
 from gateway.intake import IncomingInput, store_inputs
-from gateway.processing import process_pending
 from gateway.quarantine import list_quarantine
 from gateway.store.db import open_migrated
-from gateway.ticket_view import list_tickets
+from gateway.tickets.processing import process_pending
+from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, config_text, free_port, make_mail
 from tests.gateway.test_limits import with_attachments
 from tests.terminal import in_terminal

@@ -21,7 +21,7 @@ from gateway.inbound.imap import MailboxWorker, load_checkpoint, reconnect_wait
 from gateway.inbound.imap_session import ImapSession
 from gateway.intake import IncomingInput, store_inputs
 from gateway.store.db import transaction
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture, dovecot_tls_fixture  # noqa: F401 (fixtures)
 

@@ -13,11 +13,11 @@ from gateway.app import Gateway, build_context
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
 from gateway.intake import IncomingInput, store_inputs
-from gateway.processing import process_pending
-from gateway.registration import next_ticket_number
 from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import OutboxItem
-from gateway.ticket_view import list_tickets
+from gateway.tickets.processing import process_pending
+from gateway.tickets.registration import next_ticket_number
+from gateway.tickets.view import list_tickets
 from tests.conftest import START, LoopThread, config_text, free_port, make_mail
 
 

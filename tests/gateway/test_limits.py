@@ -12,7 +12,7 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from gateway.quarantine import list_quarantine
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, make_mail
 from tests.gateway.test_processing import ingest, setup, statuses
 

@@ -14,11 +14,11 @@ from sqlmodel import Session, select
 
 from gateway.app import build_context
 from gateway.config.settings import LoopSettings
-from gateway.lifecycle import apply_event, parse_event
-from gateway.loops import ticket_limit_reached
 from gateway.store.db import transaction
 from gateway.store.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
-from gateway.ticket_view import list_tickets
+from gateway.tickets.lifecycle import apply_event, parse_event
+from gateway.tickets.mail_loops import ticket_limit_reached
+from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
 from tests.gateway.test_processing import _dispose_engines, ingest, setup, statuses

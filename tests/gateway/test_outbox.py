@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from gateway.outbox.mailer import MaildirDelivery
 from gateway.store.models import OutboxItem
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import (
     RunningGateway,
     SessionsController,

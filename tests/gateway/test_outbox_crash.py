@@ -14,7 +14,7 @@ import gateway.outbox.worker
 from gateway.outbox.mailer import Delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.worker import OutboxWorker, Outcome
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import outbox_rows, submit
 

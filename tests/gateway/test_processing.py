@@ -15,10 +15,10 @@ from gateway.app import build_context
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
 from gateway.intake import IncomingInput, store_inputs
-from gateway.processing import process_pending
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import Input, OutboxItem
-from gateway.ticket_view import list_tickets
+from gateway.tickets.processing import process_pending
+from gateway.tickets.view import list_tickets
 from tests.conftest import START, config_text, free_port, make_mail
 
 
@@ -179,7 +179,7 @@ def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An input that fails after its ticket was written leaves no trace; its neighbours in the
     same transaction register with gapless numbers."""
-    import gateway.processing as processing
+    import gateway.tickets.processing as processing
 
     real_render = processing.render_acknowledgement
 
@@ -210,8 +210,8 @@ def test_processing_ends_its_transaction_when_the_door_waits(database_url: str, 
         pytest.skip("write turns exist for SQLite only; PostgreSQL has no single writer")
     from sqlalchemy import event
 
-    from gateway.processing import COMMIT_AT_LEAST, COMMIT_EVERY
     from gateway.store.write_turns import WriteTurns
+    from gateway.tickets.processing import COMMIT_AT_LEAST, COMMIT_EVERY
 
     engine, loaded, clock = setup(database_url, tmp_path)
     commits: list[int] = []

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
-from gateway.registration import report_day
 from gateway.sla.policy import seed_policy
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.sla.report_format import render
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import REACTION_MET, RESOLUTION_MET, Ticket
+from gateway.tickets.registration import report_day
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DAY = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from gateway.cli import main
 from gateway.store.models import OutboxItem
-from gateway.ticket_view import show_ticket
+from gateway.tickets.view import show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gateway.ticket_view import list_tickets, show_ticket
+from gateway.tickets.view import list_tickets, show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.test_cli import MakeGateway, cli
 

@@ -11,14 +11,14 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from gateway.config.settings import LoopSettings
-from gateway.loops import ticket_limit_reached
-from gateway.registration import register
-from gateway.replies import add_to_ticket
 from gateway.sla.policy import seed_policy
 from gateway.store.db import transaction
 from gateway.store.models import OutboxItem, Ticket, Undeliverable
-from gateway.threads import find_ticket, link_ids, thread_ids
-from gateway.ticket_view import list_tickets, show_ticket
+from gateway.tickets.mail_loops import ticket_limit_reached
+from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
+from gateway.tickets.registration import register
+from gateway.tickets.replies import add_to_ticket
+from gateway.tickets.view import list_tickets, show_ticket
 from parsers.email import parse_email
 from rules.engine import Decision
 from tests.conftest import CORPORA, START, make_mail

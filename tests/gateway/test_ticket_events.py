@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from gateway.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
 from gateway.outbox.worker import claim_due, enqueue
 from gateway.sla.policy import DEFAULT_POLICY
 from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import Ticket
+from gateway.tickets.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
 from tests.conftest import START, RunningGateway, Sink, make_mail
 from tests.gateway.test_outbox import submit
 from tests.gateway.test_sla_clock import body, outbox, start, ticket

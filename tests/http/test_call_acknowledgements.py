@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 from sqlmodel import col, select
 
-from gateway.loops import mark_undeliverable
 from gateway.sla.policy import DEFAULT_POLICY
 from gateway.store.db import read_transaction, transaction
 from gateway.store.models import Input, OutboxItem
-from gateway.ticket_view import list_tickets
+from gateway.tickets.mail_loops import mark_undeliverable
+from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
 from tests.http.helpers import CUSTOMERS, admin, call, hook_config, post_call
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
 from tests.http.helpers import SECRET, admin, call, hook_config, post_call, signed_headers
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.calls import match_phone
 from gateway.config.customers import CustomerEntry, Directory
+from gateway.tickets.phone_calls import match_phone
 from parsers.phones import to_e164
 
 SAME_NUMBER = ["+7 495 123-45-67", "8 (495) 123-45-67", "84951234567", "74951234567",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from gateway.ticket_view import list_tickets
+from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
 from tests.http.helpers import call, hook_config, post_call
 

@@ -22,7 +22,7 @@ SHOW_EXPR = "sorted(n for n, m in __import__('sys').modules.items() if m is not 
 SHOW = f"\nprint(' '.join({SHOW_EXPR}))\n"
 # What a worker process does before its first batch, in one of the daemon's pools (below).
 WARM_UP = """
-import gateway.processing
+import gateway.tickets.processing
 from datetime import date
 from gateway.sla.working_calendar import russian_calendar
 russian_calendar().is_working_day(date(2025, 1, 9))
@@ -65,7 +65,7 @@ def worker_modules() -> set[str]:
 def test_worker_process_imports_no_http_stack_migrations_or_mailbox_clients() -> None:
     """A worker process loads neither the HTTP stack, alembic, nor the channel libraries."""
     loaded = worker_modules()
-    assert "gateway.processing" in loaded
+    assert "gateway.tickets.processing" in loaded
     unused = {"fastapi", "starlette", "uvicorn", "alembic", "mako", "prometheus_client",
               "imapclient", "aiosmtpd", "gateway.app", "gateway.http.app", "gateway.cli",
               "multiprocessing"} | NEVER

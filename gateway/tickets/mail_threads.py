@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
-from gateway.registration import ticket_tag_pattern
 from gateway.store.models import OutboxItem, ThreadId, Ticket
 from gateway.store.prepared import Prepared, PreparedIn
+from gateway.tickets.registration import ticket_tag_pattern
 from parsers.model import Request
 
 # Long References chains are cut to their newest ids: the root and the recent parents are

@@ -12,14 +12,14 @@ from sqlmodel import Session, col, select
 from gateway.clock import iso_utc
 from gateway.config.customers import CustomerEntry
 from gateway.config.settings import LoopSettings
-from gateway.loops import customer_mail_blocked
 from gateway.outbox.compose import TicketFacts, render_mail, safe_address, sender_parts
 from gateway.outbox.worker import enqueue
-from gateway.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 from gateway.store.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
+from gateway.tickets.mail_loops import customer_mail_blocked
+from gateway.tickets.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 
 if TYPE_CHECKING:
-    from gateway.processing import Context
+    from gateway.tickets.processing import Context
 
 log = structlog.get_logger("gateway.notices")
 

@@ -18,15 +18,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from gateway.clock import iso_utc
-from gateway.notices import (
-    customer_address,
-    enqueue_ticket_mail,
-    first_message_id,
-    record_event,
-    ticket_language,
-    ticket_tier,
-)
-from gateway.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
 from gateway.sla.deadlines import escalation_instant, schedule
 from gateway.sla.policy import PRIORITIES, Priority
 from gateway.store.db import transaction
@@ -39,10 +30,19 @@ from gateway.store.models import (
     RESOLUTION_MET,
     Ticket,
 )
-from gateway.ticket_view import show_ticket
+from gateway.tickets.notices import (
+    customer_address,
+    enqueue_ticket_mail,
+    first_message_id,
+    record_event,
+    ticket_language,
+    ticket_tier,
+)
+from gateway.tickets.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
+from gateway.tickets.view import show_ticket
 
 if TYPE_CHECKING:
-    from gateway.processing import Context
+    from gateway.tickets.processing import Context
 
 log = structlog.get_logger("gateway.lifecycle")
 

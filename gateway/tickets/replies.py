@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlmodel import Session, select
 
-from gateway.lifecycle import TicketEventIn, apply_to
-from gateway.loops import mark_undeliverable
-from gateway.notices import add_note
-from gateway.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
 from gateway.sla.policy import PRIORITIES
 from gateway.store.models import Ticket, TicketMessage
-from gateway.threads import extend_thread
+from gateway.tickets.lifecycle import TicketEventIn, apply_to
+from gateway.tickets.mail_loops import mark_undeliverable
+from gateway.tickets.mail_threads import extend_thread
+from gateway.tickets.notices import add_note
+from gateway.tickets.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
 from parsers.model import Request
 from rules.engine import Decision
 
 if TYPE_CHECKING:
-    from gateway.processing import Context
+    from gateway.tickets.processing import Context
 
 log = structlog.get_logger("gateway.replies")
 

@@ -12,7 +12,11 @@ from sqlalchemy import Engine, exists
 from sqlmodel import Session, col, select
 
 from gateway.clock import iso_utc
-from gateway.notices import (
+from gateway.sla.deadlines import escalation_instant, service_working
+from gateway.sla.working_calendar import next_open
+from gateway.store.db import transaction
+from gateway.store.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
+from gateway.tickets.notices import (
     customer_address,
     enqueue_ticket_mail,
     first_message_id,
@@ -20,12 +24,8 @@ from gateway.notices import (
     ticket_language,
     ticket_tier,
 )
-from gateway.processing import Context
-from gateway.registration import PENDING_REGISTRATION, REGISTERED
-from gateway.sla.deadlines import escalation_instant, service_working
-from gateway.sla.working_calendar import next_open
-from gateway.store.db import transaction
-from gateway.store.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
+from gateway.tickets.processing import Context
+from gateway.tickets.registration import PENDING_REGISTRATION, REGISTERED
 
 log = structlog.get_logger("gateway.monitor")
 

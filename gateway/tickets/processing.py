@@ -19,9 +19,7 @@ from gateway.clock import Clock
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.config.settings import LimitSettings, Settings
 from gateway.heap import settle
-from gateway.lifecycle import accept_by_reply
 from gateway.limits import check_attachments, check_structure
-from gateway.loops import acknowledgement_suppressed, recipient_blocked
 from gateway.outbox.compose import (
     TicketFacts,
     render_acknowledgement,
@@ -30,7 +28,15 @@ from gateway.outbox.compose import (
     sender_parts,
 )
 from gateway.outbox.worker import enqueue
-from gateway.registration import (
+from gateway.sla.deadlines import DEFAULT_CALENDAR
+from gateway.sla.policy import Policy, seed_policy
+from gateway.sla.working_calendar import is_working_time
+from gateway.store.db import make_engine, read_transaction, transaction, write_turns
+from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
+from gateway.tickets.lifecycle import accept_by_reply
+from gateway.tickets.mail_loops import acknowledgement_suppressed, recipient_blocked
+from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
+from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
     PENDING_REGISTRATION,
     NewTicket,
@@ -38,13 +44,7 @@ from gateway.registration import (
     message_row,
     register,
 )
-from gateway.replies import add_to_ticket, is_closed
-from gateway.sla.deadlines import DEFAULT_CALENDAR
-from gateway.sla.policy import Policy, seed_policy
-from gateway.sla.working_calendar import is_working_time
-from gateway.store.db import make_engine, read_transaction, transaction, write_turns
-from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
-from gateway.threads import find_ticket, link_ids, thread_ids
+from gateway.tickets.replies import add_to_ticket, is_closed
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision, RuleSet, evaluate
@@ -373,7 +373,7 @@ def process_one(session: Session, item: Pending, request: Request, context: Cont
     """Register or thread ITEM; return the number of outgoing messages enqueued. DECIDED is
     the rules' decision made before the transaction, if any (else it is made here)."""
     if isinstance(request, CallRequest):
-        from gateway.calls import process_call  # calls.py uses this module's helpers
+        from gateway.tickets.phone_calls import process_call  # calls.py uses this module's helpers
 
         return process_call(session, item, request, context)
     now = context.clock.now()

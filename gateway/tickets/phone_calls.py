@@ -9,9 +9,11 @@ import structlog
 from sqlmodel import Session, col, select
 
 from gateway.config.customers import CustomerEntry, Directory
-from gateway.loops import is_no_reply, recipient_blocked
-from gateway.notices import contact_address
-from gateway.registration import (
+from gateway.store.models import Input, Ticket
+from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
+from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
+from gateway.tickets.notices import contact_address
+from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
     PENDING_REGISTRATION,
     REGISTERED,
@@ -19,13 +21,11 @@ from gateway.registration import (
     message_row,
     register,
 )
-from gateway.store.models import Input, Ticket
-from gateway.threads import extend_thread, find_ticket, link_ids, thread_ids
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
 
 if TYPE_CHECKING:
-    from gateway.processing import Context, Pending
+    from gateway.tickets.processing import Context, Pending
 
 log = structlog.get_logger("gateway.calls")
 
@@ -69,7 +69,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
                  context: Context) -> int:
     """Register, thread or log one phone or web input; the number of messages enqueued."""
     # processing imports this module; its helpers are shared, not copied.
-    from gateway.processing import _decide, _enqueue_acknowledgement, _finish
+    from gateway.tickets.processing import _decide, _enqueue_acknowledgement, _finish
 
     now = context.clock.now()
     settings = context.settings

@@ -23,7 +23,7 @@ def _print_json(value: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> LoadedSettings:
-    from gateway.logs import configure_logging, configure_process_logging
+    from gateway.daemon.logs import configure_logging, configure_process_logging
 
     loaded = load_settings(args.config)
     logging_settings = loaded.settings.logging
@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace) -> LoadedSettings:
 def cmd_run(args: argparse.Namespace) -> int:
     # Settings (and logging) first: the app's imports then find logging configured.
     loaded = _settings(args)
-    from gateway.app import run_daemon
+    from gateway.daemon.service import run_daemon
 
     with asyncio.Runner(loop_factory=_loop_factory(loaded.settings.intake.event_loop)) as runner:
         runner.run(run_daemon(loaded))
@@ -250,8 +250,8 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets_event(args: argparse.Namespace) -> int:
-    from gateway.app import build_context, deliver_now
     from gateway.clock import SystemClock
+    from gateway.daemon.service import build_context, deliver_now
     from gateway.store.db import open_migrated
     from gateway.tickets.lifecycle import (
         EventInvalid,

@@ -66,7 +66,7 @@ def messages_in(path: Path, problems: list[str]) -> Iterator[tuple[bytes, str]]:
 
 def ingest_paths(loaded: LoadedSettings, paths: list[Path]) -> IngestSummary:
     """Store every message, then process and deliver as the daemon would."""
-    from gateway.app import deliver_now
+    from gateway.daemon.service import deliver_now
 
     engine = open_migrated(loaded.settings.database_url())
     summary = IngestSummary()

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from gateway.clock import Clock
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.config.settings import LimitSettings, Settings
-from gateway.heap import settle
+from gateway.daemon.gc_freeze import settle
 from gateway.limits import check_attachments, check_structure
 from gateway.outbox.compose import (
     TicketFacts,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import build_context
 from gateway.clock import SystemClock
 from gateway.config.settings import load_settings
+from gateway.daemon.service import build_context
 from gateway.intake import IncomingInput, store_inputs
 from gateway.quarantine import list_quarantine
 from gateway.store.db import open_migrated

@@ -9,9 +9,9 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session, select
 
-from gateway.app import Gateway, build_context
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
+from gateway.daemon.service import Gateway, build_context
 from gateway.intake import IncomingInput, store_inputs
 from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import OutboxItem

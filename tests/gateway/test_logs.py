@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gateway.logs import configure_logging
+from gateway.daemon.logs import configure_logging
 from tests.conftest import config_text, free_port
 from tests.terminal import in_terminal
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
-from gateway.app import build_context
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
+from gateway.daemon.service import build_context
 from gateway.intake import IncomingInput, store_inputs
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import Input, OutboxItem

@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from gateway.worker_pool import RemoteError, WorkerPool
+from gateway.daemon.worker_pool import RemoteError, WorkerPool
 
 
 def test_calls_run_in_another_process_and_return_their_results() -> None:

@@ -18,14 +18,15 @@ from gateway.clock import Clock, SystemClock
 from gateway.config.customers import Directory, load_customers
 from gateway.config.rules_file import RulesWatcher, load_rules_file
 from gateway.config.settings import LoadedSettings
-from gateway.heap import settle
+from gateway.daemon.gc_freeze import settle
+from gateway.daemon.logs import configure_process_logging
+from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
+from gateway.daemon.worker_pool import WorkerPool
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
 from gateway.inbound.imap import MailboxWorker, mailbox_workers
 from gateway.inbound.smtp import IntakeHandler, start_smtp
 from gateway.intake import IntakeDoor
-from gateway.logs import configure_process_logging
-from gateway.notify import Notifier, reload_notified, running_status
 from gateway.outbox.mailer import make_delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.worker import OutboxWorker
@@ -44,7 +45,6 @@ from gateway.tickets.processing import (
     worker_ready,
 )
 from gateway.tickets.sla_watch import sla_step
-from gateway.worker_pool import WorkerPool
 
 log = structlog.get_logger("gateway.app")
 

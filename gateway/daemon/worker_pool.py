@@ -20,7 +20,7 @@ T = TypeVar("T")
 _LENGTH = struct.Struct("!Q")
 # The directory that holds the gateway package, for the child's first import; the rest of
 # the parent's sys.path follows as the first message (calls may name modules found there).
-_ROOT = str(Path(__file__).resolve().parent.parent)
+_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _broken(message: str) -> Exception:
@@ -178,7 +178,7 @@ def _start_child() -> tuple[subprocess.Popen[bytes], BinaryIO, BinaryIO]:
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
     code = (f"import sys; sys.path.insert(0, {_ROOT!r}); "
-            f"from gateway.worker_pool import serve; serve({request_read}, {reply_write})")
+            f"from gateway.daemon.worker_pool import serve; serve({request_read}, {reply_write})")
     try:
         process = subprocess.Popen(
             [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code],  # type: ignore[attr-defined]

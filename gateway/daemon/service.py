@@ -21,6 +21,7 @@ from gateway.config.settings import LoadedSettings
 from gateway.daemon.gc_freeze import settle
 from gateway.daemon.logs import configure_process_logging
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
+from gateway.daemon.worker_batches import PackedContext, process_ids, worker_ready
 from gateway.daemon.worker_pool import WorkerPool
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
@@ -34,16 +35,9 @@ from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
+from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
-from gateway.tickets.processing import (
-    BatchResult,
-    Context,
-    PackedContext,
-    pending_ids,
-    process_ids,
-    process_pending,
-    worker_ready,
-)
+from gateway.tickets.processing import BatchResult, pending_ids, process_pending
 from gateway.tickets.sla_watch import sla_step
 
 log = structlog.get_logger("gateway.app")

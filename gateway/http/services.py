@@ -14,8 +14,8 @@ from gateway.store.db import Database
 
 if TYPE_CHECKING:
     from gateway.sla.report import ReportQuery, SlaReport
+    from gateway.tickets.context import Context
     from gateway.tickets.lifecycle import Applied
-    from gateway.tickets.processing import Context
 
 
 @dataclass

@@ -42,7 +42,7 @@ from gateway.tickets.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESO
 from gateway.tickets.view import show_ticket
 
 if TYPE_CHECKING:
-    from gateway.tickets.processing import Context
+    from gateway.tickets.context import Context
 
 log = structlog.get_logger("gateway.lifecycle")
 

@@ -19,7 +19,7 @@ from gateway.tickets.mail_loops import customer_mail_blocked
 from gateway.tickets.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row
 
 if TYPE_CHECKING:
-    from gateway.tickets.processing import Context
+    from gateway.tickets.context import Context
 
 log = structlog.get_logger("gateway.notices")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import structlog
 from sqlmodel import Session, col, select
 
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.store.models import Input, Ticket
+from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
 from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
 from gateway.tickets.notices import contact_address
@@ -21,11 +21,9 @@ from gateway.tickets.registration import (
     message_row,
     register,
 )
+from gateway.tickets.step import Pending, decide, enqueue_acknowledgement, finish
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
-
-if TYPE_CHECKING:
-    from gateway.tickets.processing import Context, Pending
 
 log = structlog.get_logger("gateway.calls")
 
@@ -68,9 +66,6 @@ def open_ticket_of(session: Session, customer_id: str) -> Ticket | None:
 def process_call(session: Session, item: Pending, request: CallRequest,
                  context: Context) -> int:
     """Register, thread or log one phone or web input; the number of messages enqueued."""
-    # processing imports this module; its helpers are shared, not copied.
-    from gateway.tickets.processing import _decide, _enqueue_acknowledgement, _finish
-
     now = context.clock.now()
     settings = context.settings
     prefix = settings.intake.ticket_prefix
@@ -85,20 +80,20 @@ def process_call(session: Session, item: Pending, request: CallRequest,
             int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
             at=item.received_at, body=request.text, input_id=item.id)])
         extend_thread(session, int(existing.id or 0), request)
-        _finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
+        finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("call.logged", call_event=request.event)
         return 0
     if request.event in ("answered", "ringing"):
-        _finish(item, None, f"stored, not registered: {request.event} call, no open ticket", now)
+        finish(item, None, f"stored, not registered: {request.event} call, no open ticket", now)
         return 0
     if (request.event == "missed" and customer is None
             and settings.intake.missed_calls_from_unknown == "store"):
-        _finish(item, None, "stored, not registered: missed call from an unknown number", now)
+        finish(item, None, "stored, not registered: missed call from an unknown number", now)
         log.info("call.missed_unknown")
         return 0
 
-    decision = _decide(request, context, item.received_at, customer)
+    decision = decide(request, context, item.received_at, customer)
     recipient, notes = contact_address(request.sender.address if request.sender else None,
                                        customer, context.own_addresses)
     # E-mail's guards, but on the address we would write to (given or on file): the rules,
@@ -128,7 +123,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     if recipient is not None and (not pending or context.policy.courtesy_notice):
         # The call's own id is no e-mail Message-ID: the acknowledgement refers to nothing.
         plain = dataclasses.replace(request, message_id=None, references=[])
-        message_id = _enqueue_acknowledgement(
+        message_id = enqueue_acknowledgement(
             session, ticket, plain, decision, recipient, customer.language if customer else "ru",
             context, now, int(item.id or 0), look_first=True)
         if message_id is not None:
@@ -139,7 +134,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     add_messages(session, messages)
     # The call id (as a Message-ID) joins the call's later events to this ticket.
     link_ids(session, ticket.id, thread_ids(request))
-    _finish(item, ticket.id, f"registered {ticket.number}", now)
+    finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              channel=request.channel, call_event=request.event, priority=ticket.priority,
              customer=ticket.customer_id, registered_at=ticket.registered_at.isoformat(),

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import pickle
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -15,55 +12,19 @@ from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from gateway.clock import Clock
-from gateway.config.customers import CustomerEntry, Directory
-from gateway.config.settings import LimitSettings, Settings
-from gateway.daemon.gc_freeze import settle
+from gateway.config.settings import LimitSettings
 from gateway.limits import check_attachments, check_structure
-from gateway.outbox.compose import (
-    TicketFacts,
-    render_acknowledgement,
-    render_mail,
-    safe_address,
-    sender_parts,
-)
-from gateway.outbox.worker import enqueue
-from gateway.sla.deadlines import DEFAULT_CALENDAR
-from gateway.sla.policy import Policy, seed_policy
-from gateway.sla.working_calendar import is_working_time
-from gateway.store.db import make_engine, read_transaction, transaction, write_turns
-from gateway.store.models import FAILED, HELD, PROCESSED, RECEIVED, Input, InputBody
-from gateway.tickets.lifecycle import accept_by_reply
-from gateway.tickets.mail_loops import acknowledgement_suppressed, recipient_blocked
-from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
-from gateway.tickets.registration import (
-    NO_ACKNOWLEDGEMENT_NOTE,
-    PENDING_REGISTRATION,
-    NewTicket,
-    add_messages,
-    message_row,
-    register,
-)
-from gateway.tickets.replies import add_to_ticket, is_closed
+from gateway.store.db import read_transaction, transaction, write_turns
+from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
+from gateway.tickets.context import Context
+from gateway.tickets.mail_step import process_mail
+from gateway.tickets.phone_calls import process_call
+from gateway.tickets.step import Held, Pending, decide
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
-from rules.engine import Decision, RuleSet, evaluate
-from rules.facts import Sender
-from rules.loader import builtin_rules
+from rules.engine import Decision
 
 log = structlog.get_logger("gateway.processing")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What processing reads; replaced as a whole when configuration is reloaded."""
-
-    settings: Settings
-    directory: Directory
-    clock: Clock
-    own_addresses: frozenset[str] = field(default_factory=frozenset)
-    policy: Policy = field(default_factory=seed_policy)
-    ruleset: RuleSet = field(default_factory=builtin_rules)
 
 
 @dataclass
@@ -72,9 +33,6 @@ class BatchResult:
     failed: int = 0
     enqueued: int = 0
 
-
-class Held(Exception):
-    """An outcome, not an error: the input waits for a human decision."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +88,7 @@ def decide_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[i
         if isinstance(request, Request) and not isinstance(request, CallRequest) and (
                 request.kind == "normal"):
             try:
-                decisions[item.id] = _decide(request, context, item.received_at)
+                decisions[item.id] = decide(request, context, item.received_at)
             except Exception:  # decided again in the transaction, where it fails the input
                 continue
     return decisions
@@ -156,61 +114,6 @@ def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
             select(Input.id).where(Input.status == RECEIVED).where(col(Input.id) > after_id)
             .order_by(col(Input.id)).limit(limit)).all()]
 
-
-_worker_engines: dict[str, Engine] = {}
-
-
-@dataclass(frozen=True)
-class PackedContext:
-    """A Context pickled once per configuration, named by a digest of its bytes.
-
-    Unpickling a whole Context (customers, policy, rules) costs a worker far more than a
-    batch of one message does, so each worker unpickles a configuration only once and then
-    keeps it (see `unpacked`); every batch still carries the bytes, so a worker never needs
-    to be told about a reload and can never run with a stale configuration.
-    """
-
-    digest: str
-    data: bytes
-
-    @classmethod
-    def of(cls, context: Context) -> PackedContext:
-        data = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
-        return cls(hashlib.sha256(data).hexdigest(), data)
-
-
-# The configuration this worker process unpickled last, by digest.
-_worker_context: dict[str, Context] = {}
-
-
-def unpacked(packed: PackedContext) -> Context:
-    context = _worker_context.get(packed.digest)
-    if context is None:
-        _worker_context.clear()
-        context = _worker_context[packed.digest] = pickle.loads(packed.data)
-        settle()  # the configuration lives until the next reload
-    return context
-
-
-def worker_ready() -> bool:
-    """Run once in each new worker process: the imports are the warm-up."""
-    import parsers.email  # noqa: F401  (what the first e-mail would import, 8 MB)
-
-    settle()
-    return True
-
-
-def process_ids(database_url: str, packed: PackedContext, clock: Clock,
-                ids: list[int]) -> BatchResult:
-    """Process the received inputs IDS in a worker process, on its own connection.
-
-    CLOCK comes with every batch: the packed context's clock is a copy from when it was
-    packed, which a test's manual clock has moved on from since."""
-    engine = _worker_engines.get(database_url)
-    if engine is None:
-        engine = _worker_engines[database_url] = make_engine(database_url)
-    context = replace(unpacked(packed), clock=clock)
-    return process_pending(engine, context, len(ids), ids)
 
 
 def process_pending(engine: Engine, context: Context, limit: int,
@@ -261,23 +164,6 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
     return result
 
 
-@dataclass
-class Pending:
-    """An input row as processing reads it, and the status it ends the transaction with.
-
-    A plain object instead of the ORM's: the ORM's identity map and unit of work cost more
-    per input than the statements do; `_store_outcomes` writes every outcome of a chunk at once.
-    """
-
-    id: int
-    source: str
-    received_at: datetime
-    attempts: int
-    status: str = RECEIVED
-    outcome: str | None = None
-    last_error: str | None = None
-    ticket_id: int | None = None
-    processed_at: datetime | None = None
 
 
 _INPUTS = Input.__table__  # type: ignore[attr-defined]
@@ -370,145 +256,7 @@ class ParseFailure(Exception):
 
 def process_one(session: Session, item: Pending, request: Request, context: Context,
                 release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
-    """Register or thread ITEM; return the number of outgoing messages enqueued. DECIDED is
-    the rules' decision made before the transaction, if any (else it is made here)."""
+    """Register or thread ITEM by its channel's step; the number of messages enqueued."""
     if isinstance(request, CallRequest):
-        from gateway.tickets.phone_calls import process_call  # calls.py uses this module's helpers
-
         return process_call(session, item, request, context)
-    now = context.clock.now()
-    settings = context.settings
-    source = json.loads(item.source)
-    envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
-    prefix = settings.intake.ticket_prefix
-
-    existing = find_ticket(session, request, prefix)
-    follows_up = None
-    if existing is not None:
-        if (is_closed(existing) and request.kind == "normal"
-                and settings.intake.reply_to_closed == "new"):
-            follows_up = existing.number
-        else:
-            decision = ((decided or _decide(request, context, item.received_at))
-                        if request.kind == "normal" else None)
-            outcome = add_to_ticket(
-                session, existing, request, input_id=item.id, received_at=item.received_at,
-                now=now, decision=decision, context=context)
-            _finish(item, existing.id, outcome, now)
-            structlog.contextvars.bind_contextvars(ticket=existing.number)
-            if request.kind != "normal" or existing.proposed_priority is None:
-                return 0
-            # The customer may agree to our proposal of a lower priority by replying.
-            return accept_by_reply(session, existing, request.reply_text or request.text,
-                                   request.sender.address if request.sender else None,
-                                   context)
-
-    if request.kind != "normal":
-        _finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)
-        log.info("input.not_registered", kind=request.kind)
-        return 0
-
-    address = request.sender.address if request.sender else None
-    customer = context.directory.match_email(address)
-    if customer is None and settings.intake.hold_unknown_senders and not release_held:
-        raise Held(f"held: sender {address or '(none)'} is not a known customer")
-
-    decision = decided or _decide(request, context, item.received_at, customer)
-    if decision.hold and not release_held:
-        raise Held(f"held for review by rules: {', '.join(decision.fired)}")
-    reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
-    if reason is None and decision.suppress_ack:
-        reason = f"suppressed by rules: {', '.join(decision.fired)}"
-    recipient = safe_address(request.sender.address if request.sender else None)
-    if reason is None and recipient is None:
-        reason = "sender address cannot be written in a header"
-    if reason is None and recipient is not None:
-        # Envelope addresses are compared case-insensitively by the rate limit and bounces.
-        recipient = recipient.lower()
-        reason = recipient_blocked(session, recipient, now, settings.loops)
-    notes = [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else []
-    if follows_up:
-        notes.append(f"follows up closed ticket {follows_up}")
-    ticket = register(session, request=request, customer=customer, decision=decision,
-                      prefix=prefix, received_at=item.received_at, now=now,
-                      default_tier=settings.intake.unknown_customer_tier,
-                      notes=notes, follows_up=follows_up, policy=context.policy)
-    structlog.contextvars.bind_contextvars(ticket=ticket.number)
-    messages = [message_row(ticket.id, direction="in", kind="request",
-                            message_id=request.message_id, at=item.received_at,
-                            body=request.text, input_id=item.id)]
-    enqueued = 0
-    ids = thread_ids(request)
-    # Outside the intake window the acknowledgement waits for registration; the customer
-    # gets the courtesy notice now (when the policy wants one).
-    pending = ticket.status == PENDING_REGISTRATION
-    if (reason is None and recipient is not None
-            and (not pending or context.policy.courtesy_notice)):
-        message_id = _enqueue_acknowledgement(
-            session, ticket, request, decision, recipient,
-            customer.language if customer else "ru", context, now, int(item.id or 0),
-            look_first=isolate)
-        if message_id is not None:
-            enqueued = 1
-            ids.append(message_id)
-            messages.append(message_row(
-                ticket.id, direction="out", kind="notice" if pending else "acknowledgement",
-                message_id=message_id, at=now))
-    add_messages(session, messages)
-    link_ids(session, ticket.id, ids)
-    _finish(item, ticket.id, f"registered {ticket.number}", now)
-    log.info("ticket.pending_registration" if pending else "ticket.registered",
-             priority=ticket.priority, customer=ticket.customer_id,
-             registered_at=ticket.registered_at.isoformat(), acknowledgement=reason or "queued")
-    return enqueued
-
-
-def _decide(request: Request, context: Context, received_at: datetime,
-            customer: CustomerEntry | None = None) -> Decision:
-    """The rules' decision on REQUEST (a reply is judged on what it adds, like a request)."""
-    if customer is None and request.sender is not None:
-        customer = context.directory.match_email(request.sender.address)
-    return evaluate(request, context.ruleset,
-                    Sender(customer.id, customer.tier) if customer else None,
-                    is_working_time(received_at, DEFAULT_CALENDAR))
-
-
-def _enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Request,
-                             decision: Decision, recipient: str, language: str,
-                             context: Context, now: datetime, input_id: int,
-                             look_first: bool) -> str | None:
-    """Queue the acknowledgement (or, for a ticket pending registration, the courtesy notice);
-    its Message-ID, or None when one was queued before."""
-    facts = TicketFacts(
-        number=ticket.number, subject=ticket.subject, priority=ticket.priority,
-        reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
-        language=language, requester_name=ticket.requester_name, requester_email=recipient,
-        in_reply_to=request.message_id, references=request.references,
-        priority_change=(request.declared_priority, decision.change_reason)
-        if request.declared_priority and decision.change_reason else None,
-    )
-    sender = context.settings.outgoing.sender
-    pending = ticket.status == PENDING_REGISTRATION
-    if pending:
-        ack = render_mail("pending_registration", facts, sender, now,
-                          registered_at=ticket.registered_at)
-    else:
-        ack = render_acknowledgement(facts, sender, now)
-    # Keyed by the input, so a replayed input can never produce a second acknowledgement.
-    added = enqueue(session, {
-        "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",
-        "ticket_id": ticket.id, "kind": "notice" if pending else "acknowledgement",
-        "sender": safe_address(sender_parts(sender)[1]) or "", "recipient": recipient,
-        "message_id": ack.message_id, "message": ack.data,
-        # The courtesy notice is due now; an acknowledgement by the reaction deadline.
-        "send_by": now if pending else ticket.reaction_due,
-        "next_attempt_at": now, "created_at": now}, look_first=look_first)
-    return ack.message_id if added else None
-
-
-def _finish(item: Pending, ticket_id: int | None, outcome: str, now: datetime) -> None:
-    item.status = PROCESSED
-    item.outcome = outcome
-    item.last_error = None
-    item.ticket_id = ticket_id
-    item.processed_at = now
+    return process_mail(session, item, request, context, release_held, isolate, decided)

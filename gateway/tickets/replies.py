@@ -20,7 +20,7 @@ from parsers.model import Request
 from rules.engine import Decision
 
 if TYPE_CHECKING:
-    from gateway.tickets.processing import Context
+    from gateway.tickets.context import Context
 
 log = structlog.get_logger("gateway.replies")
 

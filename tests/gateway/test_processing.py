@@ -179,16 +179,16 @@ def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An input that fails after its ticket was written leaves no trace; its neighbours in the
     same transaction register with gapless numbers."""
-    import gateway.tickets.processing as processing
+    import gateway.tickets.step as step
 
-    real_render = processing.render_acknowledgement
+    real_render = step.render_acknowledgement
 
     def render_failing_on_poison(facts, sender, now):  # type: ignore[no-untyped-def]
         if facts.subject == "poison":
             raise RuntimeError("template exploded")
         return real_render(facts, sender, now)
 
-    monkeypatch.setattr(processing, "render_acknowledgement", render_failing_on_poison)
+    monkeypatch.setattr(step, "render_acknowledgement", render_failing_on_poison)
     engine, loaded, clock = setup(database_url, tmp_path)
     ingest(engine, loaded, clock, make_mail("first"), make_mail("poison"), make_mail("third"))
     rows = statuses(engine)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from gateway.clock import SystemClock
 from gateway.config.settings import LoadedSettings
-from gateway.intake import IncomingInput, store_inputs
+from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import open_migrated
 
 BATCH = 200

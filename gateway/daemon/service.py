@@ -25,9 +25,9 @@ from gateway.daemon.worker_batches import PackedContext, process_ids, worker_rea
 from gateway.daemon.worker_pool import WorkerPool
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
-from gateway.inbound.imap import MailboxWorker, mailbox_workers
-from gateway.inbound.smtp import IntakeHandler, start_smtp
-from gateway.intake import IntakeDoor
+from gateway.intake.door import IntakeDoor
+from gateway.intake.imap import MailboxWorker, mailbox_workers
+from gateway.intake.smtp import IntakeHandler, start_smtp
 from gateway.outbox.mailer import make_delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.worker import OutboxWorker

@@ -19,8 +19,8 @@ from gateway.http import (  # noqa: F401 (rules_api and sla_api add to api.route
     sla_api,
 )
 from gateway.http.errors import Refused, refused_response
+from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render
 from gateway.http.services import Services
-from gateway.metrics import CONTENT_TYPE, GatewayCollector, render
 from gateway.store.db import read_transaction
 
 log = structlog.get_logger("gateway.http")

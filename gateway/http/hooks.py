@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from gateway.config.settings import WebhookSettings
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
-from gateway.http.intake import accept_event
+from gateway.http.handoff import accept_event
 from gateway.http.services import Services
 from gateway.http.signatures import (
     check_generic,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
 from gateway.config.settings import Settings, WebhookSettings
-from gateway.intake import IntakeDoor
+from gateway.intake.door import IntakeDoor
 from gateway.store.db import Database
 
 if TYPE_CHECKING:

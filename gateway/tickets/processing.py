@@ -13,7 +13,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.config.settings import LimitSettings
-from gateway.limits import check_attachments, check_structure
+from gateway.intake.limits import check_attachments, check_structure
 from gateway.store.db import read_transaction, transaction, write_turns
 from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
 from gateway.tickets.context import Context

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, text
 from tenacity import AsyncRetrying, RetryCallState
 
 from gateway.config.settings import MailboxSettings, parse_settings
-from gateway.inbound.imap import MailboxWorker, load_checkpoint, reconnect_wait
-from gateway.inbound.imap_session import ImapSession
-from gateway.intake import IncomingInput, store_inputs
+from gateway.intake.door import IncomingInput, store_inputs
+from gateway.intake.imap import MailboxWorker, load_checkpoint, reconnect_wait
+from gateway.intake.imap_session import ImapSession
 from gateway.store.db import transaction
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail

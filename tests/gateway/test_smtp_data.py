@@ -12,7 +12,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound.smtp_data import IntakeSMTP
+from gateway.intake.smtp_data import IntakeSMTP
 from tests.conftest import free_port, stop_controller
 
 LIMIT = 4096

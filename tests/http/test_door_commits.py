@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from gateway.clock import SystemClock
-from gateway.intake import IncomingInput, store_inputs
+from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import make_engine, migrate, transaction
 
 

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 
 from gateway.http.errors import Refused
 from gateway.http.services import Services
-from gateway.intake import IncomingInput
+from gateway.intake.door import IncomingInput
 from gateway.store.db import read_transaction
 from gateway.tickets.phone_calls import ticket_of_input
 from parsers.telephony import CallEvent, envelope

@@ -9,9 +9,9 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.config.settings import LimitSettings, SmtpSettings, split_host_port
-from gateway.inbound.smtp_data import IntakeSMTP
-from gateway.intake import IncomingInput, IntakeDoor
-from gateway.limits import LimitExceeded, check_structure
+from gateway.intake.door import IncomingInput, IntakeDoor
+from gateway.intake.limits import LimitExceeded, check_structure
+from gateway.intake.smtp_data import IntakeSMTP
 
 log = structlog.get_logger("gateway.smtp")
 

@@ -24,8 +24,8 @@ from tenacity.wait import wait_base
 
 from gateway.clock import Clock
 from gateway.config.settings import MailboxSettings
-from gateway.inbound.imap_session import ImapSession, Selected
-from gateway.intake import Accepted, IncomingInput, IntakeDoor
+from gateway.intake.door import Accepted, IncomingInput, IntakeDoor
+from gateway.intake.imap_session import ImapSession, Selected
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
 

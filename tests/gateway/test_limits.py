@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from gateway.quarantine import list_quarantine
+from gateway.cli.quarantine import list_quarantine
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, make_mail
 from tests.gateway.test_processing import ingest, setup, statuses

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.config.customers import load_customers
 from gateway.sla.policy import DEFAULT_POLICY, load_policy, parse_policy, reload_policy, seed_policy
 from rules.config_errors import ConfigError

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.store.models import OutboxItem
 from gateway.tickets.view import show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail

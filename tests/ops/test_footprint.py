@@ -30,11 +30,11 @@ russian_calendar().is_working_day(date(2025, 1, 9))
 DAEMON = PRELUDE + """
 import gateway.daemon.service
 """ + SHOW
-# `intake-gateway run` as gateway.cli runs it: the parser is built before logging is set up.
+# `intake-gateway run` as gateway.cli.main runs it: the parser is built before logging is set up.
 DAEMON_FROM_COMMAND_LINE = """
 import sys
-import gateway.cli
-gateway.cli.build_parser()
+import gateway.cli.main
+gateway.cli.main.build_parser()
 from gateway.daemon.logs import configure_process_logging
 configure_process_logging("info", "json")
 import gateway.daemon.service

@@ -103,7 +103,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from gateway.ingest import ingest_paths
+    from gateway.cli.ingest import ingest_paths
 
     summary = ingest_paths(_settings(args), [Path(p) for p in args.paths])
     print(summary.describe())
@@ -157,7 +157,7 @@ def cmd_tickets_show(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
-    from gateway.quarantine import list_quarantine
+    from gateway.cli.quarantine import list_quarantine
 
     rows = list_quarantine(_engine(args))
     if args.json:
@@ -170,7 +170,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine_retry(args: argparse.Namespace) -> int:
-    from gateway.quarantine import retry
+    from gateway.cli.quarantine import retry
 
     if not args.all and args.id is None:
         print("intake-gateway: give an input ID or --all", file=sys.stderr)
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     qretry.add_argument("id", nargs="?", type=int)
     qretry.add_argument("--all", action="store_true")
 
-    from gateway.rules_commands import add_rules_commands
+    from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)
 

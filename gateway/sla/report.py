@@ -17,13 +17,13 @@ from gateway.clock import iso_utc
 from gateway.sla.policy import Policy
 from gateway.store.db import read_transaction
 from gateway.store.models import (
+    OPEN_STATUSES,
     REACTION_DECIDED,
     REACTION_LATE,
     REACTION_MET,
     RESOLUTION_LATE,
     RESOLUTION_MET,
 )
-from gateway.tickets.registration import OPEN_STATUSES
 
 DEFAULT_TARGET_PCT = 90.0
 

@@ -9,6 +9,11 @@ from sqlmodel import Field, SQLModel
 
 # Input statuses: received -> processed | failed | held.
 RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
+# Ticket statuses. A request that arrives outside its tier's intake window waits as
+# pending_registration until the window opens; then it is registered.
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
+    "pending_registration", "registered", "resolved", "closed")
+OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 # Outbox statuses: pending -> sending (leased) -> sent | failed.
 PENDING, SENDING, SENT = "pending", "sending", "sent"
 # Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so

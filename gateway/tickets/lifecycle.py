@@ -22,12 +22,16 @@ from gateway.sla.deadlines import escalation_instant, schedule
 from gateway.sla.policy import PRIORITIES, Priority
 from gateway.store.db import transaction
 from gateway.store.models import (
+    CLOSED,
+    OPEN_STATUSES,
     REACTION_DECIDED,
     REACTION_LATE,
     REACTION_MET,
+    REGISTERED,
     RESOLUTION_DECIDED,
     RESOLUTION_LATE,
     RESOLUTION_MET,
+    RESOLVED,
     Ticket,
 )
 from gateway.tickets.notices import (
@@ -38,7 +42,6 @@ from gateway.tickets.notices import (
     ticket_language,
     ticket_tier,
 )
-from gateway.tickets.registration import CLOSED, OPEN_STATUSES, REGISTERED, RESOLVED
 from gateway.tickets.view import show_ticket
 
 if TYPE_CHECKING:

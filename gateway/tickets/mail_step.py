@@ -8,13 +8,13 @@ import structlog
 from sqlmodel import Session
 
 from gateway.outbox.compose import safe_address
+from gateway.store.models import PENDING_REGISTRATION
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import accept_by_reply
 from gateway.tickets.mail_loops import acknowledgement_suppressed, recipient_blocked
 from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
 from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
-    PENDING_REGISTRATION,
     add_messages,
     message_row,
     register,

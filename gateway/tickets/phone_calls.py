@@ -8,15 +8,13 @@ import structlog
 from sqlmodel import Session, col, select
 
 from gateway.config.customers import CustomerEntry, Directory
-from gateway.store.models import Input, Ticket
+from gateway.store.models import PENDING_REGISTRATION, REGISTERED, Input, Ticket
 from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
 from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
 from gateway.tickets.notices import contact_address
 from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
-    PENDING_REGISTRATION,
-    REGISTERED,
     add_messages,
     message_row,
     register,

@@ -14,16 +14,18 @@ from sqlmodel import Session, col
 from gateway.config.customers import CustomerEntry
 from gateway.sla.deadlines import intake_open, registration_time, schedule
 from gateway.sla.policy import Policy
-from gateway.store.models import NO_ACKNOWLEDGEMENT, Counter, Ticket, TicketMessage
+from gateway.store.models import (
+    NO_ACKNOWLEDGEMENT,
+    PENDING_REGISTRATION,
+    REGISTERED,
+    Counter,
+    Ticket,
+    TicketMessage,
+)
 from gateway.store.prepared import Prepared
 from parsers.model import Request
 from rules.engine import Decision
 
-# Ticket statuses. A request that arrives outside its tier's intake window waits as
-# pending_registration until the window opens; then it is registered.
-PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
-    "pending_registration", "registered", "resolved", "closed")
-OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 # How a ticket's notes say that nobody is to be written to about it (a no-reply sender ...).
 NO_ACKNOWLEDGEMENT_NOTE = "no acknowledgement"
 

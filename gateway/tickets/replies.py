@@ -10,12 +10,12 @@ import structlog
 from sqlmodel import Session, select
 
 from gateway.sla.policy import PRIORITIES
-from gateway.store.models import Ticket, TicketMessage
+from gateway.store.models import CLOSED, OPEN_STATUSES, RESOLVED, Ticket, TicketMessage
 from gateway.tickets.lifecycle import TicketEventIn, apply_to
 from gateway.tickets.mail_loops import mark_undeliverable
 from gateway.tickets.mail_threads import extend_thread
 from gateway.tickets.notices import add_note
-from gateway.tickets.registration import CLOSED, OPEN_STATUSES, RESOLVED, add_messages, message_row
+from gateway.tickets.registration import add_messages, message_row
 from parsers.model import Request
 from rules.engine import Decision
 

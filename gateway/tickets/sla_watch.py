@@ -15,7 +15,15 @@ from gateway.clock import iso_utc
 from gateway.sla.deadlines import escalation_instant, service_working
 from gateway.sla.working_calendar import next_open
 from gateway.store.db import transaction
-from gateway.store.models import FAILED, PENDING, SENDING, OutboxItem, Ticket
+from gateway.store.models import (
+    FAILED,
+    PENDING,
+    PENDING_REGISTRATION,
+    REGISTERED,
+    SENDING,
+    OutboxItem,
+    Ticket,
+)
 from gateway.tickets.context import Context
 from gateway.tickets.notices import (
     customer_address,
@@ -25,7 +33,6 @@ from gateway.tickets.notices import (
     ticket_language,
     ticket_tier,
 )
-from gateway.tickets.registration import PENDING_REGISTRATION, REGISTERED
 
 log = structlog.get_logger("gateway.monitor")
 

@@ -18,9 +18,9 @@ from gateway.outbox.compose import (
 from gateway.outbox.worker import enqueue
 from gateway.sla.deadlines import DEFAULT_CALENDAR
 from gateway.sla.working_calendar import is_working_time
-from gateway.store.models import PROCESSED, RECEIVED
+from gateway.store.models import PENDING_REGISTRATION, PROCESSED, RECEIVED
 from gateway.tickets.context import Context
-from gateway.tickets.registration import PENDING_REGISTRATION, NewTicket
+from gateway.tickets.registration import NewTicket
 from parsers.model import Request
 from rules.engine import Decision, evaluate
 from rules.facts import Sender

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
-from tests.http.helpers import SECRET, admin, call, hook_config, post_call, signed_headers
+from tests.gateway.http.helpers import SECRET, admin, call, hook_config, post_call, signed_headers
 
 
 @pytest.fixture

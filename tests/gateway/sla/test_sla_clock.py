@@ -16,7 +16,7 @@ from gateway.cli.main import main
 from gateway.store.models import OutboxItem
 from gateway.tickets.view import show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail
-from tests.gateway.test_outbox import submit
+from tests.gateway.outbox.test_outbox import submit
 
 CUSTOMERS = """
 [[customer]]

@@ -16,7 +16,7 @@ from gateway.store.models import Input, OutboxItem
 from gateway.tickets.mail_loops import mark_undeliverable
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
-from tests.http.helpers import CUSTOMERS, admin, call, hook_config, post_call
+from tests.gateway.http.helpers import CUSTOMERS, admin, call, hook_config, post_call
 
 # An 8/5 customer (intake in Moscow working hours only) with a contact on file, and one
 # whose address on file is a no-reply mailbox.

@@ -19,7 +19,7 @@ from gateway.intake.imap import load_checkpoint
 from gateway.intake.imap_session import ImapSession
 from tests.conftest import PG_ADMIN, config_text, free_port, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
-from tests.gateway.test_imap import SEEN, inputs_count, poll, tickets, wait_until, worker
+from tests.gateway.intake.test_imap import SEEN, inputs_count, poll, tickets, wait_until, worker
 from tests.ops.daemon import count, start_daemon
 
 

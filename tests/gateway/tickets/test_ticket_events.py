@@ -21,8 +21,8 @@ from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import Ticket
 from gateway.tickets.lifecycle import Applied, EventInvalid, EventRefused, TicketNotFound
 from tests.conftest import START, RunningGateway, Sink, make_mail
-from tests.gateway.test_outbox import submit
-from tests.gateway.test_sla_clock import body, outbox, start, ticket
+from tests.gateway.outbox.test_outbox import submit
+from tests.gateway.sla.test_sla_clock import body, outbox, start, ticket
 
 POLICY = DEFAULT_POLICY.read_text(encoding="utf-8").replace(
     'duty_address = ""', 'duty_address = "duty@support.example"').replace(

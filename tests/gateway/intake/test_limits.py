@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from gateway.cli.quarantine import list_quarantine
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, make_mail
-from tests.gateway.test_processing import ingest, setup, statuses
+from tests.gateway.tickets.test_processing import ingest, setup, statuses
 
 LIMITS = """
 [limits]

@@ -20,11 +20,11 @@ from gateway.tickets.lifecycle import apply_event, parse_event
 from gateway.tickets.mail_loops import ticket_limit_reached
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
-from tests.gateway.test_outbox import submit
-from tests.gateway.test_processing import _dispose_engines, ingest, setup, statuses
-from tests.gateway.test_sla_clock import FRIDAY_EVENING, MONDAY_OPEN, ticket
-from tests.gateway.test_threads import acknowledgements, delivery_report
-from tests.gateway.test_ticket_events import event
+from tests.gateway.outbox.test_outbox import submit
+from tests.gateway.sla.test_sla_clock import FRIDAY_EVENING, MONDAY_OPEN, ticket
+from tests.gateway.tickets.test_mail_threads import acknowledgements, delivery_report
+from tests.gateway.tickets.test_processing import _dispose_engines, ingest, setup, statuses
+from tests.gateway.tickets.test_ticket_events import event
 
 __all__ = ["_dispose_engines"]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from parsers.telephony import PROVIDERS, PayloadError, read_event
 from tests.conftest import RunningGateway
-from tests.http.helpers import admin, hook_config
+from tests.gateway.http.helpers import admin, hook_config
 
 
 @pytest.fixture

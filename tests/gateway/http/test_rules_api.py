@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import make_mail
-from tests.http.helpers import admin
-from tests.http.test_generic_hook import running  # noqa: F401 (fixture)
+from tests.gateway.http.helpers import admin
+from tests.gateway.http.test_generic_hook import running  # noqa: F401 (fixture)
 
 
 def test_explain_an_email_and_a_payload(running) -> None:  # noqa: F811

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.http.helpers import admin
-from tests.http.test_generic_hook import running  # noqa: F401 (fixture)
+from tests.gateway.http.helpers import admin
+from tests.gateway.http.test_generic_hook import running  # noqa: F401 (fixture)
 
 
 def open_ticket(running) -> str:  # type: ignore[no-untyped-def]  # noqa: F811

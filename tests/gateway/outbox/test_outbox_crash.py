@@ -16,7 +16,7 @@ from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.worker import OutboxWorker, Outcome
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
-from tests.gateway.test_outbox import outbox_rows, submit
+from tests.gateway.outbox.test_outbox import outbox_rows, submit
 
 
 class StallsAfter:

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from gateway.store.db import read_transaction
 from gateway.store.models import Input
 from tests.conftest import START, RunningGateway, Sink
-from tests.http.helpers import SECRET, call, hook_config, post_call, signed_headers
+from tests.gateway.http.helpers import SECRET, call, hook_config, post_call, signed_headers
 
 TOKEN = "path-token-of-the-pbx-42"
 LIMIT = 4096

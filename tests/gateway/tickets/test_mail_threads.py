@@ -22,7 +22,7 @@ from gateway.tickets.view import list_tickets, show_ticket
 from parsers.email import parse_email
 from rules.engine import Decision
 from tests.conftest import CORPORA, START, make_mail
-from tests.gateway.test_processing import _dispose_engines, ingest, setup
+from tests.gateway.tickets.test_processing import _dispose_engines, ingest, setup
 
 __all__ = ["_dispose_engines"]
 

@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 
 from gateway.http.rate import SourceRate
 from tests.conftest import START, RunningGateway, Sink
-from tests.http.helpers import call, hook_config, post_call
+from tests.gateway.http.helpers import call, hook_config, post_call
 
 
 def test_requests_over_the_limit_get_429(make_gateway, relay_sink: Sink, tmp_path) -> None:

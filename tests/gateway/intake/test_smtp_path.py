@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from gateway.tickets.view import list_tickets, show_ticket
 from tests.conftest import RunningGateway, Sink, make_mail
-from tests.gateway.test_cli import MakeGateway, cli
+from tests.gateway.cli.test_cli import MakeGateway, cli
 
 
 def send(port: int, raw: bytes, sender: str = "ivan@acme.example",

@@ -26,7 +26,7 @@ from gateway.store.db import open_migrated
 from gateway.tickets.processing import process_pending
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, config_text, free_port, make_mail
-from tests.gateway.test_limits import with_attachments
+from tests.gateway.intake.test_limits import with_attachments
 from tests.terminal import in_terminal
 
 CLI = [sys.executable, "-m", "gateway"]

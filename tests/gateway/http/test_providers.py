@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
-from tests.http.helpers import call, hook_config, post_call
+from tests.gateway.http.helpers import call, hook_config, post_call
 
 TOKEN = "pbx-path-token-77"
 ZADARMA_SECRET = "zadarma-api-secret"

@@ -1,6 +1,6 @@
 """SLA report over 1,000,000 tickets on SQLite: how long `build_report` takes (target <= 5 s).
 
-    .venv/bin/python bench/sla_report.py [--tickets N] [--database PATH] [--keep]
+    .venv/bin/python -m bench.sla_report [--tickets N] [--database PATH] [--keep]
 
 Fills a fresh SQLite database (the real schema, by migration) with N tickets spread over a
 year, 200 customers, every tier, priority and request type, and a realistic mix of met,

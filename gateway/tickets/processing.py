@@ -1,4 +1,4 @@
-"""From a stored input to a registered ticket and its acknowledgement, in one transaction."""
+"""Batches of stored inputs: parsed, decided, then registered a few per transaction by step."""
 
 from __future__ import annotations
 

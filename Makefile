@@ -29,7 +29,7 @@ fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(BIN)/pytest -q tests/ops/test_fuzz.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/smtp_throughput.py
+	$(BIN)/python -m bench.smtp_throughput
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

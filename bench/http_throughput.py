@@ -26,14 +26,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.event_loop import new_event_loop
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 SECRET = "bench-secret"
 TARGET_RPS, TARGET_P99_MS = 2000.0, 50.0
 T = TypeVar("T")
-sys.path.insert(0, str(ROOT))
-
-from bench.event_loop import new_event_loop  # noqa: E402 (after the path is set)
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@
     daemon's start until every acknowledgement reached the sink;
 (c) memory: peak RSS (VmHWM) of the daemon and of its worker processes during (b).
 
-Usage: .venv/bin/python bench/imap_bench.py [--backlog 10000] [--latency 1000 --rate 20]
+Usage: .venv/bin/python -m bench.imap_bench [--backlog 10000] [--latency 1000 --rate 20]
 """
 
 from __future__ import annotations
@@ -22,20 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.smtp_throughput import (  # noqa: E402 (after the path is set)
-    BenchError,
-    Daemon,
-    MessageFactory,
-    Sink,
-    free_port,
-    percentile,
-    wait_for_acks,
-    write_config,
-)
-from tests.dovecot import Dovecot, running_dovecot  # noqa: E402
+from bench.mail_factory import MessageFactory
+from bench.processes import BenchError, Daemon, free_port, write_config
+from bench.relay_sink import Sink, wait_for_acks
+from bench.smtp_throughput import percentile
+from tests.dovecot import Dovecot, running_dovecot
 
 BACKLOG_TARGET = 400.0  # messages/s, from the issue
 P99_TARGET_S = 1.5

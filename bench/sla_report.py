@@ -1,6 +1,6 @@
 """SLA report over 1,000,000 tickets on SQLite: how long `build_report` takes (target <= 5 s).
 
-    .venv/bin/python bench/sla_report.py [--tickets N] [--database PATH] [--keep]
+    .venv/bin/python -m bench.sla_report [--tickets N] [--database PATH] [--keep]
 
 Fills a fresh SQLite database (the real schema, by migration) with N tickets spread over a
 year, 200 customers, every tier, priority and request type, and a realistic mix of met,
@@ -18,16 +18,16 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from gateway.db import make_engine, migrate
-from gateway.models import (
+from gateway.sla.policy import seed_policy
+from gateway.sla.report import ReportQuery, build_report
+from gateway.store.db import make_engine, migrate
+from gateway.store.models import (
     REACTION_LATE,
     REACTION_MET,
     RESOLUTION_LATE,
     RESOLUTION_MET,
 )
-from gateway.policy import seed_policy
-from gateway.registration import report_day
-from gateway.report import ReportQuery, build_report
+from gateway.tickets.registration import report_day
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TIERS = ("8/5", "24/7", "premium")
@@ -57,7 +57,7 @@ def rows(count: int, seed: int = 7):  # type: ignore[no-untyped-def]
         resolved = (received + timedelta(hours=HOURS[priority] * rng.uniform(0.1, 1.2))
                     if roll < 0.9 else None)
         status = "resolved" if resolved else "registered"
-        # The bits the outbox and the lifecycle events set (gateway/models.py).
+        # The bits the outbox and the lifecycle events set (gateway/store/models.py).
         outcome = (REACTION_MET if acknowledged <= reaction_due else REACTION_LATE) | (
             0 if resolved is None else RESOLUTION_MET if resolved <= resolution_due
             else RESOLUTION_LATE)

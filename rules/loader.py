@@ -9,7 +9,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gateway.config_errors import ConfigError, ConfigProblem, dotted, syntax_problem
 from parsers.model import PRIORITIES
 from rules.conditions import (
     All,
@@ -26,6 +25,7 @@ from rules.conditions import (
     WordCount,
     Words,
 )
+from rules.config_errors import ConfigError, ConfigProblem, dotted, syntax_problem
 from rules.engine import DECLARED, REQUEST_TYPES, Actions, Rule, RuleSet
 from rules.text import normalise, phrase_terms
 from rules.triage.facts import SCOPES, SEVERITIES, WORKAROUNDS

@@ -21,9 +21,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.app import Gateway
 from gateway.clock import ManualClock
-from gateway.settings import LoadedSettings, parse_settings
+from gateway.config.settings import LoadedSettings, parse_settings
+from gateway.daemon.service import Gateway
 
 T = TypeVar("T")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

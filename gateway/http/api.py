@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
-from gateway.http.intake import accept_event
+from gateway.http.handoff import accept_event
 from gateway.http.services import Services
 from gateway.http.signatures import check_bearer
-from gateway.ticket_view import list_tickets, show_ticket
+from gateway.tickets.view import list_tickets, show_ticket
 from parsers.telephony import PayloadError, read_event
 
 

@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.db import read_transaction
 from gateway.http import (  # noqa: F401 (rules_api and sla_api add to api.router)
     api,
     hooks,
@@ -20,8 +19,9 @@ from gateway.http import (  # noqa: F401 (rules_api and sla_api add to api.route
     sla_api,
 )
 from gateway.http.errors import Refused, refused_response
+from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render
 from gateway.http.services import Services
-from gateway.metrics import CONTENT_TYPE, GatewayCollector, render
+from gateway.store.db import read_transaction
 
 log = structlog.get_logger("gateway.http")
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from gateway.config.settings import WebhookSettings
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
-from gateway.http.intake import accept_event
+from gateway.http.handoff import accept_event
 from gateway.http.services import Services
 from gateway.http.signatures import (
     check_generic,
@@ -21,7 +22,6 @@ from gateway.http.signatures import (
     check_twilio,
     check_zadarma,
 )
-from gateway.settings import WebhookSettings
 from parsers.telephony import PayloadError, read_event
 
 router = APIRouter(tags=["webhooks"])

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse
 from gateway.http.api import router, services_of
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
-from gateway.sla import DEFAULT_CALENDAR
-from gateway.workcal import is_working_time
+from gateway.sla.deadlines import DEFAULT_CALENDAR
+from gateway.sla.working_calendar import is_working_time
 from rules.corpus import request_from_payload
 from rules.explain import explain
 from rules.facts import Sender

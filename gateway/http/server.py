@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import structlog
 import uvicorn
 
+from gateway.config.settings import split_host_port
 from gateway.http.app import make_app
 from gateway.http.fast_hooks import HookFastPath
 from gateway.http.services import Services
-from gateway.settings import split_host_port
 
 log = structlog.get_logger("gateway.http")
 

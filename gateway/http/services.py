@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
-from gateway.db import Database
-from gateway.intake import IntakeDoor
-from gateway.settings import Settings, WebhookSettings
+from gateway.config.settings import Settings, WebhookSettings
+from gateway.intake.door import IntakeDoor
+from gateway.store.db import Database
 
 if TYPE_CHECKING:
-    from gateway.lifecycle import Applied
-    from gateway.processing import Context
-    from gateway.report import ReportQuery, SlaReport
+    from gateway.sla.report import ReportQuery, SlaReport
+    from gateway.tickets.context import Context
+    from gateway.tickets.lifecycle import Applied
 
 
 @dataclass

@@ -13,9 +13,9 @@ from starlette.responses import JSONResponse, Response
 from gateway.http.api import router, services_of
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
-from gateway.lifecycle import EventInvalid, EventRefused, TicketNotFound
-from gateway.report import ReportQuery
-from gateway.report_format import MEDIA_TYPES, render
+from gateway.sla.report import ReportQuery
+from gateway.sla.report_format import MEDIA_TYPES, render
+from gateway.tickets.lifecycle import EventInvalid, EventRefused, TicketNotFound
 
 _EVENT_DOC: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {

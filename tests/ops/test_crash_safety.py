@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
-from tests.gateway.test_imap import SEEN
-from tests.http.helpers import SECRET, signed_headers
+from tests.gateway.http.helpers import SECRET, signed_headers
+from tests.gateway.intake.test_imap import SEEN
 from tests.ops.crash_peers import PrivatePostgres, Relay
 from tests.ops.daemon import count, start_daemon
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import parse_settings
+from gateway.config.settings import parse_settings
 
 
 def test_secret_file_under_credentials_directory(tmp_path: Path,

@@ -6,15 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.logs import configure_process_logging
-from gateway.worker_pool import WorkerPool
+from gateway.daemon.logs import configure_process_logging
+from gateway.daemon.worker_pool import WorkerPool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # Each check runs in a fresh interpreter, set up as the process is: logging first, JSON.
 PRELUDE = """
 import sys
-from gateway.logs import configure_process_logging
+from gateway.daemon.logs import configure_process_logging
 configure_process_logging("info", "json")
 """
 # The modules loaded (a None entry in sys.modules is an import refused).
@@ -22,22 +22,22 @@ SHOW_EXPR = "sorted(n for n, m in __import__('sys').modules.items() if m is not 
 SHOW = f"\nprint(' '.join({SHOW_EXPR}))\n"
 # What a worker process does before its first batch, in one of the daemon's pools (below).
 WARM_UP = """
-import gateway.processing
+import gateway.tickets.processing
 from datetime import date
-from gateway.workcal import russian_calendar
+from gateway.sla.working_calendar import russian_calendar
 russian_calendar().is_working_day(date(2025, 1, 9))
 """
 DAEMON = PRELUDE + """
-import gateway.app
+import gateway.daemon.service
 """ + SHOW
-# `intake-gateway run` as gateway.cli runs it: the parser is built before logging is set up.
+# `intake-gateway run` as gateway.cli.main runs it: the parser is built before logging is set up.
 DAEMON_FROM_COMMAND_LINE = """
 import sys
-import gateway.cli
-gateway.cli.build_parser()
-from gateway.logs import configure_process_logging
+import gateway.cli.main
+gateway.cli.main.build_parser()
+from gateway.daemon.logs import configure_process_logging
 configure_process_logging("info", "json")
-import gateway.app
+import gateway.daemon.service
 """ + SHOW
 
 # Console extras of structlog (JSON logs never use them) and every country's holidays.
@@ -65,9 +65,9 @@ def worker_modules() -> set[str]:
 def test_worker_process_imports_no_http_stack_migrations_or_mailbox_clients() -> None:
     """A worker process loads neither the HTTP stack, alembic, nor the channel libraries."""
     loaded = worker_modules()
-    assert "gateway.processing" in loaded
+    assert "gateway.tickets.processing" in loaded
     unused = {"fastapi", "starlette", "uvicorn", "alembic", "mako", "prometheus_client",
-              "imapclient", "aiosmtpd", "gateway.app", "gateway.http.app", "gateway.cli",
+              "imapclient", "aiosmtpd", "gateway.daemon.service", "gateway.http.app", "gateway.cli",
               "multiprocessing"} | NEVER
     assert loaded & unused == set()
 
@@ -75,7 +75,7 @@ def test_worker_process_imports_no_http_stack_migrations_or_mailbox_clients() ->
 def test_daemon_imports_no_migrations_or_mail_parser() -> None:
     """The daemon migrates in a short-lived process and its workers parse: it loads neither."""
     loaded = loaded_by(DAEMON)
-    assert "gateway.app" in loaded
+    assert "gateway.daemon.service" in loaded
     assert loaded & ({"alembic", "mako", "flanker", "parsers.email"} | NEVER) == set()
 
 
@@ -86,7 +86,7 @@ def test_daemon_started_from_the_command_line_imports_no_console_extras() -> Non
 
 POOL_CHILDREN = """
 from pathlib import Path
-from gateway.worker_pool import WorkerPool
+from gateway.daemon.worker_pool import WorkerPool
 pool = WorkerPool(2)
 assert [pool.submit(abs, -1).result(timeout=60) for _ in range(4)] == [1] * 4
 print(len(Path("/proc/self/task/%d/children" % __import__("os").getpid()).read_text().split()))

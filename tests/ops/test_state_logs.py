@@ -11,8 +11,8 @@ import pytest
 import structlog
 
 from tests.conftest import RunningGateway, Sink, make_mail
-from tests.gateway.test_outbox import submit
-from tests.http.helpers import admin, call, hook_config, post_call
+from tests.gateway.http.helpers import admin, call, hook_config, post_call
+from tests.gateway.outbox.test_outbox import submit
 
 
 @pytest.fixture

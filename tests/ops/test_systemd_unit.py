@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "intake-gateway.service"
-# The README reports the score; keep the unit at least this good.
+# docs/operations.md reports the score; keep the unit at least this good.
 MOST_EXPOSURE = 4.0
 
 

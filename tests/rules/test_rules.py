@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.rules_file import RulesWatcher
+from gateway.cli.main import main
+from gateway.config.rules_file import RulesWatcher
 from parsers.model import Attachment, Request
 from rules.conditions import OneOf
 from rules.corpus import score

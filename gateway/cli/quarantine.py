@@ -1,0 +1,50 @@
+"""Inputs that failed or wait for a human: listing them and processing them again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from gateway.clock import SystemClock, iso_utc
+from gateway.config.settings import LoadedSettings
+from gateway.store.db import open_migrated, read_transaction
+from gateway.store.models import FAILED, HELD, Input
+from gateway.tickets.processing import process_pending
+
+
+def list_quarantine(engine: Engine) -> list[dict[str, Any]]:
+    with read_transaction(engine) as session:
+        rows = session.exec(select(Input).where(col(Input.status).in_([FAILED, HELD]))
+                            .order_by(col(Input.id))).all()
+        return [{"id": r.id, "status": r.status, "channel": r.channel,
+                 "received_at": iso_utc(r.received_at), "size": r.size,
+                 "key": r.idempotency_key, "attempts": r.attempts,
+                 "error": r.last_error or r.outcome} for r in rows]
+
+
+def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
+    """Process failed or held inputs again (all of them when IDS is None).
+
+    A held input retried by an operator is released: it registers even from an unknown sender.
+    """
+    from gateway.daemon.service import build_context, deliver_now
+
+    engine = open_migrated(loaded.settings.database_url())
+    with read_transaction(engine) as session:
+        query = select(Input.id).where(col(Input.status).in_([FAILED, HELD]))
+        if ids is not None:
+            query = query.where(col(Input.id).in_(ids))
+        chosen = [int(i) for i in session.exec(query).all() if i is not None]
+    if not chosen:
+        return "nothing to retry"
+    context = build_context(loaded, SystemClock())
+    processed = failed = 0
+    for start in range(0, len(chosen), 100):
+        batch = chosen[start:start + 100]
+        result = process_pending(engine, context, len(batch), only_ids=batch, release_held=True)
+        processed += result.processed
+        failed += result.failed
+    sent = deliver_now(loaded)
+    return f"retried {len(chosen)}: {processed} processed, {failed} failed again, {sent} sent"

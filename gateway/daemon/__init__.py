@@ -1,0 +1,1 @@
+"""The process: the service that runs everything, its worker processes, systemd, logs."""

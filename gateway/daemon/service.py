@@ -1,0 +1,372 @@
+"""The daemon: channels, the intake door, the processor and the outbox in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import signal
+from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
+from email.utils import parseaddr
+
+import structlog
+from sqlalchemy import Engine
+
+from gateway.clock import Clock, SystemClock
+from gateway.config.customers import Directory, load_customers
+from gateway.config.rules_file import RulesWatcher, load_rules_file
+from gateway.config.settings import LoadedSettings
+from gateway.daemon.gc_freeze import settle
+from gateway.daemon.logs import configure_process_logging
+from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
+from gateway.daemon.worker_batches import PackedContext, process_ids, worker_ready
+from gateway.daemon.worker_pool import WorkerPool
+from gateway.http.server import HttpServer
+from gateway.http.services import Services
+from gateway.intake.door import IntakeDoor
+from gateway.intake.imap import MailboxWorker, mailbox_workers
+from gateway.intake.smtp import IntakeHandler, start_smtp
+from gateway.outbox.mailer import make_delivery
+from gateway.outbox.sent_journal import SentJournal
+from gateway.outbox.worker import OutboxWorker
+from gateway.sla.policy import load_policy_for
+from gateway.sla.report import ReportQuery, SlaReport, build_report
+from gateway.store.db import Database, migrate, migrate_url, transaction
+from gateway.store.models import Customer
+from gateway.tickets.context import Context
+from gateway.tickets.lifecycle import Applied, apply_event, parse_event
+from gateway.tickets.processing import BatchResult, pending_ids, process_pending
+from gateway.tickets.sla_watch import sla_step
+
+log = structlog.get_logger("gateway.app")
+
+# How often the SLA clock looks for registrations, escalations and acknowledgements at risk.
+SLA_INTERVAL_S = 15.0
+# Inputs stored by another process (the `ingest` command, a second instance) are noticed
+# within this many seconds even when nothing wakes the processor.
+POLL_INTERVAL_S = 2.0
+
+
+def sync_customers(engine: Engine, directory: Directory) -> None:
+    """Mirror the customers file into the customers table for joins and reports."""
+    with transaction(engine) as session:
+        for entry in directory.customers:
+            session.merge(Customer(
+                id=entry.id, name=entry.name, tier=entry.tier, language=entry.language,
+                emails=json.dumps(entry.emails), domains=json.dumps(entry.domains),
+                phones=json.dumps(entry.phones), engineer=entry.engineer, manager=entry.manager))
+
+
+def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
+    """Policy, customers and addresses from the files; ConfigError when any is bad."""
+    settings = loaded.settings
+    own = {parseaddr(settings.outgoing.sender)[1].lower()}
+    if settings.smtp:
+        own |= {r.lower() for r in settings.smtp.recipients}
+    own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
+    policy = load_policy_for(settings)
+    directory = load_customers(settings.files.customers, tuple(policy.tiers))
+    return Context(settings, directory, clock, frozenset(own), policy,
+                   load_rules_file(settings.files.rules))
+
+
+class Gateway:
+    """One running gateway; `start`, then `stop` (or `run_until_idle` in tests)."""
+
+    def __init__(self, loaded: LoadedSettings, clock: Clock | None = None) -> None:
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.clock = clock or SystemClock()
+        self.context = build_context(loaded, self.clock)
+        self.db = Database(self.settings.database_url())
+        self.delivery = make_delivery(self.settings.outgoing)
+        outgoing = self.settings.outgoing
+        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
+                                   retry_base_s=outgoing.retry_base_s,
+                                   lease=timedelta(seconds=outgoing.lease_s),
+                                   journal=self.journal)
+        self._work = asyncio.Event()
+        # The context as workers receive it, pickled on first use after each (re)load.
+        self._packed_context: PackedContext | None = None
+        self.door = IntakeDoor(self.db, self.clock, on_stored=self._work.set)
+        self.smtp_handler = IntakeHandler(self.door, self.settings.smtp.recipients
+                                          if self.settings.smtp else [], self.settings.limits)
+        self.smtp_server: asyncio.Server | None = None
+        self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
+                                        context=lambda: self.context,
+                                        ticket_event=self.ticket_event,
+                                        sla_report=self.sla_report))
+        self.mailboxes: list[MailboxWorker] = mailbox_workers(
+            self.settings.mailboxes, self.door, self.db, self.clock)
+        self.http.services.mailboxes = self.mailboxes
+        self._tasks: list[asyncio.Task[None]] = []
+        self._processing = asyncio.Lock()
+        self._pool: WorkerPool | None = None
+
+    async def start(self, workers: bool = True) -> None:
+        """Migrate, then listen. Without WORKERS nothing is processed or sent until
+        `run_until_idle` is called (tests drive the pipeline step by step that way)."""
+        await self._migrate(separately=workers and self.settings.intake.workers > 0)
+        await self.db.run(sync_customers, self.db.engine, self.context.directory)
+        self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
+        if self.settings.files.rules is not None:
+            watcher = RulesWatcher(self.settings.files.rules, self.reload)
+            self._tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
+        if workers and self.settings.intake.workers:
+            self._pool = self._new_pool()
+            # Start every worker now, so their imports do not delay the first messages.
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(self._pool, worker_ready)
+                                   for _ in range(self.settings.intake.workers)))
+        if workers:
+            self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
+                            asyncio.create_task(self.outbox.run(), name="outbox"),
+                            asyncio.create_task(self._sla_forever(), name="sla")]
+        if self.settings.smtp:
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+        await self.http.start()
+        if workers:
+            await self.start_mailboxes()
+        log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,
+                 http=self.settings.http.listen,
+                 mailboxes=[m.name for m in self.mailboxes],
+                 database=self.db.engine.url.render_as_string(hide_password=True),
+                 outgoing=self.settings.outgoing.host or str(self.settings.outgoing.maildir))
+
+    async def _migrate(self, separately: bool) -> None:
+        """Bring the schema up to date, SEPARATELY in a short-lived process.
+
+        alembic and the migration scripts stay in memory once loaded (13 MB) for a job done
+        once; the workers share the database anyway, so another process may do it.
+        """
+        if not separately:
+            await self.db.run(migrate, self.db.engine)
+            return
+        pool = self._new_pool(1)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                pool, migrate_url, self.settings.database_url())
+        finally:
+            await asyncio.to_thread(pool.shutdown)
+
+    async def start_mailboxes(self) -> None:
+        """Follow every configured IMAP mailbox, one task each (`start` does this with workers;
+        tests without workers call it, or drive `mailboxes[i].poll_once()` themselves)."""
+        for mailbox in self.mailboxes:
+            mailbox.start()
+
+    async def process_once(self) -> int:
+        """Process one batch of received inputs here; the number handled (tests, drains)."""
+        ids = await self.db.run(pending_ids, self.db.engine,
+                                self.settings.intake.processing_batch, 0)
+        if not ids:
+            return 0
+        result = await self._process_batch(ids, in_worker=False)
+        return result.processed + result.failed
+
+    async def _process_batch(self, ids: list[int], in_worker: bool = True) -> BatchResult:
+        """Parse and register the inputs IDS, in a worker process when there is a pool.
+
+        The workers open their own database connections, so this process keeps its core for
+        SMTP, the intake door and the outbox.
+        """
+        if in_worker and self._pool is not None:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, process_ids, self.settings.database_url(), self._packed(),
+                    self.clock, ids)
+            except BrokenProcessPool as error:
+                # A worker died (killed, out of memory): the inputs are still received.
+                log.error("worker_pool.broken", error=str(error))
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                raise
+        else:
+            async with self._processing:
+                result = await self.db.run(process_pending, self.db.engine, self.context,
+                                           len(ids), ids)
+        if result.enqueued:
+            self.outbox.wake()
+        return result
+
+    def _packed(self) -> PackedContext:
+        if self._packed_context is None:
+            self._packed_context = PackedContext.of(self.context)
+        return self._packed_context
+
+    def _new_pool(self, workers: int | None = None) -> WorkerPool:
+        """WORKERS processes (default: the configured number), logging as this one does."""
+        logging_settings = self.settings.logging
+        # Fresh interpreters, not fork: this process has threads (database, to_thread) that
+        # fork would copy; not multiprocessing's spawn either, whose resource tracker is one
+        # more interpreter (see WorkerPool). Workers run at a lower priority: when the cores
+        # are busy, the daemon's answers to senders and callers go first, and processing,
+        # which nobody waits on, takes what is left.
+        return WorkerPool(workers or self.settings.intake.workers,
+                          configure_process_logging,
+                          (logging_settings.level, logging_settings.format),
+                          niceness=self.settings.intake.worker_niceness)
+
+    async def _process_forever(self) -> None:
+        """Hand batches of received inputs to the workers, a few in flight at a time."""
+        in_flight: set[asyncio.Task[BatchResult]] = set()
+        most_in_flight = 4 * max(1, self.settings.intake.workers)
+        # Inputs up to this id are handed out already; reset to 0 whenever nothing is in
+        # flight, so inputs committed out of id order (other writers) are found as well.
+        after_id = 0
+        while True:
+            self._work.clear()
+            try:
+                ids = await self.db.run(pending_ids, self.db.engine,
+                                        self.settings.intake.processing_batch, after_id)
+            except Exception as error:  # the database may be down; keep trying
+                log.error("processor.error", error=str(error))
+                ids = []
+            if ids:
+                after_id = ids[-1]
+                in_flight.add(asyncio.create_task(self._process_batch(ids)))
+                if len(in_flight) < most_in_flight:
+                    continue
+                done, in_flight = await asyncio.wait(in_flight,
+                                                     return_when=asyncio.FIRST_COMPLETED)
+            else:
+                done, in_flight = (await asyncio.wait(in_flight) if in_flight
+                                   else (set(), set()))
+                after_id = 0
+            for task in done:
+                if task.exception() is not None:
+                    log.error("processor.error", error=str(task.exception()))
+            if not ids:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), POLL_INTERVAL_S)
+
+    async def sla_once(self) -> int:
+        """One step of the SLA clock at the injected clock's now: register what waited for the
+        intake window, alert on acknowledgements at risk, escalate; the number of tickets
+        acted on."""
+        result = await self.db.run(sla_step, self.db.engine, self.context)
+        if result.enqueued:
+            self.outbox.wake()
+        return result.registered + result.escalated + result.at_risk
+
+    async def _sla_forever(self) -> None:
+        while True:
+            try:
+                await self.sla_once()
+            except Exception as error:  # the database may be down; keep the clock going
+                log.error("sla.error", error=str(error))
+            await asyncio.sleep(SLA_INTERVAL_S)
+
+    async def ticket_event(self, number: str, payload: object) -> Applied:
+        """A lifecycle event for ticket NUMBER (the HTTP layer's POST .../events): the ticket
+        afterwards, or TicketNotFound (404), EventRefused (409), EventInvalid (422)."""
+        event = parse_event(payload)
+        applied = await self.db.run(apply_event, self.db.engine, self.context, number, event)
+        if applied.enqueued:
+            self.outbox.wake()
+        return applied
+
+    async def sla_report(self, query: ReportQuery) -> SlaReport:
+        """The SLA report (the HTTP layer's GET /api/v1/reports/sla)."""
+        return await self.db.run(build_report, self.db.engine, self.context.policy, query,
+                                 self.clock.now())
+
+    async def run_until_idle(self) -> None:
+        """Process, register, escalate and send everything that is due now (tests, one-shot
+        commands)."""
+        while (await self.process_once() or await self.sla_once()
+               or await self.outbox.run_once()):
+            pass
+
+    def reload(self) -> bool:
+        """Re-read the policy and customers files; a bad file keeps the previous ones."""
+        try:
+            self.context = build_context(self.loaded, self.clock)
+            self._packed_context = None
+        except Exception as error:
+            log.error("reload.failed", error=str(error))
+            return False
+        settle()
+        log.info("reload.done", customers=len(self.context.directory.customers),
+                 policy=self.context.policy.source, rules=len(self.context.ruleset.rules),
+                 rules_source=self.context.ruleset.source)
+        return True
+
+    async def stop(self, drain_deadline_s: float = 10.0) -> None:
+        """Stop taking input, finish what was accepted within the deadline, then close."""
+        self.smtp_handler.closing = True
+        self.http.close_intake()
+        if self.smtp_server is not None:
+            self.smtp_server.close()
+        # Requests in flight are answered (their inputs are committed by the door) first.
+        await self.http.stop()
+        await asyncio.gather(*(mailbox.stop() for mailbox in self.mailboxes))
+        # The pipeline stops first (a batch half-way is simply loaded again), then what was
+        # accepted is processed and sent in this task, within the deadline.
+        workers = [t for t in self._tasks if t.get_name() != "intake"]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.run_until_idle(), drain_deadline_s)
+        except Exception as error:  # TimeoutError included: what is left stays stored
+            log.warning("gateway.drain_incomplete", error=str(error) or type(error).__name__)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.delivery.close()
+        self.journal.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.db.close()
+        log.info("gateway.stopped")
+
+
+async def run_daemon(loaded: LoadedSettings) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Tells systemd (sd_notify) each step."""
+    notifier = Notifier()
+    notifier.status("starting")
+    gateway = Gateway(loaded)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, functools.partial(reload_notified, gateway, notifier))
+    await gateway.start()
+    settle()
+    watchdog = asyncio.create_task(notifier.watchdog(lambda: running_status(gateway)),
+                                   name="watchdog")
+    notifier.ready(running_status(gateway))
+    await stop.wait()
+    log.info("gateway.stopping")
+    notifier.stopping("draining: no new input, finishing what was accepted")
+    # The watchdog keeps pinging while draining: a long drain is not a hang.
+    await gateway.stop()
+    watchdog.cancel()
+    notifier.close()
+
+
+def deliver_now(loaded: LoadedSettings) -> int:
+    """Process what is waiting and send what is due, once, without listening (CLI commands).
+
+    Safe beside a running daemon: outbox items are leased, so nothing is sent twice. The
+    callers (`ingest`, `quarantine retry`) have brought the schema up to date already.
+    """
+
+    async def once() -> int:
+        gateway = Gateway(loaded)
+        sent = 0
+        try:
+            while await gateway.process_once():
+                pass
+            while claimed := await gateway.outbox.run_once():
+                sent += claimed
+        finally:
+            await gateway.delivery.close()
+            gateway.db.close()
+        return sent
+
+    return asyncio.run(once())

@@ -1,1 +1,0 @@
-"""Channels through which requests reach the intake door."""

@@ -1,0 +1,161 @@
+"""The one door: store every input durably, idempotently, before any channel says yes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, insert
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.clock import Clock
+from gateway.store.db import Database, transaction
+from gateway.store.models import RECEIVED, Input, InputBody
+from gateway.store.prepared import Prepared, PreparedIn
+
+log = structlog.get_logger("gateway.intake")
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?<?([^\s<>]{1,900})>?",
+                         re.IGNORECASE | re.MULTILINE)
+_MAX_KEY = 500
+_INPUTS = Input.__table__  # type: ignore[attr-defined]
+_BODIES = InputBody.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class IncomingInput:
+    """What a channel hands to the door: the raw bytes and where they came from."""
+
+    channel: str
+    raw: bytes
+    source: dict[str, Any] = field(default_factory=dict)
+    # A channel-specific identity (a provider's call id); else Message-ID or a hash.
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    input_id: int
+    duplicate: bool
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID in the header block of RAW, found without parsing the whole message."""
+    head = _HEADER_END.split(raw[:65536], maxsplit=1)[0]
+    match = _MESSAGE_ID.search(head)
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+def idempotency_key(item: IncomingInput) -> str:
+    """Same input -> same key: the explicit key, else the Message-ID, else a content hash."""
+    if item.key:
+        key = f"{item.channel}:{item.key}"
+    elif item.channel == "email" and (message_id := message_id_of(item.raw)):
+        key = f"msgid:{message_id}"
+    else:
+        key = f"sha256:{hashlib.sha256(item.raw).hexdigest()}"
+    if len(key) > _MAX_KEY:
+        key = f"sha256key:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
+def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
+    """Store ITEMS in one transaction; an input seen before returns its first id."""
+    try:
+        return _store(engine, items, clock)
+    except IntegrityError:
+        # Another process stored one of these keys between our look-up and insert:
+        # store one by one so each finds the other's row.
+        if len(items) == 1:
+            return _store(engine, items, clock)
+        return [accepted for item in items for accepted in _store(engine, [item], clock)]
+
+
+# Which of the idempotency keys are stored already.
+_KNOWN_KEYS = PreparedIn(lambda keys: sa_select(_INPUTS.c.idempotency_key, _INPUTS.c.id)
+                         .where(_INPUTS.c.idempotency_key.in_(keys)))
+
+
+# On the driver's cursor: the door runs these before every "250" and every 202.
+_INSERT_INPUT = Prepared(insert(_INPUTS).returning(_INPUTS.c.id))
+_INSERT_BODY = Prepared(insert(_BODIES))
+
+
+def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
+    keys = [idempotency_key(item) for item in items]
+    now = clock.now()
+    with transaction(engine, urgent=True) as session:
+        connection = session.connection()
+        known: dict[str, int] = dict(_KNOWN_KEYS.execute(
+            connection, list(dict.fromkeys(keys))).fetchall())
+        known_new: dict[str, int] = {}
+        bodies = []
+        for item, key in zip(items, keys, strict=True):
+            if key in known or key in known_new:
+                continue
+            known_new[key] = _INSERT_INPUT.execute(connection, {
+                "channel": item.channel, "idempotency_key": key,
+                "source": json.dumps(item.source, ensure_ascii=False),
+                "size": len(item.raw), "received_at": now, "status": RECEIVED,
+                "attempts": 0}).fetchone()[0]
+            bodies.append({"input_id": known_new[key], "raw": item.raw})
+        _INSERT_BODY.executemany(connection, bodies)
+        results = []
+        first_of_key: set[str] = set()
+        for key in keys:
+            if key in known:
+                results.append(Accepted(known[key], duplicate=True))
+            else:
+                results.append(Accepted(known_new[key], duplicate=key in first_of_key))
+                first_of_key.add(key)
+    return results
+
+
+class IntakeDoor:
+    """Group commit for the event loop: concurrent accepts share one durable transaction."""
+
+    def __init__(self, db: Database, clock: Clock, on_stored: Callable[[], None],
+                 max_batch: int = 256) -> None:
+        self._db = db
+        self._clock = clock
+        self._on_stored = on_stored
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[IncomingInput, asyncio.Future[Accepted]]] = (
+            asyncio.Queue())
+
+    async def accept(self, item: IncomingInput) -> Accepted:
+        """Return once ITEM is committed; raise if the database could not store it."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def run(self) -> None:
+        """Commit whatever is waiting, as one batch, until cancelled."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [item for item, _ in batch]
+            try:
+                results = await self._db.run_urgent(store_inputs, self._db.engine, items,
+                                                    self._clock)
+            except Exception as error:
+                log.error("intake.store_failed", error=str(error), count=len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), accepted in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(accepted)
+            log.debug("intake.stored", count=len(batch),
+                      input_ids=[a.input_id for a in results if not a.duplicate])
+            self._on_stored()

@@ -1,0 +1,1 @@
+"""When a request is due: the policy, the working calendar, deadlines and the SLA report."""

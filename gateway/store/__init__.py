@@ -1,0 +1,1 @@
+"""How a request is kept: tables, engine and transactions, prepared statements, migrations."""

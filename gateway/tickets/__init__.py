@@ -1,0 +1,1 @@
+"""What becomes of an input: parsed, decided, threaded or registered, acknowledged, watched."""

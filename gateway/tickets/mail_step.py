@@ -1,0 +1,120 @@
+"""One e-mail after intake: thread it into its ticket or register it, and queue the answer."""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from sqlmodel import Session
+
+from gateway.outbox.compose import safe_address
+from gateway.store.models import PENDING_REGISTRATION
+from gateway.tickets.context import Context
+from gateway.tickets.lifecycle import accept_by_reply
+from gateway.tickets.mail_loops import acknowledgement_suppressed, recipient_blocked
+from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
+from gateway.tickets.registration import (
+    NO_ACKNOWLEDGEMENT_NOTE,
+    add_messages,
+    message_row,
+    register,
+)
+from gateway.tickets.replies import add_to_ticket, is_closed
+from gateway.tickets.step import Held, Pending, decide, enqueue_acknowledgement, finish
+from parsers.model import Request
+from rules.engine import Decision
+
+# The name processing logged under before the mail step had a module of its own.
+log = structlog.get_logger("gateway.processing")
+
+
+def process_mail(session: Session, item: Pending, request: Request, context: Context,
+                 release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
+    """Register or thread the e-mail ITEM; return the number of outgoing messages enqueued.
+    DECIDED is the rules' decision made before the transaction, if any (else it is made here)."""
+    now = context.clock.now()
+    settings = context.settings
+    source = json.loads(item.source)
+    envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
+    prefix = settings.intake.ticket_prefix
+
+    existing = find_ticket(session, request, prefix)
+    follows_up = None
+    if existing is not None:
+        if (is_closed(existing) and request.kind == "normal"
+                and settings.intake.reply_to_closed == "new"):
+            follows_up = existing.number
+        else:
+            decision = ((decided or decide(request, context, item.received_at))
+                        if request.kind == "normal" else None)
+            outcome = add_to_ticket(
+                session, existing, request, input_id=item.id, received_at=item.received_at,
+                now=now, decision=decision, context=context)
+            finish(item, existing.id, outcome, now)
+            structlog.contextvars.bind_contextvars(ticket=existing.number)
+            if request.kind != "normal" or existing.proposed_priority is None:
+                return 0
+            # The customer may agree to our proposal of a lower priority by replying.
+            return accept_by_reply(session, existing, request.reply_text or request.text,
+                                   request.sender.address if request.sender else None,
+                                   context)
+
+    if request.kind != "normal":
+        finish(item, None, f"stored, not registered: {request.kind.replace('_', ' ')}", now)
+        log.info("input.not_registered", kind=request.kind)
+        return 0
+
+    address = request.sender.address if request.sender else None
+    customer = context.directory.match_email(address)
+    if customer is None and settings.intake.hold_unknown_senders and not release_held:
+        raise Held(f"held: sender {address or '(none)'} is not a known customer")
+
+    decision = decided or decide(request, context, item.received_at, customer)
+    if decision.hold and not release_held:
+        raise Held(f"held for review by rules: {', '.join(decision.fired)}")
+    reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
+    if reason is None and decision.suppress_ack:
+        reason = f"suppressed by rules: {', '.join(decision.fired)}"
+    recipient = safe_address(request.sender.address if request.sender else None)
+    if reason is None and recipient is None:
+        reason = "sender address cannot be written in a header"
+    if reason is None and recipient is not None:
+        # Envelope addresses are compared case-insensitively by the rate limit and bounces.
+        recipient = recipient.lower()
+        reason = recipient_blocked(session, recipient, now, settings.loops)
+    notes = [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else []
+    if follows_up:
+        notes.append(f"follows up closed ticket {follows_up}")
+    ticket = register(session, request=request, customer=customer, decision=decision,
+                      prefix=prefix, received_at=item.received_at, now=now,
+                      default_tier=settings.intake.unknown_customer_tier,
+                      notes=notes, follows_up=follows_up, policy=context.policy)
+    structlog.contextvars.bind_contextvars(ticket=ticket.number)
+    messages = [message_row(ticket.id, direction="in", kind="request",
+                            message_id=request.message_id, at=item.received_at,
+                            body=request.text, input_id=item.id)]
+    enqueued = 0
+    ids = thread_ids(request)
+    # Outside the intake window the acknowledgement waits for registration; the customer
+    # gets the courtesy notice now (when the policy wants one).
+    pending = ticket.status == PENDING_REGISTRATION
+    if (reason is None and recipient is not None
+            and (not pending or context.policy.courtesy_notice)):
+        message_id = enqueue_acknowledgement(
+            session, ticket, request, decision, recipient,
+            customer.language if customer else "ru", context, now, int(item.id or 0),
+            look_first=isolate)
+        if message_id is not None:
+            enqueued = 1
+            ids.append(message_id)
+            messages.append(message_row(
+                ticket.id, direction="out", kind="notice" if pending else "acknowledgement",
+                message_id=message_id, at=now))
+    add_messages(session, messages)
+    link_ids(session, ticket.id, ids)
+    finish(item, ticket.id, f"registered {ticket.number}", now)
+    log.info("ticket.pending_registration" if pending else "ticket.registered",
+             priority=ticket.priority, customer=ticket.customer_id,
+             registered_at=ticket.registered_at.isoformat(), acknowledgement=reason or "queued")
+    return enqueued
+

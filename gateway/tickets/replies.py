@@ -14,7 +14,7 @@ from gateway.store.models import CLOSED, OPEN_STATUSES, RESOLVED, Ticket, Ticket
 from gateway.tickets.lifecycle import TicketEventIn, apply_to
 from gateway.tickets.mail_loops import mark_undeliverable
 from gateway.tickets.mail_threads import extend_thread
-from gateway.tickets.notices import add_note
+from gateway.tickets.notices import add_note, ticket_language
 from gateway.tickets.registration import add_messages, message_row
 from parsers.model import Request
 from rules.engine import Decision
@@ -67,10 +67,15 @@ def _maybe_raise(session: Session, ticket: Ticket, decision: Decision, context: 
     if (ticket.status not in OPEN_STATUSES or old not in PRIORITIES
             or PRIORITIES.index(new) >= PRIORITIES.index(old)):
         return ""
-    why = "; ".join(decision.reasons) or "the details in your reply"
+    # The customer reads the reason in their language and the table's words; the ticket's own
+    # history keeps the whole trace for the people who work on it.
+    language = ticket_language(ticket, context)
+    told = ("новые сведения в вашем письме: " if language == "ru"
+            else "new information from the customer: ") + decision.why_in(language)
     apply_to(session, ticket, TicketEventIn(
         type="priority_changed", priority=new, basis="customer_information", actor="rules",
-        reason=f"new information from the customer: {why}"), context)
+        reason=told), context)
+    why = "; ".join(decision.reasons) or "the details in the reply"
     reasons = json.loads(ticket.reasons or "[]")
     reasons.append(f"raised from {old} to {new} by the customer's reply: {why}")
     ticket.reasons = json.dumps(reasons, ensure_ascii=False)

@@ -22,7 +22,7 @@ DATA_FILES = {
     "gateway.sla": ["defaults/policy.toml"],
     "gateway.store": ["migrations/env.py", "migrations/script.py.mako",
                       "migrations/versions/0001_initial_schema.py"],
-    "rules": ["default_rules.toml"],
+    "rules": ["default_rules.toml", "triage/lexicon.toml"],
 }
 CHECK_FILES = f"""
 import importlib.resources, json

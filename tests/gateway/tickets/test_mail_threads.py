@@ -133,6 +133,12 @@ def test_reply_raises_priority_but_never_lowers_it(database_url: str, tmp_path: 
     assert raised is not None and raised["priority"] == "high"
     assert raised["resolution_due"] != ticket["resolution_due"]
     assert any("raised from low to high" in r for r in raised["reasons"])
+    # The customer (unknown sender: written to in Russian) reads why in Russian, in the seed
+    # table's words; the rule trace stays on the ticket for the people who work on it.
+    [notice] = [item for item in acknowledgements(engine) if item.kind == "notice"]
+    letter = parse_email(notice.message).text
+    assert "функция, отнесённая описанием услуги к высокому приоритету" in letter
+    assert "facts:" not in letter and "->" not in letter
     ingest(engine, loaded, clock, reply_to("vague@acme.example", "Thanks."))
     after = show_ticket(engine, ticket["number"])
     assert after is not None and after["priority"] == "high"
@@ -247,3 +253,19 @@ def test_per_ticket_rate_limit(database_url: str, tmp_path: Path) -> None:
                                                      limits) or "")
         later = clock.now() + timedelta(minutes=61)
         assert ticket_limit_reached(session, int(ticket.id or 0), later, limits) is None
+
+
+def test_declared_priority_corrected_is_explained_in_the_customers_language(
+        database_url: str, tmp_path: Path) -> None:
+    """Seed rule 3 in the acknowledgement: the assessment wins over "КРИТИЧНО", and a Russian
+    letter gives the reason in Russian, without a rule trace."""
+    engine, loaded, clock = setup(database_url, tmp_path)
+    ingest(engine, loaded, clock, make_mail(
+        "КРИТИЧНО: опечатка", body="На кнопке отправки написано «Отпарвить» вместо «Отправить».",
+        message_id="<typo@acme.example>"))
+    [ticket] = list_tickets(engine)
+    assert ticket["priority"] == "low" and ticket["declared_priority"] == "critical"
+    [ack] = [item for item in acknowledgements(engine) if item.kind == "acknowledgement"]
+    letter = parse_email(ack.message).text
+    assert "косметический недостаток" in letter
+    assert "cosmetic" not in letter and "->" not in letter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon
@@ -82,7 +83,24 @@ class TriageFacts:
         }
 
 
+class Text(list[Segment]):
+    """All of a request's segments, with the words of each label gathered once: the facts ask
+    the whole text for a label dozens of times."""
+
+    @cached_property
+    def by_label(self) -> dict[str, tuple[str, ...]]:
+        gathered: dict[str, dict[str, None]] = {}
+        for seg in self:
+            for label, words in seg.phrases.items():
+                gathered.setdefault(label, {}).update(dict.fromkeys(words))
+        return {label: tuple(words) for label, words in gathered.items()}
+
+
 def _words(segs: Iterable[Segment], *labels: str) -> tuple[str, ...]:
+    if isinstance(segs, Text):
+        if len(labels) == 1:
+            return segs.by_label.get(labels[0], ())
+        return tuple(dict.fromkeys(w for label in labels for w in segs.by_label.get(label, ())))
     seen: dict[str, None] = {}
     for seg in segs:
         for label in labels:
@@ -92,6 +110,8 @@ def _words(segs: Iterable[Segment], *labels: str) -> tuple[str, ...]:
 
 
 def _any(segs: Iterable[Segment], label: str) -> bool:
+    if isinstance(segs, Text):
+        return label in segs.by_label
     return any(s.has(label) for s in segs)
 
 
@@ -99,7 +119,7 @@ def read_facts(subject: str | None, body: str, lexicon: Lexicon) -> TriageFacts:
     """The facts of a request: SUBJECT (ignored for replies: it names the old problem) and BODY,
     the customer's new text."""
     is_reply = bool(subject) and subject.strip().lower().startswith(_REPLY_PREFIX)  # type: ignore[union-attr]
-    segs = segments(None if is_reply else subject, body, lexicon)
+    segs = Text(segments(None if is_reply else subject, body, lexicon))
     order = lexicon.function_order
     current = _current(segs)
     failures = _failures(current, segs, order)
@@ -135,8 +155,11 @@ QUESTION_OPENERS = frozenset({"does", "do", "is", "are", "can", "could", "will",
 
 
 def _functions(seg: Segment, order: tuple[str, ...]) -> list[str]:
-    named = [label.split(".", 1)[1] for label in seg.labels("function.")]
-    return [name for name in order if name in named]
+    known = seg.memo.get(order)
+    if known is None:
+        named = [label.split(".", 1)[1] for label in seg.labels("function.")]
+        known = seg.memo[order] = [name for name in order if name in named]
+    return known
 
 
 def _failing(seg: Segment) -> bool:
@@ -208,22 +231,13 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
     return None
 
 
+_SCOPE_ORDER = ("individual", "all", "many", "some")
+
+
 def _scope(segs: list[Segment]) -> str | None:
-    for name in ("individual", "all", "many", "some"):
-        if any(_scoped(s, name) for s in segs):
-            return name
-    return None
-
-
-def _scoped(seg: Segment, name: str) -> bool:
-    """SEG states scope NAME; "one user" inside "not one user" / "ни у одного" is not individual."""
-    matches = seg.found.get(f"scope.{name}", ())
-    if name != "individual":
-        return bool(matches)
-    wider = [m for label in ("scope.all", "scope.many") for m in seg.found.get(label, ())]
-    return any(not any(w.start <= m.start < w.end or m.start <= w.start < m.end for w in wider)
-               and not (m.start > 0 and seg.words[m.start - 1] in ("ни", "not", "не"))
-               for m in matches)
+    """The scope SEGS state; individual first (it is said against the others' being fine)."""
+    stated = [s.scope for s in segs if s.scope]
+    return min(stated, key=_SCOPE_ORDER.index) if stated else None
 
 
 def _severity(seg: Segment, scope: str, neutral: list[Segment]) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib.resources import files
+from typing import Any
 
 from rules.triage.words import Match, Phrase, PhraseBook, tokens
 
@@ -31,6 +32,8 @@ class Lexicon:
     """Labelled phrases ("scope.all", "function.calls", ...) in one phrase book."""
 
     book: PhraseBook
+    # Clauses already read with this lexicon (rules.triage.reading._read).
+    clauses: dict[tuple[str, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def find(self, words: list[str]) -> dict[str, list[Match]]:
         """Matches by label; within a category, a match inside a longer one is dropped."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from rules.triage.lexicon import Lexicon
 from rules.triage.words import Match, tokens
@@ -24,7 +25,14 @@ NEGATION_WINDOW = 7
 # The budget for one request: what a person writes fits; 1 MB of pasted logs is cut here, so
 # no text can stall processing (the rest is machine output or repetition).
 MAX_TEXT_CHARS = 20_000
+# Of the customer's own words (machine lines left out), this much is read: enough for any
+# description a person writes; the rest of a long mail repeats or adds detail, not facts.
+MAX_CUSTOMER_CHARS = 6_000
+# A line this long that ends without a stop was wrapped by the mail client, not ended.
+WRAPPED_LINE = 60
 MAX_SENTENCES = 300
+# Clauses remembered per lexicon (see _read): a bound on memory, not a tuning knob.
+CLAUSE_CACHE = 50_000
 # A negation does not reach past these into a clause of its own ("can't review who downloaded").
 _BARRIERS = frozenset({"who", "what", "which", "that", "кто", "что", "который", "которые",
                        "которая", "чтобы", "and", "и"})
@@ -46,6 +54,20 @@ def customer_lines(text: str) -> list[str]:
     return kept
 
 
+def unwrapped(lines: list[str]) -> list[str]:
+    """LINES with the mail client's line wrapping undone: a long line that ends without a stop
+    goes on in the next one ("Прошу\nподключить" is one sentence)."""
+    joined: list[str] = []
+    for line in lines:
+        previous = joined[-1] if joined else ""
+        if (line.strip() and len(previous) >= WRAPPED_LINE
+                and not previous.rstrip().endswith((".", "!", "?", ":", ";"))):
+            joined[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            joined.append(line)
+    return joined
+
+
 @dataclass
 class Segment:
     """One statement: its words, their labelled matches, and what it says."""
@@ -57,6 +79,28 @@ class Segment:
     evidence: list[str] = field(default_factory=list)
     # The sentence asks ("...?"): what it names is asked about, not asked for.
     question: bool = False
+    # What facts derived from this segment alone, computed once.
+    # (the functions it names, per function order).
+    memo: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def scope(self) -> str | None:
+        """The scope this segment states (individual, all, many, some), or None."""
+        for name in ("individual", "all", "many", "some"):
+            if self._states(name):
+                return name
+        return None
+
+    def _states(self, name: str) -> bool:
+        # "one user" inside "not one user" or "ни у одного" is not individual.
+        matches = self.found.get(f"scope.{name}", ())
+        if name != "individual":
+            return bool(matches)
+        wider = [m for label in ("scope.all", "scope.many") for m in self.found.get(label, ())]
+        return any(not any(w.start <= m.start < w.end or m.start <= w.start < m.end
+                           for w in wider)
+                   and not (m.start > 0 and self.words[m.start - 1] in ("ни", "not", "не"))
+                   for m in matches)
 
     def has(self, label: str) -> bool:
         return label in self.found
@@ -70,8 +114,14 @@ class Segment:
     def labels(self, prefix: str) -> list[str]:
         return [label for label in self.found if label.startswith(prefix)]
 
-    def words_of(self, label: str) -> list[str]:
-        return [" ".join(self.words[m.start:m.end]) for m in self.found.get(label, ())]
+    def words_of(self, label: str) -> tuple[str, ...]:
+        return self.phrases.get(label, ())
+
+    @cached_property
+    def phrases(self) -> dict[str, tuple[str, ...]]:
+        """The words each label matched, as written (built once: facts ask for them often)."""
+        return {label: tuple(" ".join(self.words[m.start:m.end]) for m in matches)
+                for label, matches in self.found.items()}
 
 
 def negated(match: Match, found: dict[str, list[Match]], words: list[str],
@@ -103,9 +153,11 @@ def _polarity(found: dict[str, list[Match]],
 def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
     """The statements of SUBJECT (a sentence of its own) and BODY, in order."""
     sentences = [subject[:1000]] if subject else []
-    for line in customer_lines(body[:MAX_TEXT_CHARS]):
+    read = 0
+    for line in unwrapped(customer_lines(body[:MAX_TEXT_CHARS])):
         sentences += [s[:2000] for s in _SENTENCE_END.split(line) if s.strip()]
-        if len(sentences) >= MAX_SENTENCES:
+        read += len(line)
+        if len(sentences) >= MAX_SENTENCES or read >= MAX_CUSTOMER_CHARS:
             break
     result: list[Segment] = []
     for number, sentence in enumerate(sentences):
@@ -113,11 +165,26 @@ def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
             for part in _split_contrast(tokens(piece)):
                 if not part:
                     continue
-                found = lexicon.find(part)
-                polarity, fails, works = _polarity(found, part)
-                result.append(Segment(number, part, found, polarity, fails or works,
+                found, polarity, evidence = _read(part, lexicon)
+                result.append(Segment(number, part, found, polarity, evidence,
                                       sentence.rstrip().endswith("?")))
     return result
+
+
+def _read(part: list[str], lexicon: Lexicon) -> tuple[dict[str, list[Match]], str | None,
+                                                       list[str]]:
+    """A clause's matches and polarity, remembered per clause: greetings, sign-offs and
+    disclaimers recur from mail to mail, and each is read once."""
+    key = tuple(part)
+    known = lexicon.clauses.get(key)
+    if known is None:
+        found = lexicon.find(part)
+        polarity, fails, works = _polarity(found, part)
+        known = (found, polarity, fails or works)
+        if len(lexicon.clauses) >= CLAUSE_CACHE:
+            lexicon.clauses.clear()
+        lexicon.clauses[key] = known
+    return known[0], known[1], list(known[2])
 
 
 def _split_contrast(words: list[str]) -> list[list[str]]:

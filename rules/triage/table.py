@@ -56,7 +56,10 @@ def decide(table: tuple[Row, ...], facts: TriageFacts) -> Verdict | None:
     from rules.engine import rank
 
     verdicts: list[Verdict] = []
-    for failure in facts.failures or (None,):
+    # Failures that differ only in their words meet the same row: try each kind once.
+    distinct = {(f.affected, f.severity, f.scope): f for f in facts.failures}
+    tried: list[Failure | None] = [*distinct.values()] or [None]
+    for failure in tried:
         for row in table:
             if row.holds(facts, failure):
                 verdicts.append(Verdict(row, failure))

@@ -163,11 +163,7 @@ def _functions(seg: Segment, order: tuple[str, ...]) -> list[str]:
 
 
 def _failing(seg: Segment) -> bool:
-    """It says something fails, or works only slowly or now and then ("доходят с задержкой")."""
-    if seg.polarity == "fails" or (seg.has("severity.cosmetic") and seg.polarity is None):
-        return True
-    degraded = seg.has("severity.slight") or seg.has("severity.impaired")
-    return degraded and (seg.polarity == "works" or bool(seg.labels("function.")))
+    return seg.clause.failing
 
 
 def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...]) -> list[Failure]:
@@ -179,13 +175,14 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
     others_work = any(s.polarity == "works" and not s.has("severity.impaired")
                       and any(f in HIGH_FUNCTIONS - {"messaging"} for f in _functions(s, order))
                       for s in current)
+    # Words of the same sentence that say nothing working (a subject, a scope) belong to
+    # each failing statement too: "ни у кого не работает: список чатов не загружается".
+    context = {number: [s for s in members if s.polarity is None or _failing(s)]
+               for number, members in by_sentence.items()}
     for seg in current:
         if not _failing(seg):
             continue
-        # Words of the same sentence that say nothing working (a subject, a scope) belong to
-        # this statement too: "ни у кого не работает: список чатов не загружается".
-        siblings = [s for s in by_sentence[seg.sentence]
-                    if s is not seg and (s.polarity is None or _failing(s))]
+        siblings = [s for s in context[seg.sentence] if s is not seg]
         failure = _failure(seg, siblings, order)
         if failure and failure.affected == "system" and others_work and not (
                 seg.has("system.access") or seg.has("system.down")):

@@ -33,7 +33,7 @@ class Lexicon:
 
     book: PhraseBook
     # Clauses already read with this lexicon (rules.triage.reading._read).
-    clauses: dict[tuple[str, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+    clauses: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def find(self, words: list[str]) -> dict[str, list[Match]]:
         """Matches by label; within a category, a match inside a longer one is dropped."""

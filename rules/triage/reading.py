@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 
 from rules.triage.lexicon import Lexicon
 from rules.triage.words import Match, tokens
@@ -68,28 +67,30 @@ def unwrapped(lines: list[str]) -> list[str]:
     return joined
 
 
-@dataclass
-class Segment:
-    """One statement: its words, their labelled matches, and what it says."""
+class Clause:
+    """What one clause says, read once per lexicon and shared by every mail that has it:
+    its words, labelled matches, polarity, the scope it states and the words of each label."""
 
-    sentence: int
-    words: list[str]
-    found: dict[str, list[Match]]
-    polarity: str | None = None  # "fails" | "works" | None
-    evidence: list[str] = field(default_factory=list)
-    # The sentence asks ("...?"): what it names is asked about, not asked for.
-    question: bool = False
-    # What facts derived from this segment alone, computed once.
-    # (the functions it names, per function order).
-    memo: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
-
-    @cached_property
-    def scope(self) -> str | None:
-        """The scope this segment states (individual, all, many, some), or None."""
-        for name in ("individual", "all", "many", "some"):
-            if self._states(name):
-                return name
-        return None
+    def __init__(self, words: list[str], lexicon: Lexicon) -> None:
+        self.words = words
+        self.found = lexicon.find(words)
+        self.polarity, fails, works = _polarity(self.found, words)
+        self.evidence = tuple(fails or works)
+        self.phrases = {label: tuple(" ".join(words[m.start:m.end]) for m in matches)
+                        for label, matches in self.found.items()}
+        self.scope = next((name for name in ("individual", "all", "many", "some")
+                           if self._states(name)), None)
+        self.restored = any(not negated(m, self.found, words)
+                            for m in self.found.get("time.restored", ()))
+        # It says something fails, or works only slowly or now and then ("доходят с
+        # задержкой"), or shows a cosmetic fault.
+        degraded = "severity.slight" in self.found or "severity.impaired" in self.found
+        self.failing = (self.polarity == "fails"
+                        or ("severity.cosmetic" in self.found and self.polarity is None)
+                        or (degraded and (self.polarity == "works" or any(
+                            label.startswith("function.") for label in self.found))))
+        # The functions it names, per function order (filled by the facts as asked).
+        self.memo: dict[tuple[str, ...], list[str]] = {}
 
     def _states(self, name: str) -> bool:
         # "one user" inside "not one user" or "ни у одного" is not individual.
@@ -102,26 +103,58 @@ class Segment:
                    and not (m.start > 0 and self.words[m.start - 1] in ("ни", "not", "не"))
                    for m in matches)
 
-    def has(self, label: str) -> bool:
-        return label in self.found
+
+@dataclass(frozen=True)
+class Segment:
+    """One statement of a request: a clause, where it stands, and whether its sentence asks."""
+
+    sentence: int
+    clause: Clause
+    # The sentence asks ("...?"): what it names is asked about, not asked for.
+    question: bool = False
+
+    @property
+    def words(self) -> list[str]:
+        return self.clause.words
+
+    @property
+    def found(self) -> dict[str, list[Match]]:
+        return self.clause.found
+
+    @property
+    def polarity(self) -> str | None:
+        """"fails", "works" or None."""
+        return self.clause.polarity
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return self.clause.evidence
+
+    @property
+    def scope(self) -> str | None:
+        return self.clause.scope
 
     @property
     def restored(self) -> bool:
         """It says something works again ("fixed", "восстановился"), not negated."""
-        return any(not negated(m, self.found, self.words)
-                   for m in self.found.get("time.restored", ()))
+        return self.clause.restored
+
+    @property
+    def phrases(self) -> dict[str, tuple[str, ...]]:
+        return self.clause.phrases
+
+    @property
+    def memo(self) -> dict[tuple[str, ...], list[str]]:
+        return self.clause.memo
+
+    def has(self, label: str) -> bool:
+        return label in self.clause.found
 
     def labels(self, prefix: str) -> list[str]:
-        return [label for label in self.found if label.startswith(prefix)]
+        return [label for label in self.clause.found if label.startswith(prefix)]
 
     def words_of(self, label: str) -> tuple[str, ...]:
-        return self.phrases.get(label, ())
-
-    @cached_property
-    def phrases(self) -> dict[str, tuple[str, ...]]:
-        """The words each label matched, as written (built once: facts ask for them often)."""
-        return {label: tuple(" ".join(self.words[m.start:m.end]) for m in matches)
-                for label, matches in self.found.items()}
+        return self.clause.phrases.get(label, ())
 
 
 def negated(match: Match, found: dict[str, list[Match]], words: list[str],
@@ -161,30 +194,22 @@ def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:
             break
     result: list[Segment] = []
     for number, sentence in enumerate(sentences):
+        question = sentence.rstrip().endswith("?")
         for piece in _SEGMENT_BREAK.split(sentence):
-            for part in _split_contrast(tokens(piece)):
-                if not part:
-                    continue
-                found, polarity, evidence = _read(part, lexicon)
-                result.append(Segment(number, part, found, polarity, evidence,
-                                      sentence.rstrip().endswith("?")))
+            result += [Segment(number, clause, question) for clause in _clauses(piece, lexicon)]
     return result
 
 
-def _read(part: list[str], lexicon: Lexicon) -> tuple[dict[str, list[Match]], str | None,
-                                                       list[str]]:
-    """A clause's matches and polarity, remembered per clause: greetings, sign-offs and
-    disclaimers recur from mail to mail, and each is read once."""
-    key = tuple(part)
-    known = lexicon.clauses.get(key)
+def _clauses(piece: str, lexicon: Lexicon) -> tuple[Clause, ...]:
+    """PIECE's clauses, remembered per piece of text: greetings, sign-offs, disclaimers and
+    stock phrases recur from mail to mail, and each is read once."""
+    known = lexicon.clauses.get(piece)
     if known is None:
-        found = lexicon.find(part)
-        polarity, fails, works = _polarity(found, part)
-        known = (found, polarity, fails or works)
+        known = tuple(Clause(part, lexicon) for part in _split_contrast(tokens(piece)) if part)
         if len(lexicon.clauses) >= CLAUSE_CACHE:
             lexicon.clauses.clear()
-        lexicon.clauses[key] = known
-    return known[0], known[1], list(known[2])
+        lexicon.clauses[piece] = known
+    return known
 
 
 def _split_contrast(words: list[str]) -> list[list[str]]:

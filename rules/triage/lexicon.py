@@ -45,9 +45,11 @@ class Lexicon:
             matches = sorted(unsorted, key=lambda m: (m.start - m.end, m.start))
             taken: list[Match] = []
             for match in matches:
-                if category in ("polarity",) and any(
+                # A negation may also be a failure ("notifications stopped" / "stopped
+                # working"): both stand; otherwise the longer polarity word wins.
+                if category == "polarity" and any(
                         t.start <= match.start and match.end <= t.end and t.label != match.label
-                        for t in taken):
+                        and "polarity.negators" not in (t.label, match.label) for t in taken):
                     continue
                 if category not in ("polarity", "function") and any(
                         t.start <= match.start and match.end <= t.end

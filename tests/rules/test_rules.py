@@ -194,3 +194,35 @@ def test_watcher_reloads_on_change(tmp_path: Path) -> None:
     assert not watcher.check()
     path.write_text('[[rule]]\nname = "b"\n[rule.then]\nstop = true\n\n', encoding="utf-8")
     assert watcher.check() and calls == [1]
+
+
+def test_rules_test_matches_senders_to_customers_and_reads_jsonl(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rules test` finds the customer by the sender's address, as the daemon does, so a
+    customer's own rule fires there; a requests.jsonl corpus is read like labels.csv; several
+    corpora are scored in one run, each with its facts for every miss."""
+    (tmp_path / "customers.toml").write_text(
+        '[[customer]]\nid = "acme"\nname = "ACME"\ntier = "premium"\ndomains = ["acme.example"]\n',
+        encoding="utf-8")
+    (tmp_path / "rules.toml").write_text(
+        '[[rule]]\nname = "acme-calls-critical"\n[rule.when]\ncustomer = "acme"\n'
+        'function = "calls"\n[rule.then]\npriority = "critical"\n', encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        '[files]\ncustomers = "customers.toml"\nrules = "rules.toml"\n', encoding="utf-8")
+    corpus = tmp_path / "labelled"
+    corpus.mkdir()
+    rows = [
+        {"id": "r1", "subject": "Звонки", "sender": "ivan@acme.example", "priority": "critical",
+         "type": "incident", "body": "Звонки обрываются через минуту у всех сотрудников."},
+        {"id": "r2", "subject": "Calls", "sender": "bob@other.example", "priority": "high",
+         "type": "incident", "body": "Calls drop after a minute for everyone in the company."},
+    ]
+    (corpus / "requests.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    config = str(tmp_path / "config.toml")
+    assert main(["--config", config, "rules", "test", str(corpus), str(CORPUS), "--json"]) == 0
+    out = capsys.readouterr().out
+    first = json.loads(out[:out.index("\n}\n") + 2])
+    assert first["total"] == 2 and first["priority_accuracy"] == 1.0
+    assert first["rule_hits"]["acme-calls-critical"] == 1
+    assert out.count('"corpus"') == 2

@@ -236,3 +236,24 @@ def test_shared_labelled_corpus_meets_the_targets() -> None:
     assert result.priority_accuracy >= 0.95, result.misses
     assert result.type_accuracy >= 0.97, result.misses
     assert result.critical_below_high == 0, result.misses
+
+
+def test_an_admin_adds_a_function_and_raises_it_by_name() -> None:
+    """A rules file's [lexicon] adds phrases, new functions among them; a rule naming the
+    function raises it; a bad [lexicon] or table row is a precise error."""
+    ruleset = parse_rules(
+        '[lexicon.function]\npayroll = ["расчетн* листк*", "payslip*"]\n\n'
+        '[[rule]]\nname = "payroll-high"\n[rule.when]\nfunction = "payroll"\n'
+        'scope = ["all", "many", "unknown"]\n[rule.then]\nat_least = "high"\n', "rules.toml")
+    text = "Расчётные листки не открываются ни у кого с утра, ошибка 500."
+    decision = evaluate(Request(channel="email", subject="x", text=text, reply_text=text), ruleset)
+    assert decision.facts is not None and decision.facts.function == "payroll"
+    assert decision.priority == "high" and decision.fired == ["payroll-high"]
+    assert any("changed the assessed priority medium -> high" in r for r in decision.reasons)
+    from rules.loader import RulesError
+    with pytest.raises(RulesError) as bad:
+        parse_rules('[lexicon.function]\npayroll = "payslip"\n', "rules.toml")
+    assert "lexicon" in str(bad.value.problems[0])
+    with pytest.raises(RulesError) as bad_row:
+        parse_rules('[[priority_table]]\npriority = "urgent"\n', "rules.toml")
+    assert "priority_table" in str(bad_row.value.problems[0])

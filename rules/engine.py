@@ -162,6 +162,9 @@ class Decision:
     row: str | None = None
     # change_reason in Russian, for a Russian letter.
     change_reason_ru: str | None = None
+    # What the customer declared: headers and subject markers, else a statement in the text
+    # ("Приоритет: средний", "Declared priority: high").
+    declared: Priority | None = None
     # The deciding table row's reason, in English and Russian.
     row_reason: str | None = None
     row_reason_ru: str | None = None
@@ -303,6 +306,7 @@ def evaluate_facts(facts: Facts, ruleset: RuleSet) -> Decision:
                     trace=trace, facts=facts.triage,
                     row=verdict.row.name if verdict else None, change_reason_ru=why_ru,
                     row_reason=verdict.row.reason if verdict else None,
+                    declared=declared,  # type: ignore[arg-type]
                     row_reason_ru=verdict.row.reason_ru if verdict else None, **flags)
 
 

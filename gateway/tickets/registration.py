@@ -97,7 +97,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "tier": tier,
         "request_type": decision.request_type,
         "priority": decision.priority,
-        "declared_priority": request.declared_priority,
+        "declared_priority": decision.declared or request.declared_priority,
         "subject": subject,
         "requester_name": requester_name,
         "requester_email": request.sender.address.lower() if request.sender else None,

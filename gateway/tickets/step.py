@@ -71,8 +71,8 @@ def enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reques
         reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
         language=language, requester_name=ticket.requester_name, requester_email=recipient,
         in_reply_to=request.message_id, references=request.references,
-        priority_change=(request.declared_priority, decision.change_reason_in(language) or "")
-        if request.declared_priority and decision.change_reason else None,
+        priority_change=(decision.declared, decision.change_reason_in(language) or "")
+        if decision.declared and decision.change_reason else None,
     )
     sender = context.settings.outgoing.sender
     pending = ticket.status == PENDING_REGISTRATION

@@ -269,3 +269,18 @@ def test_declared_priority_corrected_is_explained_in_the_customers_language(
     letter = parse_email(ack.message).text
     assert "косметический недостаток" in letter
     assert "cosmetic" not in letter and "->" not in letter
+
+
+def test_a_priority_stated_in_the_text_is_recorded_and_answered(database_url: str,
+                                                                tmp_path: Path) -> None:
+    """"Приоритет: средний" in the body is the declared priority (seed rule 3): recorded on
+    the ticket, overruled by the assessment, and the letter says why in Russian."""
+    engine, loaded, clock = setup(database_url, tmp_path)
+    ingest(engine, loaded, clock, make_mail(
+        "Вход", body="Приоритет: средний.\n\nС утра никто не может войти в мессенджер ни на "
+                     "одном устройстве, сервер отвечает 503. Обходного пути нет.",
+        message_id="<stated@acme.example>"))
+    [ticket] = list_tickets(engine)
+    assert (ticket["priority"], ticket["declared_priority"]) == ("critical", "medium")
+    [ack] = [item for item in acknowledgements(engine) if item.kind == "acknowledgement"]
+    assert "система полностью неработоспособна" in parse_email(ack.message).text

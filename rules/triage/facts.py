@@ -9,6 +9,7 @@ from typing import Any
 
 from rules.triage.lexicon import HIGH_FUNCTIONS, MEDIUM_FUNCTIONS, Lexicon
 from rules.triage.reading import Segment, negated, segments
+from rules.triage.words import tokens
 
 SCOPES = ("all", "many", "some", "individual", "unknown")
 SEVERITIES = ("inoperative", "impaired", "slight", "none")
@@ -123,7 +124,7 @@ def read_facts(subject: str | None, body: str, lexicon: Lexicon) -> TriageFacts:
     order = lexicon.function_order
     current = _current(segs)
     failures = _failures(current, segs, order)
-    declared = _declared(segs)
+    declared = _declared(segs, subject, body, lexicon)
     request_type = _request_type(segs, failures)
     workaround = _workaround(segs)
     impact = _impact(segs)
@@ -319,12 +320,26 @@ def _detail(failures: list[Failure], segs: list[Segment], request_type: Fact) ->
     return Fact("none", _words(segs, "detail.vague"))
 
 
-def _declared(segs: list[Segment]) -> Fact:
+def _declared(segs: list[Segment], subject: str | None, body: str, lexicon: Lexicon) -> Fact:
+    """The priority the customer states: in a clause ("P1!!!", "не срочно"), or across a
+    colon at the head of the text ("Приоритет: средний", "Declared priority: high")."""
+    head = [subject or "", *body.splitlines()[:DECLARATION_LINES]]
+    stated: dict[str, tuple[str, ...]] = {}
+    for line in head:
+        words = tokens(line)
+        for match in lexicon.find(words).items():
+            label, matches = match
+            if label.startswith("declared."):
+                stated.setdefault(label, tuple(" ".join(words[m.start:m.end]) for m in matches))
     for name in ("low", "critical", "high", "medium"):
-        words = _words(segs, f"declared.{name}")
+        words = _words(segs, f"declared.{name}") or stated.get(f"declared.{name}", ())
         if words:
             return Fact(name, words)
     return Fact("none")
+
+
+# A priority is declared at the head of a text: the subject and its first lines.
+DECLARATION_LINES = 8
 
 
 def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:

@@ -326,15 +326,15 @@ def _declared(segs: list[Segment], subject: str | None, body: str, lexicon: Lexi
     head = [subject or "", *body.splitlines()[:DECLARATION_LINES]]
     stated: dict[str, tuple[str, ...]] = {}
     for line in head:
-        words = tokens(line)
-        for match in lexicon.find(words).items():
-            label, matches = match
+        line_words = tokens(line)
+        for label, matches in lexicon.find(line_words).items():
             if label.startswith("declared."):
-                stated.setdefault(label, tuple(" ".join(words[m.start:m.end]) for m in matches))
+                stated.setdefault(label, tuple(" ".join(line_words[m.start:m.end])
+                                               for m in matches))
     for name in ("low", "critical", "high", "medium"):
-        words = _words(segs, f"declared.{name}") or stated.get(f"declared.{name}", ())
-        if words:
-            return Fact(name, words)
+        said = _words(segs, f"declared.{name}") or stated.get(f"declared.{name}", ())
+        if said:
+            return Fact(name, said)
     return Fact("none")
 
 

@@ -180,11 +180,16 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
     # each failing statement too: "ни у кого не работает: список чатов не загружается".
     context = {number: [s for s in members if s.polarity is None or _failing(s)]
                for number, members in by_sentence.items()}
+    # A sentence repeated word for word says the same again (quoted logs, pasted tables).
+    seen: dict[tuple[int, ...], Failure | None] = {}
     for seg in current:
         if not _failing(seg):
             continue
         siblings = [s for s in context[seg.sentence] if s is not seg]
-        failure = _failure(seg, siblings, order)
+        key = (id(seg.clause), *(id(s.clause) for s in siblings))
+        if key in seen:
+            continue
+        failure = seen[key] = _failure(seg, siblings, order)
         if failure and failure.affected == "system" and others_work and not (
                 seg.has("system.access") or seg.has("system.down")):
             failure = Failure("messaging", failure.severity, failure.scope, failure.words)
@@ -323,7 +328,8 @@ def _detail(failures: list[Failure], segs: list[Segment], request_type: Fact) ->
 def _declared(segs: list[Segment], subject: str | None, body: str, lexicon: Lexicon) -> Fact:
     """The priority the customer states: in a clause ("P1!!!", "не срочно"), or across a
     colon at the head of the text ("Приоритет: средний", "Declared priority: high")."""
-    head = [subject or "", *body.splitlines()[:DECLARATION_LINES]]
+    head = [line[:DECLARATION_CHARS]
+            for line in (subject or "", *body.splitlines()[:DECLARATION_LINES])]
     stated: dict[str, tuple[str, ...]] = {}
     for line in head:
         line_words = tokens(line)
@@ -340,6 +346,7 @@ def _declared(segs: list[Segment], subject: str | None, body: str, lexicon: Lexi
 
 # A priority is declared at the head of a text: the subject and its first lines.
 DECLARATION_LINES = 8
+DECLARATION_CHARS = 200
 
 
 def _request_type(segs: list[Segment], failures: list[Failure]) -> Fact:

@@ -162,6 +162,7 @@ def test_facts_say_which_words_set_them() -> None:
 @pytest.mark.parametrize("text", [
     "", "--\nИван Петров\nОтправлено с iPhone", "🔥🔥🔥 😡", "Das Programm funktioniert nicht.",
     "ERROR 2024-01-01 12:00:00 [error] x: ** boom\n" * 40_000,
+    "не работает звонок у всех " * 40_000,
     "Сообщения не доходят, messages are not delivered у всех in the whole company.",
 ])
 def test_bad_input_gets_a_decision_with_reasons_quickly(text: str) -> None:

@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-# Input statuses: received -> processed | failed | held.
-RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
-# Ticket statuses. A request that arrives outside its tier's intake window waits as
-# pending_registration until the window opens; then it is registered.
-PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
-    "pending_registration", "registered", "resolved", "closed")
+class InputStatus(StrEnum):
+    """An input's way: received -> processed | failed | held."""
+
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    HELD = "held"
+
+
+class TicketStatus(StrEnum):
+    """A ticket's way. A request that arrives outside its tier's intake window waits as
+    pending_registration until the window opens; then it is registered."""
+
+    PENDING_REGISTRATION = "pending_registration"
+    REGISTERED = "registered"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class OutboxStatus(StrEnum):
+    """An outgoing message's way: pending -> sending (leased) -> sent | failed."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+# The members by their short names, as the modules that store and compare them use them (a
+# StrEnum member is the string it stands for, in the database and in JSON alike).
+RECEIVED, PROCESSED, FAILED, HELD = InputStatus
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = TicketStatus
 OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
-# Outbox statuses: pending -> sending (leased) -> sent | failed.
-PENDING, SENDING, SENT = "pending", "sending", "sent"
+PENDING, SENDING, SENT = OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT
 # Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so
 # the SLA report counts small integers from one index instead of comparing instants.
 REACTION_MET, REACTION_LATE, RESOLUTION_MET, RESOLUTION_LATE, NO_ACKNOWLEDGEMENT = 1, 2, 4, 8, 16

@@ -201,7 +201,7 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
     """Process the inputs of PARSED (ascending ids) in one transaction; return how many of
     them are done with: all, or those before the point where the intake door asked for the
     write turn (the rest are left as they were, for the next transaction)."""
-    open_statuses = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
+    open_statuses: list[str] = [RECEIVED, FAILED, HELD] if release_held else [RECEIVED]
     ids = list(parsed)
     turns = write_turns(engine)
     with transaction(engine, flush_to_disk=False) as session:

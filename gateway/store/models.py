@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+
 class InputStatus(StrEnum):
     """An input's way: received -> processed | failed | held."""
 

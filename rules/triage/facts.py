@@ -214,9 +214,9 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
                     for w in seg.words_of("detail.generic"))
     specific = own or ([] if gate and (universal or _scope([seg]) in ("all", "many"))
                        else borrowed)
-    words = tuple(seg.evidence) + _words([seg], *[f"function.{f}" for f in specific[:1]],
-                                         "system.access", "system.down", "system.noun",
-                                         "severity.cosmetic")
+    words = tuple(dict.fromkeys(seg.evidence + _words(
+        [seg], *[f"function.{f}" for f in specific[:1]], "system.access", "system.down",
+        "system.noun", "severity.cosmetic")))
     if seg.has("severity.cosmetic") and (specific[:1] or ["cosmetic"])[0] != "documentation":
         return Failure("cosmetic", "slight", scope, words)
     if specific:

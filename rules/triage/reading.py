@@ -160,10 +160,17 @@ class Segment:
 def negated(match: Match, found: dict[str, list[Match]], words: list[str],
             concord: bool = True) -> bool:
     """Whether a negation stands shortly before MATCH (a Russian ни-word only when CONCORD)."""
+    return negation(match, found, words, concord) is not None
+
+
+def negation(match: Match, found: dict[str, list[Match]], words: list[str],
+             concord: bool = True) -> int | None:
+    """Where the negation of MATCH starts, or None (a Russian ни-word counts when CONCORD)."""
     labels = ("polarity.negators", "polarity.concord") if concord else ("polarity.negators",)
-    return any(n.end <= match.start and match.start - n.end < NEGATION_WINDOW
-               and not _BARRIERS.intersection(words[n.end:match.start])
-               for label in labels for n in found.get(label, ()))
+    starts = [n.start for label in labels for n in found.get(label, ())
+              if n.end <= match.start and match.start - n.end < NEGATION_WINDOW
+              and not _BARRIERS.intersection(words[n.end:match.start])]
+    return min(starts) if starts else None
 
 
 def _polarity(found: dict[str, list[Match]],
@@ -173,14 +180,24 @@ def _polarity(found: dict[str, list[Match]],
     works: list[str] = []
     for label in ("polarity.works", "polarity.fails"):
         for match in found.get(label, ()):
-            says_fails = (label == "polarity.fails") != negated(
-                match, found, words, concord=label == "polarity.works")
-            (fails if says_fails else works).append(match.source)
+            start = negation(match, found, words, concord=label == "polarity.works")
+            says_fails = (label == "polarity.fails") != (start is not None)
+            # The customer's own words, the negation with them: "не может", "nobody can".
+            said = " ".join(words[match.start if start is None else start:match.end])
+            said_list = fails if says_fails else works
+            if said not in said_list:
+                said_list.append(said)
+    fails, works = _longest(fails), _longest(works)
     if fails:
         return "fails", fails, works
     if works:
         return "works", fails, works
     return None, fails, works
+
+
+def _longest(spans: list[str]) -> list[str]:
+    """SPANS without those inside a longer one ("не может" inside "не может войти")."""
+    return [s for s in spans if not any(s != t and s in t for t in spans)]
 
 
 def segments(subject: str | None, body: str, lexicon: Lexicon) -> list[Segment]:

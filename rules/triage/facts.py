@@ -176,6 +176,8 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
     others_work = any(s.polarity == "works" and not s.has("severity.impaired")
                       and any(f in HIGH_FUNCTIONS - {"messaging"} for f in _functions(s, order))
                       for s in current)
+    messaging_works = any(s.polarity == "works" and not _failing(s)
+                          and _functions(s, order)[:1] == ["messaging"] for s in current)
     # Words of the same sentence that say nothing working (a subject, a scope) belong to
     # each failing statement too: "ни у кого не работает: список чатов не загружается".
     context = {number: [s for s in members if s.polarity is None or _failing(s)]
@@ -189,7 +191,7 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
         key = (id(seg.clause), *(id(s.clause) for s in siblings))
         if key in seen:
             continue
-        failure = seen[key] = _failure(seg, siblings, order)
+        failure = seen[key] = _failure(seg, siblings, order, messaging_works)
         if failure and failure.affected == "system" and others_work and not (
                 seg.has("system.access") or seg.has("system.down")):
             failure = Failure("messaging", failure.severity, failure.scope, failure.words)
@@ -200,7 +202,8 @@ def _failures(current: list[Segment], segs: list[Segment], order: tuple[str, ...
     return failures
 
 
-def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> Failure | None:
+def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...],
+             messaging_works: bool = False) -> Failure | None:
     """What SEG says fails: its own function; else one its sentence names ("консоль не
     открывается: после ввода логина белый экран"); else the system when nobody can get in or
     it is down; else the system or the client named."""
@@ -221,8 +224,10 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...]) -> F
         return Failure("cosmetic", "slight", scope, words)
     if specific:
         affected = specific[0]
-        # Messaging down for everyone is the messenger down (the seed's critical).
-        if affected == "messaging" and scope == "all" and severity == "inoperative":
+        # Messaging down for everyone is the messenger down (the seed's critical), unless
+        # messages are said to work and only something about them fails.
+        if (affected == "messaging" and scope == "all" and severity == "inoperative"
+                and not messaging_works):
             affected = "system"
         return Failure(affected, severity, scope, words)
     if seg.has("system.access") or seg.has("system.down"):

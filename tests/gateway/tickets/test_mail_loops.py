@@ -30,8 +30,8 @@ __all__ = ["_dispose_engines"]
 
 # Texts the default rules judge low, medium, high and critical: each reply raises the ticket.
 LOW = "Help!"
-MEDIUM = ("Since 09:00 messages to about two hundred of our users are not delivered; the admin "
-          "console shows them queued and nothing in the error log.")
+MEDIUM = ("Since 09:00 the admin console shows an empty message queue for all our admins; users "
+          "are not affected.")
 HIGH = "Since this morning messages are not delivered to most users of ours."
 CRITICAL = "Now the whole system is down: nobody can log in at all, no workaround."
 

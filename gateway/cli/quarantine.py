@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Engine
@@ -21,7 +22,9 @@ def list_quarantine(engine: Engine) -> list[dict[str, Any]]:
         return [{"id": r.id, "status": r.status, "channel": r.channel,
                  "received_at": iso_utc(r.received_at), "size": r.size,
                  "key": r.idempotency_key, "attempts": r.attempts,
-                 "error": r.last_error or r.outcome} for r in rows]
+                 "error": r.last_error or r.outcome,
+                 "authentication": json.loads(r.authentication) if r.authentication else None}
+                for r in rows]
 
 
 def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:

@@ -83,6 +83,8 @@ def _check_dkim(raw: bytes, lookup: Dns, from_domain: str | None,
             good = checker.verify(idx=index, dnsfunc=lookup.dkim_txt)
         except dkim.DnsTimeoutError:
             good, outcome = False, "temperror"
+        except dkim.ValidationError:  # a body or header hash that does not match: fail
+            good, outcome = False, "fail"
         except dkim.DKIMException:
             good, outcome = False, "permerror"
         else:

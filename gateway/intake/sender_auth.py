@@ -9,16 +9,10 @@ from email.utils import getaddresses
 from typing import Any
 
 from gateway.config.trust_settings import TrustSettings
-from gateway.intake.sender_dns import (
-    Dns,
-    DnsTemporaryError,
-    check_spf,
-    dmarc_record,
-    organizational_domain,
-    resolver_for,
-)
+from gateway.intake.sender_dns import Dns, check_spf, resolver_for
+from gateway.intake.sender_headers import from_arc, from_trusted_headers
+from gateway.intake.sender_verdict import Result, aligned, conclude
 
-Result = dict[str, Any]
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -31,15 +25,6 @@ def from_domain_of(headers: Any) -> str | None:
     return addresses[0].rpartition("@")[2].strip().lower().rstrip(".") or None
 
 
-def aligned(domain: str | None, from_domain: str, strict: bool) -> bool:
-    if not domain:
-        return False
-    domain = domain.lower().rstrip(".")
-    if strict:
-        return domain == from_domain
-    return organizational_domain(domain) == organizational_domain(from_domain)
-
-
 def authenticate(raw: bytes, source: dict[str, Any], trust: TrustSettings) -> Result:
     """The authentication of RAW: verified ourselves when it came straight to our SMTP
     listener, else read from Authentication-Results (or ARC) of whom we trust."""
@@ -48,9 +33,15 @@ def authenticate(raw: bytes, source: dict[str, Any], trust: TrustSettings) -> Re
     from_domain = from_domain_of(headers)
     if source.get("via") == "smtp" and trust.verify_smtp:
         lookup = Dns(resolver_for(trust))
-        return verify(raw, source, from_domain, lookup, trust.dns_timeout_s)
-    from gateway.intake.sender_headers import from_trusted_headers
-
+        found = verify(raw, source, from_domain, lookup, trust.dns_timeout_s)
+        if found["verdict"] == "fail" and trust.arc_sealers and headers.get_all("ARC-Seal"):
+            # A list or forwarder we trust changed the message (DKIM broken, SPF its own):
+            # what it found before it did is what counts.
+            sealed = from_arc(raw, headers, from_domain, trust)
+            if sealed is not None and sealed["verdict"] == "pass":
+                sealed["reason"] += f" (as sealed; our own check: {found['reason']})"
+                return sealed
+        return found
     return from_trusted_headers(raw, headers, from_domain, trust)
 
 
@@ -95,59 +86,3 @@ def _check_dkim(raw: bytes, lookup: Dns, from_domain: str | None,
         if good or (best[0] != "pass" and outcome == "temperror") or best[1] is None:
             best = (outcome, domain)
     return best
-
-
-def conclude(source: str, from_domain: str | None, spf: tuple[str, str | None],
-             dkim: tuple[str, str | None], lookup: Dns | None,
-             dmarc_given: str | None = None) -> Result:
-    """SPF and DKIM with alignment to the From domain, DMARC's result, and our verdict."""
-    result: Result = {"source": source, "from_domain": from_domain}
-    if from_domain is None:
-        result.update(spf={"result": spf[0], "domain": spf[1], "aligned": False},
-                      dkim={"result": dkim[0], "domain": dkim[1], "aligned": False},
-                      dmarc={"result": "permerror", "policy": None},
-                      verdict="fail", reason="no single From address to authenticate")
-        return result
-    record: dict[str, str] | None = None
-    dmarc_error = False
-    if dmarc_given is None and lookup is not None:
-        try:
-            record = dmarc_record(lookup, from_domain)
-        except DnsTemporaryError:
-            dmarc_error = True
-    strict_spf = bool(record and record.get("aspf", "r").lower() == "s")
-    strict_dkim = bool(record and record.get("adkim", "r").lower() == "s")
-    spf_aligned = spf[0] == "pass" and aligned(spf[1], from_domain, strict_spf)
-    dkim_aligned = dkim[0] == "pass" and aligned(dkim[1], from_domain, strict_dkim)
-    result["spf"] = {"result": spf[0], "domain": spf[1], "aligned": spf_aligned}
-    result["dkim"] = {"result": dkim[0], "domain": dkim[1], "aligned": dkim_aligned}
-    temporary = "temperror" in (spf[0], dkim[0])
-    policy = None
-    if record is not None:
-        policy = (record.get("sp") if record["domain"] != from_domain and record.get("sp")
-                  else record.get("p"))
-    if dmarc_given is not None:
-        dmarc = dmarc_given
-    elif dmarc_error:
-        dmarc = "temperror"
-    elif record is None:
-        dmarc = "none"
-    elif spf_aligned or dkim_aligned:
-        dmarc = "pass"
-    else:
-        dmarc = "temperror" if temporary else "fail"
-    result["dmarc"] = {"result": dmarc, "policy": policy}
-    if dmarc == "pass" or (dmarc == "none" and (spf_aligned or dkim_aligned)):
-        verdict, reason = "pass", f"{from_domain}: " + (
-            "DMARC pass" if dmarc == "pass" else
-            f"{'DKIM' if dkim_aligned else 'SPF'} pass aligned (no DMARC record)")
-    elif dmarc == "temperror" or (dmarc == "none" and temporary):
-        verdict, reason = "temperror", f"{from_domain}: DNS did not answer in time"
-    elif dmarc == "fail":
-        verdict, reason = "fail", (f"{from_domain}: DMARC fail (SPF {spf[0]}, "
-                                   f"DKIM {dkim[0]}, none aligned)")
-    else:
-        verdict, reason = "fail", (f"{from_domain}: no DMARC record, and neither SPF "
-                                   f"({spf[0]}) nor DKIM ({dkim[0]}) passes aligned")
-    result.update(verdict=verdict, reason=reason)
-    return result

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from gateway.config.trust_settings import TrustSettings
-from gateway.intake.sender_auth import Result, conclude
 from gateway.intake.sender_dns import Dns, resolver_for
+from gateway.intake.sender_verdict import Result, conclude
 
 _INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*;", re.IGNORECASE)
 _TAG_D = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.IGNORECASE)
@@ -66,7 +66,7 @@ def from_trusted_headers(raw: bytes, headers: Any, from_domain: str | None,
             return conclude(f"authserv-id {parsed.authserv_id}", from_domain, spf, dkim,
                             None, dmarc if dmarc in ("pass", "fail", "temperror") else None)
     if trust.arc_sealers and headers.get_all("ARC-Seal"):
-        found = _from_arc(raw, headers, from_domain, trust)
+        found = from_arc(raw, headers, from_domain, trust)
         if found is not None:
             return found
     if trusted or trust.arc_sealers:
@@ -79,7 +79,7 @@ def from_trusted_headers(raw: bytes, headers: Any, from_domain: str | None,
             "dmarc": None, "verdict": verdict, "reason": why}
 
 
-def _from_arc(raw: bytes, headers: Any, from_domain: str | None,
+def from_arc(raw: bytes, headers: Any, from_domain: str | None,
               trust: TrustSettings) -> Result | None:
     """The results a configured sealer recorded, when the ARC chain verifies."""
     import dkim

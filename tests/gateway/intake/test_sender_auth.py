@@ -34,6 +34,7 @@ def dns_port() -> Iterator[tuple[Zones, int]]:
     zones.add_txt("_dmarc.good.test", "v=DMARC1; p=reject")
     # list.test: a mailing list that relays good.test's mail with a footer.
     zones.add_txt("list.test", "v=spf1 ip4:127.0.0.1 -all")
+    zones.add_txt("sel._domainkey.list.test", KEY.record)  # the list's ARC seals
     # listy.test: a customer whose mail goes through such a list (trust = "report").
     zones.add_txt("sel._domainkey.listy.test", KEY.record)
     zones.add_txt("_dmarc.listy.test", "v=DMARC1; p=reject")
@@ -262,6 +263,38 @@ def test_authentication_results_only_from_a_trusted_authserv_id(
     assert auth["source"] == "authserv-id mx.front.test" and auth["verdict"] == "pass"
 
 
+def test_arc_from_a_trusted_sealer_vouches_for_what_the_list_changed(
+        make_gateway: Callable[..., RunningGateway], relay_sink: Sink, tmp_path: Path,
+        dns_port: tuple[Zones, int]) -> None:
+    """The list checked good.test's mail (pass), added its footer and sealed it with ARC. With
+    list.test among arc_sealers, the sealed results count: registered for the customer. The
+    same message sealed by a sealer we do not trust is held."""
+    _, port = dns_port
+    running = start(make_gateway, relay_sink, tmp_path, port,
+                    trust='arc_sealers = ["list.test"]\n')
+
+    def through_list(subject: str) -> bytes:
+        raw = mail("Ivan <ivan@good.test>", subject=subject, sign="good.test",
+                   footer="The support list")
+        raw = (b"Authentication-Results: list.test; spf=pass smtp.mailfrom=ivan@good.test;"
+               b" dkim=pass header.d=good.test; dmarc=pass header.from=good.test\r\n" + raw)
+        seal = dkim.arc_sign(raw, b"sel", b"list.test", KEY.private_pem, b"list.test",
+                             include_headers=[b"from", b"to", b"subject", b"message-id"])
+        return b"".join(seal) + raw
+
+    send(running, through_list("Through the list"), "bounce@list.test")
+    forged = through_list("Sealed by whom").replace(b"d=list.test", b"d=other.test")
+    send(running, forged, "bounce@list.test")
+    running.settle()
+    first, second = inputs(running)
+    assert first.status == PROCESSED
+    auth = ticket(running)["authentication"]
+    assert isinstance(auth, dict)
+    assert auth["source"] == "arc list.test" and auth["verdict"] == "pass"
+    assert "our own check: good.test: DMARC fail" in auth["reason"]
+    assert second.status == HELD
+
+
 CRITICAL = "Now the whole system is down: nobody can log in at all, no workaround."
 
 
@@ -287,3 +320,30 @@ def test_only_an_authentic_reply_raises_the_priority(
                        body=CRITICAL, sign="good.test"), "ivan@good.test")
     running.settle()
     assert ticket(running)["priority"] == "critical"
+
+
+def test_parse_json_shows_what_a_trusted_authserv_id_found(tmp_path: Path) -> None:
+    """`parse --json` of a file: no envelope to verify, so only the trusted relay's results;
+    the sender's own Authentication-Results are not believed."""
+    config = tmp_path / "config.toml"
+    config.write_text('[trust]\ntrusted_authserv_ids = ["mx.front.test"]\n', encoding="utf-8")
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(mail("Ivan <ivan@good.test>", headers={"Authentication-Results": (
+        "mx.front.test; spf=fail smtp.mailfrom=x@evil.test; dkim=none; dmarc=fail"
+        " header.from=good.test")}))
+    shown = json.loads(cli("parse", str(eml), "--json", config=config).stdout)
+    assert shown["authentication"]["source"] == "authserv-id mx.front.test"
+    assert shown["authentication"]["verdict"] == "fail"
+    eml.write_bytes(mail("Ivan <ivan@good.test>", headers={"Authentication-Results": (
+        "mx.evil.test; dmarc=pass header.from=good.test")}))
+    shown = json.loads(cli("parse", str(eml), "--json", config=config).stdout)
+    assert shown["authentication"]["source"] is None
+    assert shown["authentication"]["verdict"] == "fail"
+
+
+def test_a_resolver_must_be_an_address_and_port(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[trust]\nresolvers = ["dns.example"]\n', encoding="utf-8")
+    checked = cli("check-config", config=config, check=False)
+    assert checked.returncode == 2
+    assert "trust.resolvers" in checked.stderr or "resolvers" in checked.stderr

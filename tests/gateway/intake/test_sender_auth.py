@@ -21,6 +21,7 @@ from tests.conftest import RunningGateway, Sink
 from tests.dns_zone import DkimKey, Zones, loopback_dns
 from tests.gateway.cli.test_cli import cli
 from tests.gateway.sla.test_sla_clock import ticket
+from tests.gateway.tickets.test_ticket_events import event
 
 KEY = DkimKey.generate()  # one key for the module: 2048-bit generation is slow enough
 
@@ -320,6 +321,43 @@ def test_only_an_authentic_reply_raises_the_priority(
                        body=CRITICAL, sign="good.test"), "ivan@good.test")
     running.settle()
     assert ticket(running)["priority"] == "critical"
+
+
+def test_only_an_authentic_reply_agrees_to_a_lowering_or_reopens(
+        make_gateway: Callable[..., RunningGateway], relay_sink: Sink, tmp_path: Path,
+        dns_port: tuple[Zones, int]) -> None:
+    """A forged "I agree" leaves the proposal open and the priority as it was; a forged reply
+    to a resolved ticket does not reopen it. Signed by the customer, both count."""
+    _, port = dns_port
+    running = start(make_gateway, relay_sink, tmp_path, port)
+    send(running, mail("Ivan <ivan@good.test>", sign="good.test", subject="Help",
+                       body=CRITICAL), "ivan@good.test")
+    running.settle()
+    assert ticket(running)["priority"] == "critical"
+    event(running, "SUP-000001", type="priority_proposed", priority="high",
+          reason="Most users can log in again")
+    running.settle()
+    agree = mail("Ivan <ivan@good.test>", subject="Re: [SUP-000001] Help", body="I agree.")
+    send(running, agree, "attacker@evil.test")
+    running.settle()
+    assert ticket(running)["priority"] == "critical"
+    send(running, mail("Ivan <ivan@good.test>", subject="Re: [SUP-000001] Help",
+                       body="I agree.", sign="good.test"), "ivan@good.test")
+    running.settle()
+    assert ticket(running)["priority"] == "high"
+
+    event(running, "SUP-000001", type="resolved", reason="fixed")
+    running.settle()
+    send(running, mail("Ivan <ivan@good.test>", subject="Re: [SUP-000001] Help",
+                       body="It is broken again."), "attacker@evil.test")
+    running.settle()
+    shown = ticket(running)
+    assert shown["status"] == "resolved"
+    assert sum("unauthenticated reply" in n for n in shown["notes"]) == 2  # type: ignore[attr-defined]
+    send(running, mail("Ivan <ivan@good.test>", subject="Re: [SUP-000001] Help",
+                       body="It is broken again.", sign="good.test"), "ivan@good.test")
+    running.settle()
+    assert ticket(running)["status"] != "resolved"
 
 
 def test_parse_json_shows_what_a_trusted_authserv_id_found(tmp_path: Path) -> None:

@@ -129,7 +129,8 @@ class Profiler:
 
 def write_config(directory: Path, smtp_port: int, sink_port: int,
                  relay_connections: int | None, workers: int | None = None,
-                 worker_niceness: int | None = None, event_loop: str | None = None) -> Path:
+                 worker_niceness: int | None = None, event_loop: str | None = None,
+                 trust: str = '[trust]\nmode = "off"\n') -> Path:
     config = directory / "gateway.toml"
     extra = f"connections = {relay_connections}\n" if relay_connections else ""
     config.write_text(f"""\
@@ -166,7 +167,8 @@ sender_limit = 1000000
 
 [logging]
 level = "warning"
-""", encoding="utf-8")
+
+{trust}""", encoding="utf-8")
     return config
 
 

@@ -205,6 +205,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (database, logs, config)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--verify-senders", action="store_true",
+                        help="DKIM-sign the mail and verify SPF/DKIM/DMARC against a DNS "
+                             "server on loopback ([trust] mode = report); else [trust] is off")
     args = parser.parse_args(argv)
     if args.quick:
         if "--messages" not in (argv or sys.argv):
@@ -238,18 +241,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     sink: Sink | None = None
     daemon: Daemon | None = None
-    result: dict[str, Any] = {"machine": machine(), "directory": str(directory)}
+    result: dict[str, Any] = {"machine": machine(), "directory": str(directory),
+                              "verify_senders": args.verify_senders}
+    resources = contextlib.ExitStack()
     try:
         factory = MessageFactory(args.seed)
         _log(args, f"bench: generating {args.messages} + {args.latency_messages} messages ...")
         bulk, gen_s = generate(factory, args.messages, "tput")
         paced, _ = generate(factory, args.latency_messages, "lat")
+        dns_port = None
+        if args.verify_senders:
+            from bench.sender_dns import serve, signed, zones_for
+            from tests.dns_zone import DkimKey
+
+            key = DkimKey.generate()
+            bulk, paced = signed(bulk, key), signed(paced, key)
+            dns_port = resources.enter_context(serve(zones_for(key)))
         result["message_sizes"] = size_stats(bulk + paced)
         result["generation_seconds"] = gen_s
         sink = Sink(directory / "sink.log")
         smtp_port = free_port()
+        from bench.sender_dns import trust_section
+
         config = write_config(directory, smtp_port, sink.port, args.relay_connections,
-                              args.workers, args.worker_niceness, args.event_loop)
+                              args.workers, args.worker_niceness, args.event_loop,
+                              trust_section(dns_port))
         daemon = Daemon(config, smtp_port, directory / "daemon.log")
         result["daemon_start_seconds"] = daemon.wait_ready(120)
         _log(args, f"bench: daemon pid {daemon.proc.pid} on 127.0.0.1:{smtp_port}, relay sink on "
@@ -274,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         if daemon is not None:
             daemon.stop()
+        resources.close()
         if sink is not None:
             sink.stop()
         if args.keep:

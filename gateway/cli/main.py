@@ -87,6 +87,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     request = parse_email(raw)
     data = request.as_json()
+    from gateway.cli.quarantine import parse_authentication
+    data["authentication"] = parse_authentication(args.config, raw)
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -178,6 +180,14 @@ def cmd_quarantine_retry(args: argparse.Namespace) -> int:
     outcome = retry(_settings(args), None if args.all else [args.id])
     print(outcome)
     return EXIT_OK
+
+
+def cmd_quarantine_release(args: argparse.Namespace) -> int:
+    from gateway.cli.quarantine import release
+
+    code, text = release(_settings(args), args.id)
+    print(text, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def _instant(text: str, option: str) -> datetime | None:
@@ -342,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     qretry = add("retry", cmd_quarantine_retry, "process again", quarantine_commands)
     qretry.add_argument("id", nargs="?", type=int)
     qretry.add_argument("--all", action="store_true")
+    add("release", cmd_quarantine_release, "register a held input after a human looked",
+        quarantine_commands).add_argument("id", type=int)
 
     from gateway.cli.rules_commands import add_rules_commands
 

@@ -6,6 +6,7 @@ import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -27,6 +28,9 @@ class CustomerEntry(BaseModel):
     phones: list[str] = Field(default_factory=list)
     engineer: str | None = None
     manager: str | None = None
+    # Overrides [trust] mode for this customer: "report" for one whose mail is known to
+    # break DKIM (mailing lists, forwarders), so it is checked and shown but never held.
+    trust: Literal["off", "report", "enforce"] | None = None
 
     @field_validator("tier")
     @classmethod

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.trust_settings import TrustSettings
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
@@ -234,6 +235,7 @@ class Settings(Section):
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
+    trust: TrustSettings = TrustSettings()
 
     @field_validator("webhooks")
     @classmethod

@@ -68,6 +68,8 @@ class Input(SQLModel, table=True):
     attempts: int = 0
     processed_at: datetime | None = None
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    # SPF, DKIM and DMARC of an e-mail as JSON (gateway/intake/sender_auth.py), found once.
+    authentication: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class InputBody(SQLModel, table=True):

@@ -21,6 +21,7 @@ from gateway.tickets.registration import (
 )
 from gateway.tickets.replies import add_to_ticket, is_closed
 from gateway.tickets.step import Held, Pending, decide, enqueue_acknowledgement, finish
+from gateway.tickets.trust import hold_reason, loaded, reply_refusal
 from parsers.model import Request
 from rules.engine import Decision
 
@@ -47,12 +48,16 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
         else:
             decision = ((decided or decide(request, context, item.received_at))
                         if request.kind == "normal" else None)
+            refusal = reply_refusal(
+                loaded(item.authentication), request.sender.address if request.sender else None,
+                existing.customer_id, context.directory, settings.trust,
+            ) if request.kind == "normal" else None
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
-                now=now, decision=decision, context=context)
+                now=now, decision=decision, context=context, refusal=refusal)
             finish(item, existing.id, outcome, now)
             structlog.contextvars.bind_contextvars(ticket=existing.number)
-            if request.kind != "normal" or existing.proposed_priority is None:
+            if request.kind != "normal" or existing.proposed_priority is None or refusal:
                 return 0
             # The customer may agree to our proposal of a lower priority by replying.
             return accept_by_reply(session, existing, request.reply_text or request.text,
@@ -68,6 +73,12 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     customer = context.directory.match_email(address)
     if customer is None and settings.intake.hold_unknown_senders and not release_held:
         raise Held(f"held: sender {address or '(none)'} is not a known customer")
+    authentication = loaded(item.authentication)
+    held = hold_reason(authentication, customer, settings.trust)
+    if held and not release_held:
+        # No ticket, so no acknowledgement (backscatter to the real address) and none of
+        # the customer's tier, deadlines or escalations until a human releases it.
+        raise Held(held)
 
     decision = decided or decide(request, context, item.received_at, customer)
     if decision.hold and not release_held:
@@ -83,6 +94,11 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
         recipient = recipient.lower()
         reason = recipient_blocked(session, recipient, now, settings.loops)
     notes = [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else []
+    if held:
+        notes.append(f"released after review; {held.removeprefix('held: ')}")
+    elif authentication and authentication.get("verdict") not in ("pass", "none"):
+        notes.append(f"sender authentication {authentication.get('verdict')}:"
+                     f" {authentication.get('reason')}")
     if follows_up:
         notes.append(f"follows up closed ticket {follows_up}")
     ticket = register(session, request=request, customer=customer, decision=decision,

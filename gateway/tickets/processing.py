@@ -20,6 +20,7 @@ from gateway.tickets.context import Context
 from gateway.tickets.mail_step import process_mail
 from gateway.tickets.phone_calls import process_call
 from gateway.tickets.step import Held, Pending, decide
+from gateway.tickets.trust import authenticate_input
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision
@@ -43,6 +44,8 @@ class Loaded:
     channel: str
     raw: bytes
     received_at: datetime
+    source: str = "{}"
+    authentication: str | None = None
 
 
 # What the parse step returns per input: the request, or the error that stopped it.
@@ -97,14 +100,16 @@ def decide_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[i
 def load_pending(engine: Engine, limit: int, only_ids: list[int] | None = None) -> list[Loaded]:
     """Up to LIMIT inputs to process, oldest first: received ones, or exactly ONLY_IDS."""
     with read_transaction(engine) as session:
-        query = (select(Input.id, Input.channel, InputBody.raw, Input.received_at)
+        query = (sa_select(col(Input.id), col(Input.channel), col(InputBody.raw),
+                           col(Input.received_at), col(Input.source), col(Input.authentication))
                  .join(InputBody, col(InputBody.input_id) == col(Input.id))
                  .order_by(col(Input.id)).limit(limit))
         if only_ids is None:
-            query = query.where(Input.status == RECEIVED)
+            query = query.where(col(Input.status) == RECEIVED)
         else:
             query = query.where(col(Input.id).in_(only_ids))
-        return [Loaded(int(i or 0), c, r, at) for i, c, r, at in session.exec(query).all()]
+        return [Loaded(int(i or 0), c, r, at, s, a)
+                for i, c, r, at, s, a in session.connection().execute(query).all()]
 
 
 def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
@@ -124,7 +129,21 @@ def process_pending(engine: Engine, context: Context, limit: int,
         return BatchResult()
     parsed = parse_many(loaded, context.settings.limits)
     return apply_parsed(engine, context, parsed, release_held,
-                        decide_many(loaded, parsed, context))
+                        decide_many(loaded, parsed, context),
+                        authenticate_many(loaded, parsed, context))
+
+
+def authenticate_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[int, str]:
+    """SPF, DKIM and DMARC of each parsed e-mail not checked before, outside the write
+    transaction: DNS may take seconds, and no lock should wait on it."""
+    found: dict[int, str] = {}
+    for item in items:
+        request = parsed.get(item.id)
+        if (item.channel == "email" and item.authentication is None
+                and isinstance(request, Request) and not isinstance(request, CallRequest)
+                and (checked := authenticate_input(item.raw, item.source, context))):
+            found[item.id] = checked
+    return found
 
 
 # Inputs registered per transaction at most. A transaction ends early when the intake door
@@ -138,7 +157,8 @@ COMMIT_AT_LEAST = 4
 
 def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
                  release_held: bool = False,
-                 decisions: dict[int, Decision] | None = None) -> BatchResult:
+                 decisions: dict[int, Decision] | None = None,
+                 authentication: dict[int, str] | None = None) -> BatchResult:
     """Register or thread each parsed input, a few per transaction, each in its own savepoint.
 
     Inputs processed meanwhile by someone else are skipped; one bad input is marked failed
@@ -153,10 +173,12 @@ def apply_parsed(engine: Engine, context: Context, parsed: Parsed,
         # back and is redone with a savepoint per input, so only that input fails.
         attempt = BatchResult()
         try:
-            done = _apply_chunk(engine, context, chunk, release_held, attempt, False, decisions)
+            done = _apply_chunk(engine, context, chunk, release_held, attempt, False, decisions,
+                                authentication)
         except Exception:
             attempt = BatchResult()
-            done = _apply_chunk(engine, context, chunk, release_held, attempt, True, decisions)
+            done = _apply_chunk(engine, context, chunk, release_held, attempt, True, decisions,
+                                authentication)
         result.processed += attempt.processed
         result.failed += attempt.failed
         result.enqueued += attempt.enqueued
@@ -171,7 +193,8 @@ _STORE_OUTCOME = (update(_INPUTS).where(_INPUTS.c.id == bindparam("input_id"))
                   .values(status=bindparam("status"), outcome=bindparam("outcome"),
                           last_error=bindparam("last_error"), attempts=bindparam("attempts"),
                           ticket_id=bindparam("ticket_id"),
-                          processed_at=bindparam("processed_at")))
+                          processed_at=bindparam("processed_at"),
+                          authentication=bindparam("authentication")))
 
 
 def _load_open(session: Session, ids: list[int], statuses: list[str]) -> list[Pending]:
@@ -181,10 +204,10 @@ def _load_open(session: Session, ids: list[int], statuses: list[str]) -> list[Pe
     rows = session.connection().execute(
         sa_select(table.c.id, table.c.source, table.c.received_at, table.c.attempts,
                   table.c.status, table.c.outcome, table.c.last_error, table.c.ticket_id,
-                  table.c.processed_at)
+                  table.c.processed_at, table.c.authentication)
         .where(table.c.id.in_(ids)).where(table.c.status.in_(statuses))
         .order_by(table.c.id).with_for_update(skip_locked=True)).all()
-    return [Pending(*row) for row in rows]
+    return [Pending(*tuple(row)) for row in rows]
 
 
 def _store_outcomes(session: Session, items: list[Pending]) -> None:
@@ -192,12 +215,14 @@ def _store_outcomes(session: Session, items: list[Pending]) -> None:
         session.connection().execute(_STORE_OUTCOME, [
             {"input_id": i.id, "status": i.status, "outcome": i.outcome,
              "last_error": i.last_error, "attempts": i.attempts, "ticket_id": i.ticket_id,
-             "processed_at": i.processed_at} for i in items])
+             "processed_at": i.processed_at, "authentication": i.authentication}
+            for i in items])
 
 
 def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held: bool,
                  result: BatchResult, isolate: bool,
-                 decisions: dict[int, Decision] | None) -> int:
+                 decisions: dict[int, Decision] | None,
+                 authentication: dict[int, str] | None = None) -> int:
     """Process the inputs of PARSED (ascending ids) in one transaction; return how many of
     them are done with: all, or those before the point where the intake door asked for the
     write turn (the rest are left as they were, for the next transaction)."""
@@ -216,6 +241,8 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
             structlog.contextvars.bind_contextvars(input_id=item.id)
             request = parsed[item.id]
             decided = decisions.get(item.id) if decisions else None
+            if item.authentication is None and authentication:
+                item.authentication = authentication.get(item.id)
             # What the row holds now: a failure inside a savepoint leaves it as it was.
             before = dataclasses.replace(item)
             try:

@@ -31,10 +31,11 @@ def is_closed(ticket: Ticket) -> bool:
 
 def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_id: int | None,
                   received_at: datetime, now: datetime, decision: Decision | None,
-                  context: Context | None) -> str:
+                  context: Context | None, refusal: str | None = None) -> str:
     """Append REQUEST to TICKET and apply what it tells us; the input's outcome sentence.
 
-    CONTEXT is None only where no policy applies (threading checked on its own).
+    CONTEXT is None only where no policy applies (threading checked on its own). REFUSAL says
+    why the reply may not change the ticket ([trust]): it is then kept as a note only.
     """
     ticket_id = int(ticket.id or 0)
     kind = "reply" if request.kind == "normal" else request.kind
@@ -45,6 +46,12 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
     outcome = f"added to {ticket.number} as {kind}"
     if kind == "bounce":
         outcome += _record_bounce(session, ticket, request, now)
+    elif kind == "reply" and refusal is not None:
+        add_note(ticket, f"{now.isoformat()}: unauthenticated reply"
+                         f" <{request.message_id or '?'}> not counted (no reopening, priority"
+                         f" change or agreement): {refusal}")
+        outcome += ", unauthenticated: kept as a note"
+        log.info("reply.unauthenticated", ticket=ticket.number, reason=refusal)
     elif kind == "reply" and context is not None:
         if ticket.status in (RESOLVED, CLOSED):
             apply_to(session, ticket, TicketEventIn(

@@ -47,6 +47,7 @@ class Pending:
     last_error: str | None = None
     ticket_id: int | None = None
     processed_at: datetime | None = None
+    authentication: str | None = None  # JSON, gateway/intake/sender_auth.py
 
 
 def decide(request: Request, context: Context, received_at: datetime,

@@ -11,11 +11,15 @@ from sqlmodel import col, select
 
 from gateway.clock import iso_utc
 from gateway.store.db import read_transaction
-from gateway.store.models import Ticket, TicketEvent, TicketMessage
+from gateway.store.models import Input, Ticket, TicketEvent, TicketMessage
 
 
 def ticket_json(ticket: Ticket, messages: list[TicketMessage],
-                history: list[TicketEvent] | None = None) -> dict[str, Any]:
+                history: list[TicketEvent] | None = None,
+                authentication: dict[int, Any] | None = None) -> dict[str, Any]:
+    """AUTHENTICATION: the inputs' sender authentication by input id (`tickets show`)."""
+    shown = {} if authentication is None else {"authentication": next(
+        (authentication.get(m.input_id or 0) for m in messages if m.direction == "in"), None)}
     return {
         "number": ticket.number,
         "channel": ticket.channel,
@@ -43,9 +47,12 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage],
         "manager_cc": ticket.manager_cc,
         "messages": [
             {"message_id": f"<{m.message_id}>" if m.message_id else None,
-             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at)}
+             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at),
+             **({} if authentication is None or m.direction != "in" else
+                {"authentication": authentication.get(m.input_id or 0)})}
             for m in messages
         ],
+        **shown,
         "history": [{"at": iso_utc(e.at), "event": e.kind, "actor": e.actor,
                      **json.loads(e.details)} for e in history or []],
     }
@@ -93,4 +100,7 @@ def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
         history = list(session.exec(select(TicketEvent)
                                     .where(TicketEvent.ticket_id == ticket.id)
                                     .order_by(col(TicketEvent.id))))
-        return ticket_json(ticket, messages, history)
+        inputs = [m.input_id for m in messages if m.input_id is not None]
+        authentication = {int(i or 0): json.loads(a) for i, a in session.exec(
+            select(Input.id, Input.authentication).where(col(Input.id).in_(inputs))) if a}
+        return ticket_json(ticket, messages, history, authentication)

@@ -10,6 +10,7 @@ import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +20,10 @@ from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event
 from gateway.http.services import Services
 from gateway.http.signatures import check_bearer
+from gateway.store.db import read_transaction
+from gateway.tickets.content import find_attachment
 from gateway.tickets.view import list_tickets, show_ticket
+from parsers.attachments import AttachedFile
 from parsers.telephony import PayloadError, read_event
 
 
@@ -84,10 +88,35 @@ async def get_tickets(request: Request, status: str | None = None, customer: str
 
 
 @router.get("/tickets/{number}", summary="One ticket as in CONTRACT.md")
-async def get_ticket(number: str, request: Request) -> JSONResponse:
+async def get_ticket(number: str, request: Request, full: bool = False) -> JSONResponse:
+    """`full=true` adds each message's whole original text (`full_text`)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", number):
         raise Refused(404, "no such ticket")
-    ticket = await asyncio.to_thread(show_ticket, services_of(request).db.engine, number)
+    ticket = await asyncio.to_thread(show_ticket, services_of(request).db.engine, number,
+                                     full=full)
     if ticket is None:
         raise Refused(404, "no such ticket")
     return JSONResponse(ticket)
+
+
+@router.get("/tickets/{number}/attachments/{attachment_id}",
+            summary="An attachment's bytes, with its content type")
+async def get_attachment(number: str, attachment_id: str, request: Request) -> Response:
+    found = await asyncio.to_thread(_attachment, services_of(request), number, attachment_id)
+    if found is None:
+        raise Refused(404, f"no attachment {attachment_id} in ticket {number}")
+    return Response(found.data, media_type=found.content_type,
+                    headers={"Content-Disposition": content_disposition(found.filename)})
+
+
+def _attachment(services: Services, number: str, attachment_id: str) -> AttachedFile | None:
+    with read_transaction(services.db.engine) as session:
+        return find_attachment(session, number, attachment_id)
+
+
+def content_disposition(filename: str | None) -> str:
+    """RFC 6266: an ASCII fallback and the UTF-8 name (RFC 5987)."""
+    if not filename:
+        return "attachment"
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

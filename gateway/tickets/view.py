@@ -12,10 +12,13 @@ from sqlmodel import col, select
 from gateway.clock import iso_utc
 from gateway.store.db import read_transaction
 from gateway.store.models import Ticket, TicketEvent, TicketMessage
+from gateway.tickets.content import message_details
 
 
 def ticket_json(ticket: Ticket, messages: list[TicketMessage],
-                history: list[TicketEvent] | None = None) -> dict[str, Any]:
+                history: list[TicketEvent] | None = None,
+                details: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """CONTRACT.md's ticket; DETAILS (by message row id) adds what each message says."""
     return {
         "number": ticket.number,
         "channel": ticket.channel,
@@ -42,8 +45,9 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage],
         "assignee": ticket.assignee,
         "manager_cc": ticket.manager_cc,
         "messages": [
-            {"message_id": f"<{m.message_id}>" if m.message_id else None,
-             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at)}
+            {"id": m.id, "message_id": f"<{m.message_id}>" if m.message_id else None,
+             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at),
+             "text": m.body, **(details or {}).get(m.id or 0, {})}
             for m in messages
         ],
         "history": [{"at": iso_utc(e.at), "event": e.kind, "actor": e.actor,
@@ -82,7 +86,9 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
                 for t in tickets]
 
 
-def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
+def show_ticket(engine: Engine, number: str, *, full: bool = False) -> dict[str, Any] | None:
+    """One ticket with what its messages say (sender, new text, attachments; with FULL the
+    whole original text too), or None."""
     with read_transaction(engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())).first()
         if ticket is None:
@@ -93,4 +99,4 @@ def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
         history = list(session.exec(select(TicketEvent)
                                     .where(TicketEvent.ticket_id == ticket.id)
                                     .order_by(col(TicketEvent.id))))
-        return ticket_json(ticket, messages, history)
+        return ticket_json(ticket, messages, history, message_details(session, messages, full))

@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     qretry.add_argument("id", nargs="?", type=int)
     qretry.add_argument("--all", action="store_true")
 
+    from gateway.cli.events_commands import add_events_commands
+
+    add_events_commands(commands)
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)

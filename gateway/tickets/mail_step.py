@@ -8,6 +8,7 @@ import structlog
 from sqlmodel import Session
 
 from gateway.outbox.compose import safe_address
+from gateway.store.feed import publish
 from gateway.store.models import PENDING_REGISTRATION
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import accept_by_reply
@@ -112,6 +113,7 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
                 message_id=message_id, at=now))
     add_messages(session, messages)
     link_ids(session, ticket.id, ids)
+    publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
     finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              priority=ticket.priority, customer=ticket.customer_id,

@@ -1,0 +1,64 @@
+"""A ticket as CONTRACT.md's JSON, from its rows: what the API, the CLI and the feed show."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from gateway.clock import iso_utc
+from gateway.store.models import Ticket, TicketEvent, TicketMessage
+
+
+def ticket_json(ticket: Ticket, messages: list[TicketMessage],
+                history: list[TicketEvent] | None = None,
+                details: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """CONTRACT.md's ticket; DETAILS (by message row id) adds what each message says."""
+    return {
+        "number": ticket.number,
+        "channel": ticket.channel,
+        "status": ticket.status,
+        "customer": ticket.customer_id,
+        "tier": ticket.tier,
+        "request_type": ticket.request_type,
+        "priority": ticket.priority,
+        "declared_priority": ticket.declared_priority,
+        "subject": ticket.subject,
+        "requester": {"name": ticket.requester_name, "email": ticket.requester_email,
+                      "phone": ticket.requester_phone},
+        "received_at": iso_utc(ticket.received_at),
+        "registered_at": iso_utc(ticket.registered_at),
+        "reaction_due": iso_utc(ticket.reaction_due),
+        "resolution_due": iso_utc(ticket.resolution_due),
+        "acknowledged_at": iso_utc(ticket.acknowledged_at),
+        "resolved_at": iso_utc(ticket.resolved_at),
+        "closed_at": iso_utc(ticket.closed_at),
+        "reasons": json.loads(ticket.reasons),
+        "notes": json.loads(ticket.notes),
+        "follows_up": ticket.follows_up,
+        "tags": json.loads(ticket.tags),
+        "assignee": ticket.assignee,
+        "manager_cc": ticket.manager_cc,
+        "messages": [
+            {"id": m.id, "message_id": f"<{m.message_id}>" if m.message_id else None,
+             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at),
+             "text": m.body, **(details or {}).get(m.id or 0, {})}
+            for m in messages
+        ],
+        "history": [{"at": iso_utc(e.at), "event": e.kind, "actor": e.actor,
+                     **json.loads(e.details)} for e in history or []],
+    }
+
+
+def ticket_snapshot(session: Session, ticket_id: int) -> dict[str, Any] | None:
+    """Ticket TICKET_ID as JSON, read inside the caller's transaction (what it is now)."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    messages = list(session.exec(select(TicketMessage)
+                                 .where(TicketMessage.ticket_id == ticket_id)
+                                 .order_by(col(TicketMessage.id))))
+    history = list(session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
+                                .order_by(col(TicketEvent.id))))
+    return ticket_json(ticket, messages, history)

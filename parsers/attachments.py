@@ -82,10 +82,42 @@ def email_attachments(raw: bytes) -> list[AttachedFile]:
         return []
 
 
+def _as_message(content_type: str, body: bytes) -> bytes:
+    """A multipart/form-data body as a MIME message (its parts are MIME parts already)."""
+    header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n"
+    return header.encode("latin-1", "replace") + body
+
+
 def form_attachments(content_type: str, body: bytes) -> list[AttachedFile]:
     """The files of a multipart/form-data body (fields without a filename are not files)."""
     if not content_type.lower().startswith("multipart/"):
         return []
-    header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1",
-                                                                                 "replace")
-    return email_attachments(header + body)
+    return email_attachments(_as_message(content_type, body))
+
+
+class FormError(ValueError):
+    """A multipart/form-data body that cannot be read."""
+
+
+def form_fields(content_type: str, body: bytes) -> tuple[dict[str, str], int]:
+    """The text fields of a multipart/form-data body (UTF-8) and how many files it has."""
+    message = _parse(_as_message(content_type, body))
+    if not message.is_multipart() or not message.get_param("boundary"):
+        raise FormError("multipart body without a boundary")
+    fields: dict[str, str] = {}
+    files = 0
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_content_disposition() != "form-data" or not isinstance(name, str):
+            raise FormError("a part without Content-Disposition: form-data; name=...")
+        if _filename(part) is not None:
+            files += 1
+            continue
+        payload = part.get_payload(decode=True)
+        try:
+            fields[name] = (payload if isinstance(payload, bytes) else b"").decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormError(f"field {name}: not UTF-8") from None
+    if message.defects:
+        raise FormError(f"malformed multipart body: {message.defects[0].__class__.__name__}")
+    return fields, files

@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.events_commands import add_events_commands
 
     add_events_commands(commands)
+    from gateway.cli.token_commands import add_token_commands
+
+    add_token_commands(commands)
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)

@@ -77,6 +77,8 @@ class HttpSettings(Section):
     admin_token: SecretStr | None = None
     # Larger request bodies are refused with 413 before they are read to the end.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A web form with files (multipart/form-data to /api/v1/requests) may be this large.
+    max_upload_bytes: int = Field(default=26_214_400, gt=0)
     # Signed timestamps (generic provider) are accepted this far from our clock, either way.
     replay_window_s: int = Field(default=300, gt=0)
 

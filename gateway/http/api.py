@@ -19,11 +19,11 @@ from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event
 from gateway.http.services import Services
-from gateway.http.signatures import check_bearer
+from gateway.http.tokens import Scope, identify, require
 from gateway.store.db import read_transaction
 from gateway.tickets.content import find_attachment
 from gateway.tickets.view import list_tickets, show_ticket
-from parsers.attachments import AttachedFile
+from parsers.attachments import AttachedFile, FormError, form_fields
 from parsers.telephony import PayloadError, read_event
 
 
@@ -32,12 +32,30 @@ def services_of(request: Request) -> Services:
     return services
 
 
-def require_admin(request: Request) -> None:
-    """Every /api/v1 route: Authorization: Bearer <admin token>."""
-    check_bearer(services_of(request).admin_token, request.headers.get("authorization"))
+# The scope each route needs (by method and path); anything not listed needs admin.
+_SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/api/v1/requests"): "intake",
+    ("GET", "/api/v1/tickets"): "read",
+    ("GET", "/api/v1/tickets/{number}"): "read",
+    ("GET", "/api/v1/tickets/{number}/attachments/{attachment_id}"): "read",
+    ("GET", "/api/v1/events"): "read",
+    ("GET", "/api/v1/reports/sla"): "read",
+    ("POST", "/api/v1/rules/explain"): "read",
+}
 
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)], tags=["api"])
+async def require_scope(request: Request) -> None:
+    """Every /api/v1 route: Authorization: Bearer <token> whose scope allows the route."""
+    services = services_of(request)
+    caller = await asyncio.to_thread(identify, services.db.engine, services.admin_token,
+                                     request.headers.get("authorization"))
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    require(caller, _SCOPES.get((request.method, path), "admin"))
+    request.state.caller = caller
+
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_scope)], tags=["api"])
 
 _REQUEST_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "properties": {
@@ -57,12 +75,20 @@ _REQUEST_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
 @router.post("/requests", openapi_extra=_REQUEST_DOC, summary="A web form's or chat bot's request")
 async def post_request(request: Request) -> Response:
     services = services_of(request)
-    body = await read_body(request, services.settings.http.max_body_bytes)
     content_type = request.headers.get("content-type", "application/json")
+    upload = content_type.lower().startswith("multipart/form-data")
+    http = services.settings.http
+    body = await read_body(request, http.max_upload_bytes if upload else http.max_body_bytes)
     try:
         event = read_event("web", "web", content_type, body, channel="web")
-    except PayloadError as error:
-        raise Refused(422, error.problem, error.field) from None
+        files = form_fields(content_type, body)[1] if upload else 0
+    except (PayloadError, FormError) as error:
+        field = error.field if isinstance(error, PayloadError) else "body"
+        problem = error.problem if isinstance(error, PayloadError) else str(error)
+        raise Refused(422, problem, field) from None
+    if files > services.settings.limits.attachments:
+        raise Refused(422, f"{files} files, at most {services.settings.limits.attachments}",
+                      "attachments")
     peer = request.client.host if request.client else None
     return await accept_event(services, event, content_type, body, peer)
 

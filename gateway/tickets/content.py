@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from sqlmodel import Session, col, select
 from gateway.store.models import Input, InputBody, OutboxItem, Ticket, TicketMessage
 from parsers.attachments import AttachedFile, email_attachments, form_attachments
 from parsers.email import parse_email
-from parsers.telephony import PayloadError, parse_stored
+from parsers.telephony import PayloadError, parse_stored, stored_body
 
 # An attachment's id: the ticket message's row id and the file's position in it ("12.1").
 _ATTACHMENT_ID = re.compile(r"(\d{1,18})\.(\d{1,6})")
@@ -27,13 +26,6 @@ class MessageContent:
     text: str
     full_text: str
     attachments: list[AttachedFile]
-
-
-def stored_form_body(stored: dict[str, Any]) -> bytes:
-    """The body of a stored web or phone input as received (binary forms are kept base64)."""
-    if "body_base64" in stored:
-        return base64.b64decode(stored["body_base64"])
-    return str(stored.get("body", "")).encode("utf-8")
 
 
 def read_content(raw: bytes, channel: str) -> MessageContent:
@@ -51,7 +43,7 @@ def read_content(raw: bytes, channel: str) -> MessageContent:
         return MessageContent(None, "", "", [])
     sender = {"name": call.sender.name if call.sender else None,
               "address": call.sender.address if call.sender else None, "phone": call.phone}
-    files = form_attachments(str(stored.get("content_type", "")), stored_form_body(stored))
+    files = form_attachments(str(stored.get("content_type", "")), stored_body(stored))
     return MessageContent(sender, call.text, call.text, files)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,6 +45,40 @@ def cmd_events(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    from gateway.clock import SystemClock
+    from gateway.outbox.webhooks import redeliver
+
+    if args.dead == (args.id is not None):
+        print("intake-gateway: give an event ID or --dead", file=sys.stderr)
+        return EXIT_USAGE
+    count = redeliver(open_engine(loaded_settings(args)), SystemClock().now(), args.id,
+                      args.dead)
+    if count == 0:
+        what = "no dead deliveries" if args.dead else f"no deliveries of event {args.id}"
+        print(f"intake-gateway: {what} (a delivery being sent right now is left to finish)",
+              file=sys.stderr)
+        return EXIT_FAILURE if not args.dead else EXIT_OK
+    print(f"{count} deliver{'y' if count == 1 else 'ies'} queued again; the daemon sends "
+          "them within a second")
+    return EXIT_OK
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    from gateway.outbox.webhooks import list_deliveries
+
+    rows = list_deliveries(open_engine(loaded_settings(args)), "dead" if args.dead else None)
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['id']:>7}  event {row['event_id']:<7} {row['subscription']:<16} "
+              f"{row['ticket_number'] or '-':<11} {row['status']:<9} "
+              f"attempts {row['attempts']:<3} {row['last_error'] or ''}".rstrip())
+    return EXIT_OK
+
+
 def add_events_commands(commands: Any) -> argparse.ArgumentParser:
     """`events [--after ID] [--follow] [--json]`; the parser, for more subcommands."""
     events: argparse.ArgumentParser = commands.add_parser(
@@ -52,4 +87,13 @@ def add_events_commands(commands: Any) -> argparse.ArgumentParser:
     events.add_argument("--after", type=int, default=0, help="only events with a higher id")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub = events.add_subparsers(dest="events_command", required=False)
+    again = sub.add_parser("redeliver", help="send an event's webhooks again, or every dead one")
+    again.set_defaults(handler=cmd_redeliver)
+    again.add_argument("id", nargs="?", type=int)
+    again.add_argument("--dead", action="store_true", help="every dead letter")
+    listing = sub.add_parser("deliveries", help="webhook deliveries, newest first")
+    listing.set_defaults(handler=cmd_deliveries)
+    listing.add_argument("--dead", action="store_true", help="only the dead letters")
+    listing.add_argument("--json", action="store_true")
     return events

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.subscriptions import SubscriptionSettings
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
 CONFIG_ENV = "INTAKE_GATEWAY_CONFIG"
@@ -232,6 +233,7 @@ class Settings(Section):
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     outgoing: OutgoingSettings = OutgoingSettings()
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
@@ -244,6 +246,14 @@ class Settings(Section):
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"webhook names must be unique: {', '.join(duplicates)}")
         return hooks
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique_subscriptions(cls, subs: list[SubscriptionSettings]) -> list[SubscriptionSettings]:
+        names = [s.name for s in subs]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
+        return subs
 
     def database_url(self) -> str:
         if self.database.url:

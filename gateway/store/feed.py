@@ -1,27 +1,29 @@
 """The event feed: what happened to tickets and inputs, written in the commit that did it.
 
-Readers page through it by id (`after`); webhook subscriptions are planned from it. An event
-carries the ticket's JSON as it was in that commit, so a reader never has to ask again.
+Readers page through it by id (`after`); each event's webhook deliveries are planned with
+it. An event carries the ticket's JSON as it was in that commit, so a reader never has to
+ask again.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, literal, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
 from gateway.store.db import read_transaction
-from gateway.store.models import FeedEvent, Ticket
+from gateway.store.event_types import EVENT_TYPES
+from gateway.store.models import PENDING, Delivery, FeedEvent, Subscription
 from gateway.store.ticket_json import ticket_snapshot
 
-EVENT_TYPES: Final = (
-    "ticket.registered", "ticket.message_added", "ticket.priority_changed",
-    "ticket.status_changed", "sla.acknowledged", "sla.at_risk", "sla.breached",
-    "input.quarantined", "call.missed")
+_DELIVERIES = Delivery.__table__  # type: ignore[attr-defined]
+_SUBSCRIPTIONS = Subscription.__table__  # type: ignore[attr-defined]
 
 
 def publish(session: Session, event_type: str, at: datetime, *, ticket_id: int | None = None,
@@ -30,10 +32,21 @@ def publish(session: Session, event_type: str, at: datetime, *, ticket_id: int |
     assert event_type in EVENT_TYPES, event_type
     ticket = ticket_snapshot(session, ticket_id) if ticket_id is not None else None
     data = {"ticket": ticket, "details": details}
-    session.add(FeedEvent(type=event_type, at=at, input_id=input_id,
-                          ticket_number=ticket["number"] if ticket else None,
-                          data=json.dumps(data, ensure_ascii=False, default=_json)))
+    event = FeedEvent(type=event_type, at=at, input_id=input_id,
+                      ticket_number=ticket["number"] if ticket else None,
+                      data=json.dumps(data, ensure_ascii=False, default=_json))
+    session.add(event)
     session.flush()
+    # Each subscription that wants it owes a delivery, planned in this very commit.
+    session.execute(insert(_DELIVERIES).from_select(
+        ["subscription", "event_id", "ticket_number", "status", "attempts", "next_attempt_at",
+         "created_at"],
+        sa_select(_SUBSCRIPTIONS.c.name, literal(event.id), literal(event.ticket_number),
+                  literal(PENDING), literal(0), literal(at, UTCDateTime()),
+                  literal(at, UTCDateTime()))
+        .where(_SUBSCRIPTIONS.c.active.is_(True))
+        .where(or_(_SUBSCRIPTIONS.c.events.is_(None),
+                   _SUBSCRIPTIONS.c.events.like(f"%,{event_type},%")))))
 
 
 def _json(value: object) -> object:
@@ -54,7 +67,3 @@ def read_events(engine: Engine, after: int = 0, limit: int = 100) -> list[dict[s
         rows = session.exec(select(FeedEvent).where(col(FeedEvent.id) > after)
                             .order_by(col(FeedEvent.id)).limit(limit)).all()
         return [event_json(row) for row in rows]
-
-
-def ticket_number_of(session: Session, ticket_id: int) -> str | None:
-    return session.exec(select(Ticket.number).where(Ticket.id == ticket_id)).first()

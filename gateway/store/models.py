@@ -257,13 +257,16 @@ class Delivery(SQLModel, table=True):
     delivered_at: datetime | None = None
 
 
-class SubscriptionCursor(SQLModel, table=True):
-    """How far a subscription's deliveries have been planned in the feed."""
+class Subscription(SQLModel, table=True):
+    """A mirror of `[[subscriptions]]`: the feed's writers plan each event's deliveries from
+    it in their own commit, so no event is missed whatever order commits come in."""
 
-    __tablename__ = "subscription_cursors"
+    __tablename__ = "subscriptions"
 
     name: str = Field(primary_key=True, max_length=128)
-    last_event_id: int = 0
+    # ",ticket.registered,sla.breached," (matched with LIKE); NULL: every event.
+    events: str | None = Field(default=None, sa_column=Column(Text))
+    active: bool = True
 
 
 class ApiToken(SQLModel, table=True):

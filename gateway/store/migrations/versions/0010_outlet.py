@@ -1,4 +1,4 @@
-"""outlet: the event feed, webhook deliveries and their cursors, scoped API tokens
+"""outlet: the event feed, webhook subscriptions and deliveries, scoped API tokens
 
 Revision ID: 0010
 Revises: 0006
@@ -44,9 +44,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('subscription', 'event_id', name='uq_delivery')
     )
     op.create_index('ix_deliveries_due', 'deliveries', ['status', 'next_attempt_at'])
-    op.create_table('subscription_cursors',
+    op.create_table('subscriptions',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-    sa.Column('last_event_id', sa.Integer(), nullable=False),
+    sa.Column('events', sa.Text(), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('api_tokens',
@@ -62,7 +63,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('api_tokens')
-    op.drop_table('subscription_cursors')
+    op.drop_table('subscriptions')
     op.drop_index('ix_deliveries_due', table_name='deliveries')
     op.drop_table('deliveries')
     op.drop_index('ix_feed_events_ticket_number', table_name='feed_events')

@@ -21,6 +21,7 @@ from gateway.tickets.registration import (
     register,
 )
 from gateway.tickets.replies import add_to_ticket, is_closed
+from gateway.tickets.staff_notices import tell_named_people
 from gateway.tickets.step import Held, Pending, decide, enqueue_acknowledgement, finish
 from parsers.model import Request
 from rules.engine import Decision
@@ -114,6 +115,7 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     add_messages(session, messages)
     link_ids(session, ticket.id, ids)
     publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
+    enqueued += tell_named_people(session, ticket.id, context)
     finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              priority=ticket.priority, customer=ticket.customer_id,

@@ -20,6 +20,7 @@ from gateway.tickets.registration import (
     message_row,
     register,
 )
+from gateway.tickets.staff_notices import tell_named_people
 from gateway.tickets.step import Pending, decide, enqueue_acknowledgement, finish
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
@@ -140,6 +141,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     # The call id (as a Message-ID) joins the call's later events to this ticket.
     link_ids(session, ticket.id, thread_ids(request))
     publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
+    enqueued += tell_named_people(session, ticket.id, context)
     if request.event == "missed":
         publish(session, "call.missed", now, ticket_id=ticket.id, input_id=item.id,
                 caller=request.phone)

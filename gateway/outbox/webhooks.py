@@ -15,9 +15,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 from sqlalchemy import Engine, and_, exists, or_, update
 from sqlalchemy import select as sa_select
@@ -38,6 +37,9 @@ from gateway.store.models import (
     FeedEvent,
     Subscription,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger("gateway.webhooks")
 
@@ -159,6 +161,7 @@ def record(engine: Engine, results: Sequence[Sent], now: datetime,
 async def send(client: httpx.AsyncClient, sub: SubscriptionSettings, item: Claimed,
                at: datetime) -> Sent:
     """POST one delivery; the error in words, or None for a 2xx answer."""
+    import httpx
     message_id = f"evt_{item.event_id}"
     signature = Webhook(sub.secret.get_secret_value()).sign(message_id, at, item.body)
     headers = {"content-type": "application/json", "webhook-id": message_id,
@@ -206,6 +209,11 @@ class WebhookDispatcher:
             if not claimed:
                 return 0
             if self._client is None:
+                # Imported at the first delivery: httpx loads its command line's console
+                # libraries (rich, pygments) when they are installed, which a daemon without
+                # subscriptions should not carry.
+                import httpx
+
                 self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
             by_name = {s.name: s for s in self._subscriptions}
             gate = asyncio.Semaphore(CONCURRENCY)

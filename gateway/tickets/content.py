@@ -11,7 +11,6 @@ from sqlmodel import Session, col, select
 
 from gateway.store.models import Input, InputBody, OutboxItem, Ticket, TicketMessage
 from parsers.attachments import AttachedFile, email_attachments, form_attachments
-from parsers.email import parse_email
 from parsers.telephony import PayloadError, parse_stored, stored_body
 
 # An attachment's id: the ticket message's row id and the file's position in it ("12.1").
@@ -31,6 +30,10 @@ class MessageContent:
 def read_content(raw: bytes, channel: str) -> MessageContent:
     """Parse stored bytes of CHANNEL (e-mail as RFC 5322, phone and web as our envelope)."""
     if channel == "email":
+        # Imported here: the daemon leaves parsing (flanker and all) to its workers and
+        # loads the mail parser only when someone asks to see a ticket.
+        from parsers.email import parse_email
+
         request = parse_email(raw)
         sender = ({"name": request.sender.name, "address": request.sender.address,
                    "phone": None} if request.sender else None)

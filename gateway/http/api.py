@@ -19,7 +19,7 @@ from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event
 from gateway.http.services import Services
-from gateway.http.tokens import Scope, identify, require
+from gateway.http.tokens import Scope, configured_admin, identify, require
 from gateway.store.db import read_transaction
 from gateway.tickets.content import find_attachment
 from gateway.tickets.view import list_tickets, show_ticket
@@ -47,8 +47,12 @@ _SCOPES: dict[tuple[str, str], Scope] = {
 async def require_scope(request: Request) -> None:
     """Every /api/v1 route: Authorization: Bearer <token> whose scope allows the route."""
     services = services_of(request)
-    caller = await asyncio.to_thread(identify, services.db.engine, services.admin_token,
-                                     request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    # The configured token is checked here; a scoped one is looked up off the event loop.
+    caller = configured_admin(services.admin_token, authorization)
+    if caller is None:
+        caller = await asyncio.to_thread(identify, services.db.engine, services.admin_token,
+                                         authorization)
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     require(caller, _SCOPES.get((request.method, path), "admin"))
@@ -57,17 +61,20 @@ async def require_scope(request: Request) -> None:
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_scope)], tags=["api"])
 
+_WEB_REQUEST: dict[str, Any] = {"type": "object", "properties": {
+    "request_id": {"type": "string"}, "subject": {"type": "string"},
+    "description": {"type": "string"}, "contact_email": {"type": "string"},
+    "name": {"type": "string"}, "phone": {"type": "string"}, "customer": {"type": "string"},
+    "declared_priority": {"enum": ["critical", "high", "medium", "low"]}},
+    "required": ["subject"]}
 _REQUEST_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "properties": {
-        "request_id": {"type": "string"}, "subject": {"type": "string"},
-        "description": {"type": "string"}, "contact_email": {"type": "string"},
-        "name": {"type": "string"}, "phone": {"type": "string"},
-        "customer": {"type": "string"},
-        "declared_priority": {"enum": ["critical", "high", "medium", "low"]}},
-        "required": ["subject"]}}}},
+    "application/json": {"schema": _WEB_REQUEST},
+    # A web form with files: the same fields, and each file an attachment of the ticket.
+    "multipart/form-data": {"schema": _WEB_REQUEST}}},
     "responses": {"202": {"description": "stored; a ticket follows"},
                   "200": {"description": "this request_id was stored before"},
-                  "401": {"description": "missing or bad bearer token"},
+                  "401": {"description": "missing, bad or revoked bearer token"},
+                  "403": {"description": "the token lacks scope intake (`field`: scope)"},
                   "413": {"description": "body over the limit"},
                   "422": {"description": "malformed body; `field` names what is wrong"}}}
 

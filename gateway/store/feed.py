@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, literal, or_
+from sqlalchemy import Engine, Integer, String, bindparam, insert, literal, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -20,33 +20,41 @@ from gateway.clock import iso_utc
 from gateway.store.db import read_transaction
 from gateway.store.event_types import EVENT_TYPES
 from gateway.store.models import PENDING, Delivery, FeedEvent, Subscription
+from gateway.store.prepared import Prepared
 from gateway.store.ticket_json import ticket_snapshot
 
 _DELIVERIES = Delivery.__table__  # type: ignore[attr-defined]
 _SUBSCRIPTIONS = Subscription.__table__  # type: ignore[attr-defined]
 
 
+_FEED = FeedEvent.__table__  # type: ignore[attr-defined]
+# On the driver's cursor (see Prepared): they run for every registration.
+_INSERT_EVENT = Prepared(insert(_FEED).returning(_FEED.c.id))
+_PLAN_DELIVERIES = Prepared(insert(_DELIVERIES).from_select(
+    ["subscription", "event_id", "ticket_number", "status", "attempts", "next_attempt_at",
+     "created_at"],
+    sa_select(_SUBSCRIPTIONS.c.name, bindparam("event_id", type_=Integer()),
+              bindparam("number", type_=String()), literal(PENDING), literal(0),
+              bindparam("at", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime()))
+    .where(_SUBSCRIPTIONS.c.active.is_(True))
+    .where(or_(_SUBSCRIPTIONS.c.events.is_(None),
+               _SUBSCRIPTIONS.c.events.like(bindparam("pattern", type_=String()))))))
+
+
 def publish(session: Session, event_type: str, at: datetime, *, ticket_id: int | None = None,
             input_id: int | None = None, **details: Any) -> None:
-    """Add one event in the caller's transaction (it commits or rolls back with the change)."""
+    """Add one event in the caller's transaction (it commits or rolls back with the change),
+    and the deliveries each subscription that wants it is owed."""
     assert event_type in EVENT_TYPES, event_type
     ticket = ticket_snapshot(session, ticket_id) if ticket_id is not None else None
     data = {"ticket": ticket, "details": details}
-    event = FeedEvent(type=event_type, at=at, input_id=input_id,
-                      ticket_number=ticket["number"] if ticket else None,
-                      data=json.dumps(data, ensure_ascii=False, default=_json))
-    session.add(event)
-    session.flush()
-    # Each subscription that wants it owes a delivery, planned in this very commit.
-    session.execute(insert(_DELIVERIES).from_select(
-        ["subscription", "event_id", "ticket_number", "status", "attempts", "next_attempt_at",
-         "created_at"],
-        sa_select(_SUBSCRIPTIONS.c.name, literal(event.id), literal(event.ticket_number),
-                  literal(PENDING), literal(0), literal(at, UTCDateTime()),
-                  literal(at, UTCDateTime()))
-        .where(_SUBSCRIPTIONS.c.active.is_(True))
-        .where(or_(_SUBSCRIPTIONS.c.events.is_(None),
-                   _SUBSCRIPTIONS.c.events.like(f"%,{event_type},%")))))
+    number = ticket["number"] if ticket else None
+    connection = session.connection()
+    event_id = _INSERT_EVENT.execute(connection, {
+        "type": event_type, "at": at, "input_id": input_id, "ticket_number": number,
+        "data": json.dumps(data, ensure_ascii=False, default=_json)}).fetchone()[0]
+    _PLAN_DELIVERIES.execute(connection, {"event_id": event_id, "number": number, "at": at,
+                                          "pattern": f"%,{event_type},%"})
 
 
 def _json(value: object) -> object:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session
 
 from gateway.clock import iso_utc
 from gateway.store.models import Ticket, TicketEvent, TicketMessage
@@ -51,14 +52,24 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage],
     }
 
 
+_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+_MESSAGES = TicketMessage.__table__  # type: ignore[attr-defined]
+_HISTORY = TicketEvent.__table__  # type: ignore[attr-defined]
+
+
 def ticket_snapshot(session: Session, ticket_id: int) -> dict[str, Any] | None:
-    """Ticket TICKET_ID as JSON, read inside the caller's transaction (what it is now)."""
-    ticket = session.get(Ticket, ticket_id)
+    """Ticket TICKET_ID as JSON, read inside the caller's transaction (what it is now).
+
+    Core rows, not ORM objects: this runs for every event of every registration, and the
+    ORM's identity map and loading cost several times the three small queries."""
+    session.flush()  # the caller's ORM changes (a lifecycle event) are in the rows read
+    connection = session.connection()
+    ticket = connection.execute(sa_select(_TICKETS).where(_TICKETS.c.id == ticket_id)).first()
     if ticket is None:
         return None
-    messages = list(session.exec(select(TicketMessage)
-                                 .where(TicketMessage.ticket_id == ticket_id)
-                                 .order_by(col(TicketMessage.id))))
-    history = list(session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
-                                .order_by(col(TicketEvent.id))))
-    return ticket_json(ticket, messages, history)
+    messages = connection.execute(sa_select(_MESSAGES).where(_MESSAGES.c.ticket_id == ticket_id)
+                                  .order_by(_MESSAGES.c.id)).all()
+    history = connection.execute(sa_select(_HISTORY).where(_HISTORY.c.ticket_id == ticket_id)
+                                 .order_by(_HISTORY.c.id)).all()
+    # Rows carry the same attributes as the ORM objects ticket_json reads.
+    return ticket_json(ticket, messages, history)  # type: ignore[arg-type]

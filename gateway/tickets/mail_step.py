@@ -115,7 +115,8 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     add_messages(session, messages)
     link_ids(session, ticket.id, ids)
     publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
-    enqueued += tell_named_people(session, ticket.id, context)
+    if customer is not None and (decision.assign_engineer or decision.copy_manager):
+        enqueued += tell_named_people(session, ticket.id, context)
     finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              priority=ticket.priority, customer=ticket.customer_id,

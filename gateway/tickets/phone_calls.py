@@ -141,7 +141,8 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     # The call id (as a Message-ID) joins the call's later events to this ticket.
     link_ids(session, ticket.id, thread_ids(request))
     publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
-    enqueued += tell_named_people(session, ticket.id, context)
+    if customer is not None and (decision.assign_engineer or decision.copy_manager):
+        enqueued += tell_named_people(session, ticket.id, context)
     if request.event == "missed":
         publish(session, "call.missed", now, ticket_id=ticket.id, input_id=item.id,
                 caller=request.phone)

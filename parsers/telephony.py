@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from parsers.attachments import FormError, form_fields
 from parsers.model import PRIORITIES, Address, Channel, Request
 from parsers.phones import to_e164
 
@@ -83,7 +85,14 @@ class CallRequest(Request):
 # ---- reading bodies -------------------------------------------------------------------------
 
 def read_body(content_type: str, body: bytes) -> dict[str, Any]:
-    """A JSON object or a form as a dict; PayloadError("body", ...) otherwise."""
+    """A JSON object or a form as a dict; PayloadError("body", ...) otherwise. A
+    multipart/form-data body gives its text fields (its files are read from the stored body
+    when asked for: `parsers.attachments.form_attachments`)."""
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        try:
+            return form_fields(content_type, body)[0]
+        except FormError as error:
+            raise PayloadError("body", str(error)) from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -348,16 +357,28 @@ def read_event(provider: str, hook: str, content_type: str, body: bytes,
 def envelope(provider: str, hook: str, content_type: str, body: bytes,
              mapping: dict[str, str] | None = None, channel: Channel = "phone") -> bytes:
     """What the intake door stores: the body as received plus how to read it again."""
-    return json.dumps({"provider": provider, "hook": hook, "content_type": content_type,
-                       "channel": channel, "mapping": mapping or {},
-                       "body": body.decode("utf-8")}, ensure_ascii=False).encode("utf-8")
+    stored: dict[str, Any] = {"provider": provider, "hook": hook, "content_type": content_type,
+                              "channel": channel, "mapping": mapping or {}}
+    try:
+        stored["body"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # A form with files: the bytes exactly as received.
+        stored["body_base64"] = base64.b64encode(body).decode("ascii")
+    return json.dumps(stored, ensure_ascii=False).encode("utf-8")
+
+
+def stored_body(stored: dict[str, Any]) -> bytes:
+    """The body of a stored envelope, as received."""
+    if "body_base64" in stored:
+        return base64.b64decode(stored["body_base64"])
+    return str(stored.get("body", "")).encode("utf-8")
 
 
 def parse_stored(raw: bytes) -> CallRequest:
     """The Request of a stored phone or web input (processing calls this)."""
     stored = json.loads(raw)
     event = read_event(stored["provider"], stored["hook"], stored["content_type"],
-                       stored["body"].encode("utf-8"), stored.get("mapping") or {},
+                       stored_body(stored), stored.get("mapping") or {},
                        stored.get("channel", "phone"))
     return request_of(event)
 

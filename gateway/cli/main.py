@@ -135,29 +135,6 @@ def cmd_tickets_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_tickets_show(args: argparse.Namespace) -> int:
-    from gateway.tickets.view import show_ticket
-
-    ticket = show_ticket(_engine(args), args.number)
-    if ticket is None:
-        print(f"intake-gateway: no ticket {args.number}", file=sys.stderr)
-        return EXIT_FAILURE
-    if args.json:
-        _print_json(ticket)
-        return EXIT_OK
-    for key, value in ticket.items():
-        if key not in ("messages", "history"):
-            print(f"{key + ':':<17} {value}")
-    for message in ticket["messages"]:
-        print(f"  {message['received_at']}  {message['direction']:<3} {message['kind']:<15} "
-              f"{message['message_id']}")
-    for entry in ticket["history"]:
-        details = ", ".join(f"{k}={v}" for k, v in entry.items()
-                            if k not in ("at", "event") and v is not None)
-        print(f"  {entry['at']}  {entry['event']:<19} {details}")
-    return EXIT_OK
-
-
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
     from gateway.cli.quarantine import list_quarantine
 
@@ -328,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--customer")
     listing.add_argument("--since", help="ISO 8601 instant with a zone")
     listing.add_argument("--limit", type=int)
-    show = add("show", cmd_tickets_show, "one ticket", tickets_commands)
-    show.add_argument("number")
-    show.add_argument("--json", action="store_true")
+    from gateway.cli.ticket_commands import add_ticket_commands
+
+    add_ticket_commands(tickets_commands)
     event = add("event", cmd_tickets_event, "resolved, closed, reopened, priority_changed, "
                 "priority_proposed", tickets_commands)
     event.add_argument("number")
@@ -355,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("release", cmd_quarantine_release, "register a held input after a human looked",
         quarantine_commands).add_argument("id", type=int)
 
+    from gateway.cli.events_commands import add_events_commands
+
+    add_events_commands(commands)
+    from gateway.cli.token_commands import add_token_commands
+
+    add_token_commands(commands)
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.trust_settings import TrustSettings
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
 
@@ -78,6 +79,8 @@ class HttpSettings(Section):
     admin_token: SecretStr | None = None
     # Larger request bodies are refused with 413 before they are read to the end.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A web form with files (multipart/form-data to /api/v1/requests) may be this large.
+    max_upload_bytes: int = Field(default=26_214_400, gt=0)
     # Signed timestamps (generic provider) are accepted this far from our clock, either way.
     replay_window_s: int = Field(default=300, gt=0)
 
@@ -231,6 +234,7 @@ class Settings(Section):
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     outgoing: OutgoingSettings = OutgoingSettings()
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
@@ -244,6 +248,14 @@ class Settings(Section):
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"webhook names must be unique: {', '.join(duplicates)}")
         return hooks
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique_subscriptions(cls, subs: list[SubscriptionSettings]) -> list[SubscriptionSettings]:
+        names = [s.name for s in subs]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
+        return subs
 
     def database_url(self) -> str:
         if self.database.url:

@@ -30,6 +30,7 @@ from gateway.intake.imap import MailboxWorker, mailbox_workers
 from gateway.intake.smtp import IntakeHandler, start_smtp
 from gateway.outbox.mailer import make_delivery
 from gateway.outbox.sent_journal import SentJournal
+from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
 from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
@@ -88,6 +89,7 @@ class Gateway:
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
                                    journal=self.journal)
+        self.webhooks = WebhookDispatcher(self.db, self.settings.subscriptions, self.clock)
         self._work = asyncio.Event()
         # The context as workers receive it, pickled on first use after each (re)load.
         self._packed_context: PackedContext | None = None
@@ -111,6 +113,7 @@ class Gateway:
         `run_until_idle` is called (tests drive the pipeline step by step that way)."""
         await self._migrate(separately=workers and self.settings.intake.workers > 0)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
+        await self.webhooks.start()
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if self.settings.files.rules is not None:
             watcher = RulesWatcher(self.settings.files.rules, self.reload)
@@ -124,6 +127,7 @@ class Gateway:
         if workers:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox"),
+                            asyncio.create_task(self.webhooks.run(), name="webhooks"),
                             asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
@@ -278,7 +282,7 @@ class Gateway:
         """Process, register, escalate and send everything that is due now (tests, one-shot
         commands)."""
         while (await self.process_once() or await self.sla_once()
-               or await self.outbox.run_once()):
+               or await self.outbox.run_once() or await self.webhooks.run_once()):
             pass
 
     def reload(self) -> bool:
@@ -318,6 +322,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        await self.webhooks.close()
         self.journal.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -19,6 +19,7 @@ from gateway.clock import Clock
 from gateway.outbox.mailer import Delivery, PermanentFailure, TemporaryFailure
 from gateway.outbox.sent_journal import SentJournal, Taken
 from gateway.store.db import Database, read_transaction, transaction
+from gateway.store.feed import publish
 from gateway.store.models import (
     FAILED,
     PENDING,
@@ -160,7 +161,19 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
             connection.execute(update(_OUTBOX).where(_OUTBOX.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
         if acknowledged:
+            # Only a ticket's first acknowledgement is news for the feed.
+            first = set(connection.execute(
+                sa_select(_TICKETS.c.id)
+                .where(_TICKETS.c.id.in_([a["ticket"] for a in acknowledged]))
+                .where(_TICKETS.c.acknowledged_at.is_(None))).scalars())
             connection.execute(_MARK_ACKNOWLEDGED, acknowledged)
+            for outcome in outcomes:
+                ticket_id = outcome.item.ticket_id
+                if (ticket_id in first and outcome.error is None
+                        and outcome.item.kind == "acknowledgement"):
+                    first.discard(ticket_id)
+                    publish(session, "sla.acknowledged", now, ticket_id=ticket_id,
+                            acknowledged_at=outcome.at or now)
 
 
 async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:

@@ -245,3 +245,66 @@ class MailboxCheckpoint(SQLModel, table=True):
     uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     updated_at: datetime
+
+
+class FeedEvent(SQLModel, table=True):
+    """One entry of the event feed, written in the same commit as the change it reports."""
+
+    __tablename__ = "feed_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=40)
+    at: datetime
+    ticket_number: str | None = Field(default=None, max_length=32, index=True)
+    input_id: int | None = None
+    # {"ticket": the ticket's JSON at that moment or null, "details": what changed}.
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+# Webhook delivery statuses: pending -> sending (leased) -> delivered | dead.
+DELIVERED, DEAD = "delivered", "dead"
+
+
+class Delivery(SQLModel, table=True):
+    """One feed event owed to one subscription, until the subscriber says 2xx (or dead)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("subscription", "event_id", name="uq_delivery"),
+                      Index("ix_deliveries_due", "status", "next_attempt_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str = Field(max_length=128)
+    event_id: int = Field(foreign_key="feed_events.id")
+    # Events of one ticket go out in order: a later one waits while an earlier one is owed.
+    ticket_number: str | None = Field(default=None, max_length=32)
+    status: str = Field(default=PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+class Subscription(SQLModel, table=True):
+    """A mirror of `[[subscriptions]]`: the feed's writers plan each event's deliveries from
+    it in their own commit, so no event is missed whatever order commits come in."""
+
+    __tablename__ = "subscriptions"
+
+    name: str = Field(primary_key=True, max_length=128)
+    # ",ticket.registered,sla.breached," (matched with LIKE); NULL: every event.
+    events: str | None = Field(default=None, sa_column=Column(Text))
+    active: bool = True
+
+
+class ApiToken(SQLModel, table=True):
+    """A scoped API token: only its SHA-256 is kept; the token itself was shown once."""
+
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=128)
+    scope: str = Field(max_length=16)
+    token_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -21,6 +21,7 @@ from gateway.clock import iso_utc
 from gateway.sla.deadlines import escalation_instant, schedule
 from gateway.sla.policy import PRIORITIES, Priority
 from gateway.store.db import transaction
+from gateway.store.feed import publish
 from gateway.store.models import (
     CLOSED,
     OPEN_STATUSES,
@@ -133,6 +134,7 @@ def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Co
     now = context.clock.now()
     enqueued = 0
     assert ticket.id is not None
+    status_before = ticket.status
     if event.type == "resolved":
         _require(ticket, (REGISTERED,), "resolve")
         ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
@@ -155,6 +157,12 @@ def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Co
         details = {"reason": event.reason, "status": ticket.status}
     record_event(session, ticket.id, event.type, now, event.actor, **details)
     session.add(ticket)
+    if event.type == "priority_changed":
+        publish(session, "ticket.priority_changed", now, ticket_id=ticket.id,
+                actor=event.actor, **details)
+    elif ticket.status != status_before:
+        publish(session, "ticket.status_changed", now, ticket_id=ticket.id, actor=event.actor,
+                reason=event.reason, status_before=status_before)
     log.info("ticket.event", ticket=ticket.number, type=event.type, actor=event.actor,
              status=ticket.status, priority=ticket.priority)
     return enqueued

@@ -91,7 +91,7 @@ def recipient_blocked(session: Session, recipient: str, now: datetime,
 # Outbox kinds written to our own staff, not to the customer: they cannot start a loop with
 # the customer's mail system, and counting them would let our escalations silence the notices
 # the customer is owed.
-STAFF_KINDS = ("alert", "escalation")
+STAFF_KINDS = ("alert", "escalation", "assignment")
 
 
 def ticket_limit_reached(session: Session, ticket_id: int, now: datetime,

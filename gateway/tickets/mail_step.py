@@ -8,6 +8,7 @@ import structlog
 from sqlmodel import Session
 
 from gateway.outbox.compose import safe_address
+from gateway.store.feed import publish
 from gateway.store.models import PENDING_REGISTRATION
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import accept_by_reply
@@ -20,6 +21,7 @@ from gateway.tickets.registration import (
     register,
 )
 from gateway.tickets.replies import add_to_ticket, is_closed
+from gateway.tickets.staff_notices import tell_named_people
 from gateway.tickets.step import Held, Pending, decide, enqueue_acknowledgement, finish
 from gateway.tickets.trust import hold_reason, loaded, reply_refusal
 from parsers.model import Request
@@ -128,6 +130,9 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
                 message_id=message_id, at=now))
     add_messages(session, messages)
     link_ids(session, ticket.id, ids)
+    publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
+    if customer is not None and (decision.assign_engineer or decision.copy_manager):
+        enqueued += tell_named_people(session, ticket.id, context)
     finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              priority=ticket.priority, customer=ticket.customer_id,

@@ -8,6 +8,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from gateway.config.customers import CustomerEntry, Directory
+from gateway.store.feed import publish
 from gateway.store.models import PENDING_REGISTRATION, REGISTERED, Input, Ticket
 from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
@@ -19,6 +20,7 @@ from gateway.tickets.registration import (
     message_row,
     register,
 )
+from gateway.tickets.staff_notices import tell_named_people
 from gateway.tickets.step import Pending, decide, enqueue_acknowledgement, finish
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
@@ -78,6 +80,11 @@ def process_call(session: Session, item: Pending, request: CallRequest,
             int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
             at=item.received_at, body=request.text, input_id=item.id)])
         extend_thread(session, int(existing.id or 0), request)
+        publish(session, "ticket.message_added", now, ticket_id=existing.id, input_id=item.id,
+                kind=kind)
+        if request.event == "missed":
+            publish(session, "call.missed", now, ticket_id=existing.id, input_id=item.id,
+                    caller=request.phone)
         finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("call.logged", call_event=request.event)
@@ -88,6 +95,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     if (request.event == "missed" and customer is None
             and settings.intake.missed_calls_from_unknown == "store"):
         finish(item, None, "stored, not registered: missed call from an unknown number", now)
+        publish(session, "call.missed", now, input_id=item.id, caller=request.phone)
         log.info("call.missed_unknown")
         return 0
 
@@ -132,6 +140,12 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     add_messages(session, messages)
     # The call id (as a Message-ID) joins the call's later events to this ticket.
     link_ids(session, ticket.id, thread_ids(request))
+    publish(session, "ticket.registered", now, ticket_id=ticket.id, input_id=item.id)
+    if customer is not None and (decision.assign_engineer or decision.copy_manager):
+        enqueued += tell_named_people(session, ticket.id, context)
+    if request.event == "missed":
+        publish(session, "call.missed", now, ticket_id=ticket.id, input_id=item.id,
+                caller=request.phone)
     finish(item, ticket.id, f"registered {ticket.number}", now)
     log.info("ticket.pending_registration" if pending else "ticket.registered",
              channel=request.channel, call_event=request.event, priority=ticket.priority,

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from gateway.config.settings import LimitSettings
 from gateway.intake.limits import check_attachments, check_structure
 from gateway.store.db import read_transaction, transaction, write_turns
+from gateway.store.feed import publish
 from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
 from gateway.tickets.context import Context
 from gateway.tickets.mail_step import process_mail
@@ -259,6 +260,8 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
             except Held as held:
                 item.status, item.outcome, item.last_error = HELD, str(held), None
                 log.info("input.held", reason=str(held))
+                publish(session, "input.quarantined", context.clock.now(), input_id=item.id,
+                        status=HELD, reason=str(held))
             except Exception as error:
                 if not isolate and not isinstance(error, ParseFailure):
                     raise
@@ -271,6 +274,8 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
                     f"{type(error).__name__}: {error}")
                 log.error("input.failed", error=item.last_error,
                           where=traceback.format_exc(limit=-3))
+                publish(session, "input.quarantined", context.clock.now(), input_id=item.id,
+                        status=FAILED, reason=item.last_error, attempts=item.attempts)
             finally:
                 structlog.contextvars.unbind_contextvars("input_id", "ticket")
         _store_outcomes(session, items)

@@ -10,6 +10,7 @@ import structlog
 from sqlmodel import Session, select
 
 from gateway.sla.policy import PRIORITIES
+from gateway.store.feed import publish
 from gateway.store.models import CLOSED, OPEN_STATUSES, RESOLVED, Ticket, TicketMessage
 from gateway.tickets.lifecycle import TicketEventIn, apply_to
 from gateway.tickets.mail_loops import mark_undeliverable
@@ -43,6 +44,8 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
         ticket_id, direction="in", kind=kind, message_id=request.message_id, at=received_at,
         body=request.reply_text or request.text, input_id=input_id)])
     extend_thread(session, ticket_id, request)
+    publish(session, "ticket.message_added", now, ticket_id=ticket_id, input_id=input_id,
+            kind=kind)
     outcome = f"added to {ticket.number} as {kind}"
     if kind == "bounce":
         outcome += _record_bounce(session, ticket, request, now)

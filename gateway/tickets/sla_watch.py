@@ -15,6 +15,7 @@ from gateway.clock import iso_utc
 from gateway.sla.deadlines import escalation_instant, service_working
 from gateway.sla.working_calendar import next_open
 from gateway.store.db import transaction
+from gateway.store.feed import publish
 from gateway.store.models import (
     FAILED,
     PENDING,
@@ -81,6 +82,9 @@ def _register_due(session: Session, context: Context, now: datetime,
         session.add(ticket)
         record_event(session, ticket.id, "registered", now,
                      registered_at=ticket.registered_at, reaction_due=ticket.reaction_due)
+        publish(session, "ticket.status_changed", now, ticket_id=ticket.id,
+                reason="the intake window opened",
+                status_before=PENDING_REGISTRATION)
         recipient = customer_address(ticket, context)
         if recipient is not None and enqueue_ticket_mail(
                 session, ticket, template="acknowledgement", recipient=recipient,
@@ -129,6 +133,8 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
         session.add(ticket)
         record_event(session, ticket.id, "acknowledgement_at_risk", now, error=error,
                      alerted=duty or None)
+        publish(session, "sla.at_risk", now, ticket_id=ticket.id, deadline="reaction",
+                due=ticket.reaction_due, error=error)
         result.at_risk += 1
 
 
@@ -178,6 +184,10 @@ def _escalate(session: Session, context: Context, now: datetime, result: StepRes
                 result.enqueued += 1
         record_event(session, ticket.id, "escalation", now, threshold_pct=threshold,
                      recipients=recipients)
+        # The last threshold of 100 % or more is the resolution deadline passing.
+        publish(session, "sla.breached" if threshold >= 100 else "sla.at_risk", now,
+                ticket_id=ticket.id, deadline="resolution", due=ticket.resolution_due,
+                threshold_pct=threshold)
         result.escalated += 1
 
 

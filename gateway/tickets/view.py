@@ -9,53 +9,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from gateway.clock import iso_utc
 from gateway.store.db import read_transaction
 from gateway.store.models import Input, Ticket, TicketEvent, TicketMessage
-
-
-def ticket_json(ticket: Ticket, messages: list[TicketMessage],
-                history: list[TicketEvent] | None = None,
-                authentication: dict[int, Any] | None = None) -> dict[str, Any]:
-    """AUTHENTICATION: the inputs' sender authentication by input id (`tickets show`)."""
-    shown = {} if authentication is None else {"authentication": next(
-        (authentication.get(m.input_id or 0) for m in messages if m.direction == "in"), None)}
-    return {
-        "number": ticket.number,
-        "channel": ticket.channel,
-        "status": ticket.status,
-        "customer": ticket.customer_id,
-        "tier": ticket.tier,
-        "request_type": ticket.request_type,
-        "priority": ticket.priority,
-        "declared_priority": ticket.declared_priority,
-        "subject": ticket.subject,
-        "requester": {"name": ticket.requester_name, "email": ticket.requester_email,
-                      "phone": ticket.requester_phone},
-        "received_at": iso_utc(ticket.received_at),
-        "registered_at": iso_utc(ticket.registered_at),
-        "reaction_due": iso_utc(ticket.reaction_due),
-        "resolution_due": iso_utc(ticket.resolution_due),
-        "acknowledged_at": iso_utc(ticket.acknowledged_at),
-        "resolved_at": iso_utc(ticket.resolved_at),
-        "closed_at": iso_utc(ticket.closed_at),
-        "reasons": json.loads(ticket.reasons),
-        "notes": json.loads(ticket.notes),
-        "follows_up": ticket.follows_up,
-        "tags": json.loads(ticket.tags),
-        "assignee": ticket.assignee,
-        "manager_cc": ticket.manager_cc,
-        "messages": [
-            {"message_id": f"<{m.message_id}>" if m.message_id else None,
-             "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at),
-             **({} if authentication is None or m.direction != "in" else
-                {"authentication": authentication.get(m.input_id or 0)})}
-            for m in messages
-        ],
-        **shown,
-        "history": [{"at": iso_utc(e.at), "event": e.kind, "actor": e.actor,
-                     **json.loads(e.details)} for e in history or []],
-    }
+from gateway.store.ticket_json import ticket_json
+from gateway.tickets.content import message_details
 
 
 def list_tickets(engine: Engine, *, status: str | None = None, customer: str | None = None,
@@ -89,7 +46,9 @@ def list_tickets(engine: Engine, *, status: str | None = None, customer: str | N
                 for t in tickets]
 
 
-def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
+def show_ticket(engine: Engine, number: str, *, full: bool = False) -> dict[str, Any] | None:
+    """One ticket with what its messages say (sender, new text, attachments; with FULL the
+    whole original text too), or None."""
     with read_transaction(engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number.upper())).first()
         if ticket is None:
@@ -103,4 +62,5 @@ def show_ticket(engine: Engine, number: str) -> dict[str, Any] | None:
         inputs = [m.input_id for m in messages if m.input_id is not None]
         authentication = {int(i or 0): json.loads(a) for i, a in session.exec(
             select(Input.id, Input.authentication).where(col(Input.id).in_(inputs))) if a}
-        return ticket_json(ticket, messages, history, authentication)
+        return ticket_json(ticket, messages, history, message_details(session, messages, full),
+                           authentication)

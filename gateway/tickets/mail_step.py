@@ -73,6 +73,8 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     if decision.hold and not release_held:
         raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
+    if reason is None and isinstance(source, dict) and source.get("acknowledge") is False:
+        reason = "imported by ingest without --acknowledge"
     if reason is None and decision.suppress_ack:
         reason = f"suppressed by rules: {', '.join(decision.fired)}"
     recipient = safe_address(request.sender.address if request.sender else None)

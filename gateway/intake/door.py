@@ -126,9 +126,9 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
             known_new[key] = _INSERT_INPUT.execute(connection, {
                 "channel": item.channel, "idempotency_key": key,
                 "source": json.dumps(item.source, ensure_ascii=False),
-                "size": len(item.raw), "received_at": arrival(item.arrived_at, now, item.arrival_max_age) or now,
-                "status": RECEIVED,
-                "attempts": 0}).fetchone()[0]
+                "size": len(item.raw), "status": RECEIVED, "attempts": 0,
+                "received_at": arrival(item.arrived_at, now, item.arrival_max_age) or now,
+            }).fetchone()[0]
             bodies.append({"input_id": known_new[key], "raw": item.raw})
         _INSERT_BODY.executemany(connection, bodies)
         results = []

@@ -76,8 +76,8 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
     Received while the tier's intake window is open, it is registered as of RECEIVED_AT (the
     arrival, however late it is processed). Received outside it, it is registered when the
     window next opens: pending_registration until then (the deadlines count from that
-    instant), or registered at once when that instant has passed already (processing late). Written with a Core insert: the ORM unit of work cost more
-    than everything else here.
+    instant), or registered at once when that instant has passed already (processing late).
+    Written with a Core insert: the ORM unit of work cost more than everything else here.
     """
     tier = customer.tier if customer else None
     clock_tier = tier or default_tier

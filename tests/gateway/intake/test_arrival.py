@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+from gateway.daemon.service import build_context
 from gateway.intake.door import IncomingInput, arrival, store_inputs
 from gateway.sla.deadlines import deadlines
 from gateway.tickets.processing import process_pending
 from gateway.tickets.view import list_tickets
-from tests.conftest import START, RunningGateway, Sink, make_mail
+from tests.conftest import START, RunningGateway, Sink, config_text, free_port, make_mail
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401 (fixture)
+from tests.gateway.cli.test_cli import cli
 from tests.gateway.http.helpers import call, hook_config, post_call
 from tests.gateway.tickets.test_processing import _dispose_engines, setup  # noqa: F401
 
@@ -49,8 +51,6 @@ def test_backlog_processed_hours_later_keeps_the_clocks_of_arrival(database_url:
     engine, loaded, clock = setup(database_url, tmp_path)
     store_inputs(engine, [IncomingInput("email", make_mail())], clock)
     clock.advance(timedelta(hours=3))
-    from gateway.daemon.service import build_context
-
     process_pending(engine, build_context(loaded, clock), 10)
     [ticket] = list_tickets(engine)
     assert clocks(ticket) == {"received_at": iso(START), "registered_at": iso(START),
@@ -103,9 +103,6 @@ def test_ingest_uses_a_sane_date_header_and_acknowledges_only_when_asked(
         database_url: str, tmp_path: Path) -> None:
     """`ingest`: a Date an hour back is the arrival, one years back or missing is the import
     time; nothing is acknowledged unless --acknowledge."""
-    from tests.gateway.cli.test_cli import cli
-    from tests.conftest import config_text, free_port
-
     config = tmp_path / "config.toml"
     config.write_text(config_text(database_url, tmp_path / "state", free_port()),
                       encoding="utf-8")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from parsers.bounces import analyse
 from parsers.charsets import decode_bytes
 from parsers.headers import (
     clean,
@@ -192,6 +193,10 @@ def _fill(req: Request, raw: bytes) -> None:
         parts=[(leaf.content_type, leaf.payload) for leaf in flat.leaves],
     )
     req.kind, req.failed_recipients = classify_kind(facts)
+    if req.kind == "bounce":
+        found = analyse(facts.parts, req.headers.get("x-failed-recipients", []), text, raw)
+        req.failed_recipients, req.bounce_permanent = found.failed, found.permanent
+        req.delivered_to = found.delivered
     if req.kind in ("bounce", "feedback_report"):
         req.original_message_id = _original_message_id(flat, text)
     req.declared_priority = declared_priority(req.headers, req.subject)

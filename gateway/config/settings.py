@@ -201,6 +201,8 @@ class LoopSettings(Section):
     # At most this many automatic messages about one ticket per window.
     ticket_limit: int = Field(default=5, ge=1)
     ticket_window_min: int = Field(default=60, ge=1)
+    # A permanent bounce blocks its address this long (a new bounce starts it again).
+    undeliverable_days: int = Field(default=30, ge=1)
 
 
 class LimitSettings(Section):

@@ -178,6 +178,9 @@ class IntakeSettings(Section):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
     reply_to_closed: Literal["reopen", "new"] = "reopen"
+    # A message that belongs to two open tickets merges the younger into the older, or
+    # links them (each names the other; the message joins the older).
+    thread_links: Literal["merge", "link"] = "merge"
     # A missed call from a number no customer has: kept as a stored input (robocalls and
     # wrong numbers ring too), or registered as a call-back ticket with customer null.
     missed_calls_from_unknown: Literal["store", "register"] = "store"

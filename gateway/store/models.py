@@ -13,6 +13,8 @@ RECEIVED, PROCESSED, FAILED, HELD = "received", "processed", "failed", "held"
 # pending_registration until the window opens; then it is registered.
 PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = (
     "pending_registration", "registered", "resolved", "closed")
+# A ticket merged into an older one of the same conversation: its number still finds it.
+MERGED = "merged"
 OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 # Outbox statuses: pending -> sending (leased) -> sent | failed.
 PENDING, SENDING, SENT = "pending", "sending", "sent"
@@ -111,6 +113,8 @@ class Ticket(SQLModel, table=True):
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
     follows_up: str | None = Field(default=None, max_length=32)
+    # The older ticket this one was merged into (status merged), when a message joined both.
+    merged_into: str | None = Field(default=None, max_length=32)
     # Set by rules: tags, the customer's dedicated engineer, the personal manager copied.
     tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     assignee: str | None = Field(default=None, sa_column=Column(Text))

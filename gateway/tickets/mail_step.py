@@ -48,7 +48,7 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     for works in working + request.delivered_to:
         if mark_deliverable(session, works):
             log.info("contact.deliverable_again", address=works.lower())
-    existing = find_ticket(session, request, prefix)
+    existing = find_ticket(session, request, prefix, settings.intake.thread_links, now)
     follows_up = None
     if existing is not None:
         if (is_closed(existing) and request.kind == "normal"

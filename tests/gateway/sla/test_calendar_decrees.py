@@ -4,15 +4,19 @@ the coming year's transfers are unknown."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 from structlog.testing import capture_logs
 
+from gateway.clock import ManualClock
+from gateway.config.settings import LoadedSettings, parse_settings
+from gateway.daemon.service import Gateway
 from gateway.sla.calendar_check import missing_transfers
 from gateway.sla.deadlines import deadlines
 from gateway.sla.policy import DEFAULT_POLICY, parse_policy, seed_policy
 from gateway.sla.working_calendar import SEED_CALENDAR, WorkingCalendar, add_working
-from tests.conftest import RunningGateway
+from tests.conftest import LoopThread, RunningGateway, config_text, free_port
 
 MSK = timezone(timedelta(hours=3))
 SEED = DEFAULT_POLICY.read_text(encoding="utf-8")
@@ -83,3 +87,24 @@ def test_readyz_and_start_warn_of_a_calendar_without_next_years_transfers(
     assert response.status_code == 200
     [warning] = response.json()["warnings"]
     assert "2041" in warning
+
+
+def test_start_logs_a_calendar_without_next_years_transfers(database_url: str,
+                                                           tmp_path: Path) -> None:
+    text = config_text(database_url, tmp_path / "state", free_port())
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    loop = LoopThread()
+    try:
+        async def construct() -> Gateway:
+            return Gateway(LoadedSettings(parse_settings(text, path), path),
+                           ManualClock(datetime(2040, 10, 2, 9, 0, tzinfo=UTC)))
+
+        gateway = loop.run(construct())
+        with capture_logs() as logs:
+            loop.run(gateway.start(workers=False))
+        loop.run(gateway.stop(drain_deadline_s=5))
+    finally:
+        loop.close()
+    [event] = [e for e in logs if e["event"] == "calendar.no_transfers"]
+    assert "2041" in event["problem"] and event["log_level"] == "warning"

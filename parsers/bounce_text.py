@@ -23,6 +23,10 @@ _FAILED_LINE = (
     re.compile(rf"^[ \t]*<?({_ADDR})>?[ \t]*\.\.\.[ \t]", re.MULTILINE),  # Sendmail "x... User"
     re.compile(rf"^[ \t]*Recipient address:[ \t]*<?({_ADDR})", re.MULTILINE | re.IGNORECASE),
     re.compile(rf"^[ \t]*Final-Recipient:[ \t]*rfc822;[ \t]*<?({_ADDR})", re.MULTILINE | re.I),
+    # Prose of no-reply senders: "Your message to x@y could not be delivered", "the mailbox
+    # of x@y is full".
+    re.compile(rf"\b(?:message|mail|e-mail|email|mailbox) (?:to|for|of) <?({_ADDR})>?",
+               re.IGNORECASE),
 )
 
 

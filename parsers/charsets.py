@@ -87,6 +87,9 @@ def _cyrillic_score(text: str) -> float:
     if (lower + upper) * 2 < non_ascii:
         return 0.0
     mixed = len(_MIXED.findall(sample))
+    # Most letters glued to Latin ones ("Cafй", "Mьller"): Western words, not Russian.
+    if mixed * 2 >= lower + upper:
+        return 0.0
     return (lower + 0.4 * upper + punct - 2 * mixed) / non_ascii
 
 
@@ -137,6 +140,18 @@ def _detect(data: bytes) -> tuple[str, str]:
     return data.decode("cp1252", "replace"), "cp1252"
 
 
+def _mostly_utf8(data: bytes, declared: bool) -> tuple[str, int] | None:
+    """(text, bad sequences) when DATA is UTF-8 but for a few invalid bytes, else None.
+
+    Valid multi-byte characters must outnumber the invalid sequences (twice over when UTF-8
+    was not declared): text in a single-byte charset read as UTF-8 has almost none.
+    """
+    text = data.decode("utf-8", "replace")
+    bad = text.count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
+    valid = _count_non_ascii(text) - text.count("\ufffd")
+    return (text, bad) if valid >= (1 if declared else 2) * bad and valid else None
+
+
 def decode_bytes(data: bytes, declared: str | None, where: str) -> tuple[str, list[str]]:
     """Decode `data` labelled `declared`; returns the text and human descriptions of guesses.
 
@@ -166,7 +181,12 @@ def decode_bytes(data: bytes, declared: str | None, where: str) -> tuple[str, li
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        mostly = _mostly_utf8(data, declared=codec == "utf-8")
+        if mostly is not None:
+            # One bad byte (a cut multi-byte character, a stray Latin-1 byte) must not make
+            # the whole text a guess in another charset, or binary: keep it, replaced.
+            defects.append(f"{where}: invalid UTF-8 bytes replaced ({mostly[1]})")
+            return mostly[0], defects
     else:
         if codec not in (None, "ascii", "utf-8"):
             defects.append(f"{where}: declared charset '{label}' does not match content,"

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from parsers.bounces import analyse
 from parsers.charsets import decode_bytes
 from parsers.headers import (
     clean,
@@ -15,7 +16,7 @@ from parsers.headers import (
     parse_addresses,
     parse_date,
 )
-from parsers.html import html_to_text
+from parsers.html import enriched_to_text, html_to_text
 from parsers.kind import MailFacts, classify_kind
 from parsers.mime import OPAQUE_TYPES, Flattened, Leaf, flatten
 from parsers.model import Attachment, Request
@@ -33,6 +34,7 @@ _CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0d-\x1f\x7f-\x9f]")
 # or inside the text of a plain-text bounce that quotes the original headers.
 _MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^>\r\n]{1,990}>)",
                               re.IGNORECASE | re.MULTILINE)
+_ENRICHED = ("text/enriched", "text/richtext")
 _RETURNED_PARTS = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
 
 
@@ -66,7 +68,8 @@ def _is_inline_text(leaf: Leaf) -> bool:
 def _leaf_text(leaf: Leaf, defects: list[str]) -> str:
     text, found = decode_bytes(leaf.payload, leaf.charset, f"body part {leaf.index}")
     defects.extend(found)
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return enriched_to_text(text) if leaf.content_type in _ENRICHED else text
 
 
 def _body_of(leaves: list[Leaf], defects: list[str]) -> tuple[str, set[int]]:
@@ -190,6 +193,10 @@ def _fill(req: Request, raw: bytes) -> None:
         parts=[(leaf.content_type, leaf.payload) for leaf in flat.leaves],
     )
     req.kind, req.failed_recipients = classify_kind(facts)
+    if req.kind == "bounce":
+        found = analyse(facts.parts, req.headers.get("x-failed-recipients", []), text, raw)
+        req.failed_recipients, req.bounce_permanent = found.failed, found.permanent
+        req.delivered_to = found.delivered
     if req.kind in ("bounce", "feedback_report"):
         req.original_message_id = _original_message_id(flat, text)
     req.declared_priority = declared_priority(req.headers, req.subject)

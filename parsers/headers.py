@@ -67,6 +67,23 @@ def decode_value(raw: bytes | str, defects: list[str] | None = None, where: str 
     return clean(text).strip()
 
 
+# An unquoted display name with specials before <addr>: "Team [Ops] <ops@x>", "A | B <a@x>".
+_ODD_NAME = re.compile(r'(^|,)(\s*)([^,"<>]*[\[\]|][^,"<>]*?)(\s*<[^<>,]*>)')
+
+
+def _quote_odd_names(value: str) -> str:
+    """Quote display names that hold `[`, `]` or `|`: unquoted, the address parser reads
+    `[...]` as a domain literal and yields bogus addresses such as "Ops"."""
+    if "[" not in value and "|" not in value:
+        return value
+    return _ODD_NAME.sub(_quoted, value)
+
+
+def _quoted(match: re.Match[str]) -> str:
+    name = match.group(3).strip().replace("\\", "\\\\").replace('"', '\\"')
+    return f'{match.group(1)}{match.group(2)}"{name}"{match.group(4)}'
+
+
 def parse_addresses(raw: str | None, defects: list[str], where: str) -> list[Address]:
     """Mailboxes of an address header (raw value, bytes as latin-1); names RFC 2047-decoded."""
     if not raw:
@@ -83,7 +100,7 @@ def _parsed_addresses(raw: str, where: str) -> tuple[tuple[Address, ...], tuple[
     found: list[str] = []
     out: list[Address] = []
     try:
-        pairs = getaddresses([clean(raw)])
+        pairs = getaddresses([_quote_odd_names(clean(raw))])
     except Exception:
         return (), (f"{where}: address list could not be parsed",)
     for name, addr in pairs:

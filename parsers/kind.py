@@ -27,6 +27,11 @@ class MailFacts:
     parts: list[tuple[str, bytes]]
 
 
+# A list manager's administrative address: moderation, subscription and rejection notices.
+_LIST_MANAGER = re.compile(
+    r"^(?:[^@]+-(?:owner|request|admin|bounces?|confirm|join|leave|subscribe|unsubscribe)|"
+    r"owner-[^@]+|majordomo|listserv|mailman|sympa|listproc|ecartis|lyris|mlmmj|"
+    r"[^@]+-(?:approval|moderator)s?)(?:\+[^@]*)?@", re.IGNORECASE)
 _BOUNCE_SENDER = re.compile(
     r"^(?:mailer-daemon|post_?master|mail-daemon|maildaemon|mailerdaemon|mdaemon|"
     r"mail\.?delivery\.?(?:system|subsystem)|bounces?|double-bounce|"
@@ -193,6 +198,7 @@ def classify_kind(facts: MailFacts) -> tuple[Kind, list[str]]:
         return "auto_reply", []
     # "Precedence: bulk" alone is not enough: plenty of personal mail relayed by old list
     # servers and newsletters-turned-conversations carry it.
-    if headers.get("list-id") or headers.get("list-unsubscribe") or precedence == "list":
+    if (headers.get("list-id") or headers.get("list-unsubscribe") or precedence == "list"
+            or _LIST_MANAGER.match(facts.sender or "")):
         return "list", []
     return "normal", []

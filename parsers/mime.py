@@ -235,6 +235,11 @@ def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, contain
                 payload = b""
         except Exception:
             payload = b""
+    elif part.get_content_type() == "message/partial":
+        # The stdlib reads the fragment as a message; keep its bytes as they came.
+        inner = part.get_payload()
+        fragment = inner[0] if isinstance(inner, list) and inner else None
+        payload = fragment.as_bytes() if isinstance(fragment, Message) else b""
     else:
         try:
             decoded = part.get_payload(decode=True)
@@ -251,6 +256,8 @@ def _stdlib_leaf(part: Message, index: int, depth: int, flat: Flattened, contain
 
         filename = decode_value(_surrogates_to_latin1(filename), flat.defects, where)
     disposition = part.get_content_disposition()
+    if part.get_content_type() == "message/partial":
+        disposition = "attachment"
     return Leaf(
         index=index,
         content_type=part.get_content_type().lower(),
@@ -313,9 +320,34 @@ def top_headers(raw: bytes) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in msg.raw_items()]
 
 
+_BOUNDARY_PARAM = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))',
+                             re.IGNORECASE)
+# Types flanker's parser does not know: a digest's parts default to message/rfc822, and a
+# fragment of a message/partial is no whole message.
+_STDLIB_TYPES = re.compile(rb"multipart/digest|message/partial", re.IGNORECASE)
+
+
+def _tidy_boundaries(raw: bytes) -> bytes:
+    """RAW with trailing white space removed from its boundary lines (RFC 2046 allows it,
+    flanker does not recognise such a line). Only those lines change."""
+    if b"--" not in raw:
+        return raw
+    for match in _BOUNDARY_PARAM.finditer(raw[:1_000_000]):
+        boundary = match.group(1) or match.group(2)
+        line = re.compile(rb"^(--" + re.escape(boundary) + rb"(?:--)?)[ \t]+(?=\r?$)",
+                          re.MULTILINE)
+        raw = line.sub(rb"\1", raw)
+    return raw
+
+
 def flatten(raw: bytes) -> Flattened:
     """Headers and leaves of `raw`; never raises (an empty result carries a defect)."""
+    raw = _tidy_boundaries(raw)
     try:
+        if _STDLIB_TYPES.search(raw[:1_000_000]):
+            flat = _with_stdlib(raw)
+            flat.defects += _partial_notes(flat)
+            return _with_headers(flat, raw)
         flat = _with_flanker(raw)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"[:160]
@@ -327,6 +359,16 @@ def flatten(raw: bytes) -> Flattened:
         else:
             flat.defects.insert(
                 0, f"flanker could not parse the message ({reason}); used the stdlib parser")
+    return _with_headers(flat, raw)
+
+
+def _partial_notes(flat: Flattened) -> list[str]:
+    return [f"body part {leaf.index}: a message/partial fragment, kept as an attachment (its "
+            "other fragments arrive as separate messages)"
+            for leaf in flat.leaves if leaf.content_type == "message/partial"]
+
+
+def _with_headers(flat: Flattened, raw: bytes) -> Flattened:
     try:
         flat.headers = top_headers(raw)
     except Exception as exc:

@@ -54,6 +54,11 @@ class Request:
     attachments: list[Attachment] = field(default_factory=list)
     kind: Kind = "normal"
     failed_recipients: list[str] = field(default_factory=list)
+    # For a bounce: the address itself is refused (unknown user or host), not this message or
+    # this moment (a full mailbox, a policy refusal, a 4.x.x delay).
+    bounce_permanent: bool = False
+    # Recipients a delivery report says were delivered: their addresses work.
+    delivered_to: list[str] = field(default_factory=list)
     declared_priority: Priority | None = None
     # For a bounce or feedback report: the Message-ID of the message it reports on.
     original_message_id: str | None = None
@@ -84,6 +89,7 @@ class Request:
             "attachments": [a.as_json() for a in self.attachments],
             "kind": self.kind,
             "failed_recipients": list(self.failed_recipients),
+            **({"hard": self.bounce_permanent} if self.kind == "bounce" else {}),
             "original_message_id": self.original_message_id,
             "declared_priority": self.declared_priority,
             "defects": list(self.defects),

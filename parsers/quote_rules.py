@@ -21,8 +21,12 @@ _MOBILE_PHRASES = (
     r"Sent from (?:my |Mail for |Yahoo|Outlook|Samsung)", r"Sent via ", r"Sent with ",
     r"Get Outlook for ", r"Envoyé de mon ", r"Envoyé depuis ", r"Von meinem .* gesendet",
     r"Gesendet von ", r"Enviado desde mi ", r"Enviado do meu ", r"Inviato da(?:l mio)? ",
-    r"Verzonden (?:met|vanaf) mijn ", r"Wysłane z ", r"Отправлено с ", r"Отправлено из ",
+    r"Verzonden (?:met|vanaf|van) mijn ", r"Verstuurd (?:met|vanaf|van) mijn ", r"Wysłane z ",
+    r"Отправлено с ", r"Отправлено из ",
     r"Надіслано з ", r"Скинуто з ", r"发自我的", r"從我的",
+    r"Skickat från min ", r"Sendt fra min ", r"Lähetetty ", r"Odesláno z ", r"Enviado de meu ",
+    r"Envoyé à partir de ", r"Gesendet mit ", r"Отправлено со ", r"iPhone'umdan gönderildi",
+    r"iPad'imden gönderildi", r"Von meinem Mobilgerät gesendet", r"Sendt från ",
 )
 _MOBILE_SIGNATURE = re.compile(r"^[ \t]*(?:" + "|".join(_MOBILE_PHRASES) + ")", re.IGNORECASE)
 _EMBEDDED = (
@@ -42,6 +46,9 @@ _EMBEDDED = (
                r"[ \t]*[:：]?[ \t]*$"),
     # "Thu, 26 Jun 2014 14:00 +0400 от Alexander <a@example.com>:" and similar.
     re.compile(r"^[ \t]*.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>[ \t]*[:：][ \t]*$"),
+    # Zoho's and others' "---- On Mon, 07 Dec 2026 10:00 X <x@y> wrote ----".
+    re.compile(rf"^[ \t]*-{{2,}}[ \t]*{_LEAD}\b.{{0,300}}\b{_WROTE}[ \t]*[:：]?"
+               r"[ \t]*-{2,}[ \t]*$", re.IGNORECASE),
 )
 # Cheap necessary conditions for _EMBEDDED, so most lines skip those regexes (the 2nd one
 # backtracks heavily): an attribution ends with a "wrote" verb, optionally followed by a colon.
@@ -60,6 +67,9 @@ EMBEDDED_MULTILINE = (
                re.IGNORECASE | re.MULTILINE),
     re.compile(r"^[ \t]*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b[^\n]*<[ \t]*\n"
                r"[^\n]*@[^\n]*>[ \t]*[:：][ \t]*$", re.MULTILINE),
+    # "Am 07.12.2026 um 10:00 schrieb Support Team" / "<support@example.com>:".
+    re.compile(rf"^[ \t]*{_LEAD}\b[^\n]*\b{_WROTE}\b[^\n]*\n"
+               r"[ \t]*<[^<>\s]+@[^<>\s]+>[ \t]*[:：][ \t]*$", re.IGNORECASE | re.MULTILINE),
 )
 _HEADER = re.compile(
     r"^[ \t]*[*_]{0,2}(?:From|Sent|To|Cc|Bcc|Subject|Date|Reply-To|"
@@ -67,10 +77,13 @@ _HEADER = re.compile(
     r"Von|Gesendet|An|Betreff|Datum|Kopie|"
     r"De|Envoyé|À|Objet|Date|"
     r"Da|Inviato|Risposta|A|Oggetto|Data|"
-    r"Enviado|Para|Asunto|Fecha|Assunto|"
+    r"Enviado el|Enviada em|Enviado|Para|Asunto|Fecha|Assunto|CC|CCO|"
     r"Van|Verzonden|Aan|Onderwerp|"
     r"Od|Wysłano|Do|Temat|Data|"
-    r"Від|Надіслано|"
+    r"Від|Надіслано|Копія|"
+    r"Från|Skickat|Till|Ämne|Fra|Sendt|Til|Emne|Lähettäjä|Lähetetty|Vastaanottaja|Aihe|"
+    r"Odesláno|Komu|Předmět|Kimden|Gönderildi|Gönderilen|Kime|Konu|"
+    r"Feladó|Elküldve|Címzett|Tárgy|差出人|送信日時|宛先|件名|"
     r"发件人|发送时间|收件人|主题|日期|寄件者|收件者|主旨)[ \t]*[*_]{0,2}[ \t]*[:：]",
     re.IGNORECASE)
 _QUOTE = re.compile(r"^[ \t]*>")
@@ -138,14 +151,14 @@ def _is_embedded_marker(line: str) -> bool:
     if "\n" in line:
         # "$" could then match before a final newline; the guards below assume a single line.
         return any(r.match(line) for r in _EMBEDDED)
-    attribution, loose, original, forwarded, rule, date_first, dated_address = _EMBEDDED
+    attribution, loose, original, forwarded, rule, date_first, dated_address, dashed = _EMBEDDED
     head = line.lstrip(" \t")
     end = line.rstrip(" \t")
     colon = end.endswith((":", "："))
     core = end[:-1].rstrip(" \t") if colon else end
     if ends_with_wrote(core) and (attribution.match(line) or loose.match(line)):
         return True
-    if head.startswith("--") and original.match(line):
+    if head.startswith("--") and (original.match(line) or dashed.match(line)):
         return True
     if colon and forwarded.match(line):
         return True

@@ -39,8 +39,9 @@ def _join_multiline_markers(text: str) -> str:
             core = text[text.rfind("\n", 0, colon.start()) + 1:colon.start()].rstrip(" \t")
             wrote = wrote or ends_with_wrote(core)
             address = address or core.endswith(">")
-    attribution, dated, dated_address = EMBEDDED_MULTILINE
-    for regex, possible in ((attribution, wrote), (dated, wrote), (dated_address, address)):
+    attribution, dated, dated_address, address_below = EMBEDDED_MULTILINE
+    for regex, possible in ((attribution, wrote), (dated, wrote), (dated_address, address),
+                            (address_below, address)):
         if possible:
             text = regex.sub(_join, text)
     return text
@@ -100,6 +101,9 @@ def strip_reply(text: str) -> str:
     if not text or not text.strip():
         return ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\xa0" in text or "\u202f" in text:
+        # French mailers write "a\xa0écrit\xa0:"; a no-break space is a space to every rule.
+        text = text.replace("\xa0", " ").replace("\u202f", " ")
     text = _join_multiline_markers(text)
     lines = text.split("\n")
     pattern = [classify_line(line) for line in lines]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import mailbox
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,6 +18,25 @@ from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import open_migrated
 
 BATCH = 200
+# An imported message's Date header is its arrival when it lies within a year before the
+# import (a later one is capped at the import); outside that, the import time counts.
+DATE_MAX_AGE = timedelta(days=366)
+_DATE = re.compile(rb"^date:[ \t]*((?:.|\r?\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def date_header(raw: bytes) -> datetime | None:
+    """The Date header of RAW as an aware instant (naive ones as UTC), or None."""
+    head = _HEADER_END.split(raw[:65536], maxsplit=1)[0]
+    match = _DATE.search(head)
+    if match is None:
+        return None
+    text = re.sub(r"\s+", " ", match.group(1).decode("ascii", "replace")).strip()
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -64,8 +86,12 @@ def messages_in(path: Path, problems: list[str]) -> Iterator[tuple[bytes, str]]:
         problems.append(f"{path}: no such file or directory")
 
 
-def ingest_paths(loaded: LoadedSettings, paths: list[Path]) -> IngestSummary:
-    """Store every message, then process and deliver as the daemon would."""
+def ingest_paths(loaded: LoadedSettings, paths: list[Path],
+                 acknowledge: bool = False) -> IngestSummary:
+    """Store every message, then process and deliver as the daemon would.
+
+    Each message arrived at its Date header when that is sane (DATE_MAX_AGE), else now; none
+    is acknowledged unless ACKNOWLEDGE (a bulk import is history, not fresh requests)."""
     from gateway.daemon.service import deliver_now
 
     engine = open_migrated(loaded.settings.database_url())
@@ -84,7 +110,9 @@ def ingest_paths(loaded: LoadedSettings, paths: list[Path]) -> IngestSummary:
     with tqdm(desc="storing", unit="msg", disable=None) as progress:
         for path in paths:
             for raw, origin in messages_in(path, summary.unreadable):
-                batch.append(IncomingInput("email", raw, {"via": "ingest", "file": origin}))
+                batch.append(IncomingInput(
+                    "email", raw, {"via": "ingest", "file": origin, "acknowledge": acknowledge},
+                    arrived_at=date_header(raw), arrival_max_age=DATE_MAX_AGE))
                 progress.update()
                 if len(batch) >= BATCH:
                     flush()

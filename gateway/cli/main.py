@@ -107,7 +107,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.cli.ingest import ingest_paths
 
-    summary = ingest_paths(_settings(args), [Path(p) for p in args.paths])
+    summary = ingest_paths(_settings(args), [Path(p) for p in args.paths],
+                           acknowledge=args.acknowledge)
     print(summary.describe())
     return EXIT_OK if not summary.unreadable else EXIT_FAILURE
 
@@ -296,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--json", action="store_true")
     ingest = add("ingest", cmd_ingest, "import .eml files, mbox files or maildirs")
     ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--acknowledge", action="store_true",
+                        help="acknowledge imported requests (a bulk import sends none)")
 
     tickets = commands.add_parser("tickets", help="list or show tickets")
     tickets_commands = tickets.add_subparsers(dest="tickets_command", required=True)

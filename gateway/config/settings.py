@@ -182,6 +182,9 @@ class IntakeSettings(Section):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.
     reply_to_closed: Literal["reopen", "new"] = "reopen"
+    # A message that belongs to two open tickets merges the younger into the older, or
+    # links them (each names the other; the message joins the older).
+    thread_links: Literal["merge", "link"] = "merge"
     # A missed call from a number no customer has: kept as a stored input (robocalls and
     # wrong numbers ring too), or registered as a call-back ticket with customer null.
     missed_calls_from_unknown: Literal["store", "register"] = "store"
@@ -205,6 +208,8 @@ class LoopSettings(Section):
     # At most this many automatic messages about one ticket per window.
     ticket_limit: int = Field(default=5, ge=1)
     ticket_window_min: int = Field(default=60, ge=1)
+    # A permanent bounce blocks its address this long (a new bounce starts it again).
+    undeliverable_days: int = Field(default=30, ge=1)
 
 
 class LimitSettings(Section):

@@ -32,6 +32,7 @@ from gateway.outbox.mailer import make_delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
+from gateway.sla.calendar_check import missing_transfers
 from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
@@ -134,6 +135,8 @@ class Gateway:
         await self.http.start()
         if workers:
             await self.start_mailboxes()
+        for problem in missing_transfers(self.context.policy, self.clock.now().date()):
+            log.warning("calendar.no_transfers", problem=problem)
         log.info("gateway.ready", smtp=self.settings.smtp.listen if self.settings.smtp else None,
                  http=self.settings.http.listen,
                  mailboxes=[m.name for m in self.mailboxes],

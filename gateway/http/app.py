@@ -22,6 +22,7 @@ from gateway.http import (  # noqa: F401 (rules_api, sla_api, events_api add to 
 from gateway.http.errors import Refused, refused_response
 from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render
 from gateway.http.services import Services
+from gateway.sla.calendar_check import missing_transfers
 from gateway.store.db import read_transaction
 
 log = structlog.get_logger("gateway.http")
@@ -71,7 +72,11 @@ def make_app(services: Services) -> FastAPI:
         except Exception as error:
             log.warning("http.not_ready", error=str(error))
             return JSONResponse({"status": "database unreachable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        body: dict[str, object] = {"status": "ready"}
+        if services.context is not None and (warnings := missing_transfers(
+                services.context().policy, services.clock.now().date())):
+            body["warnings"] = warnings  # ready still: deadlines are computed, maybe wrong
+        return JSONResponse(body)
 
     collector = GatewayCollector(services.db.engine, services.clock.now,
                                  lambda: services.mailboxes, lambda: dict(services.outcomes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 from starlette.responses import JSONResponse
@@ -15,6 +16,7 @@ from gateway.tickets.phone_calls import ticket_of_input
 from parsers.telephony import CallEvent, envelope
 
 log = structlog.get_logger("gateway.http")
+CALL_TIME_MAX_AGE = timedelta(days=1)
 
 
 async def accept_event(services: Services, event: CallEvent, content_type: str, body: bytes,
@@ -23,7 +25,9 @@ async def accept_event(services: Services, event: CallEvent, content_type: str, 
     raw = envelope(event.provider, event.hook, content_type, body, mapping, event.channel)
     item = IncomingInput(event.channel, raw, {
         "via": "http", "hook": event.hook, "provider": event.provider, "peer": peer,
-        "call_id": event.call_id, "event": event.event_name}, key=event.key())
+        "call_id": event.call_id, "event": event.event_name}, key=event.key(),
+        # A call reached us when it started; a time a day before the commit is not believed.
+        arrived_at=event.started_at, arrival_max_age=CALL_TIME_MAX_AGE)
     try:
         accepted = await services.door.accept(item)
     except Exception as error:

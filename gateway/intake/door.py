@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -39,6 +40,12 @@ class IncomingInput:
     source: dict[str, Any] = field(default_factory=dict)
     # A channel-specific identity (a provider's call id); else Message-ID or a hash.
     key: str | None = None
+    # When the request reached us by the channel's own account (IMAP INTERNALDATE, a call
+    # event's time, an imported message's Date), already within the channel's bounds; the
+    # door never lets it be later than its own commit. None: the commit is the arrival.
+    arrived_at: datetime | None = None
+    # ARRIVED_AT older than this before the commit is not believed (the commit counts).
+    arrival_max_age: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,21 @@ def idempotency_key(item: IncomingInput) -> str:
     if len(key) > _MAX_KEY:
         key = f"sha256key:{hashlib.sha256(key.encode()).hexdigest()}"
     return key
+
+
+def arrival(claimed: datetime | None, now: datetime,
+            max_age: timedelta | None = None) -> datetime | None:
+    """CLAIMED as an arrival time: never after NOW, and None when older than MAX_AGE.
+
+    A naive CLAIMED is UTC. None means "use the commit time".
+    """
+    if claimed is None:
+        return None
+    if claimed.tzinfo is None:
+        claimed = claimed.replace(tzinfo=UTC)
+    if max_age is not None and claimed < now - max_age:
+        return None
+    return min(claimed, now)
 
 
 def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
@@ -104,8 +126,9 @@ def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Acc
             known_new[key] = _INSERT_INPUT.execute(connection, {
                 "channel": item.channel, "idempotency_key": key,
                 "source": json.dumps(item.source, ensure_ascii=False),
-                "size": len(item.raw), "received_at": now, "status": RECEIVED,
-                "attempts": 0}).fetchone()[0]
+                "size": len(item.raw), "status": RECEIVED, "attempts": 0,
+                "received_at": arrival(item.arrived_at, now, item.arrival_max_age) or now,
+            }).fetchone()[0]
             bodies.append({"input_id": known_new[key], "raw": item.raw})
         _INSERT_BODY.executemany(connection, bodies)
         results = []

@@ -25,7 +25,7 @@ from tenacity.wait import wait_base
 from gateway.clock import Clock
 from gateway.config.settings import MailboxSettings
 from gateway.intake.door import Accepted, IncomingInput, IntakeDoor
-from gateway.intake.imap_session import ImapSession, Selected
+from gateway.intake.imap_session import Fetched, ImapSession, Selected
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
 
@@ -121,13 +121,16 @@ class MailboxWorker:
         self.last_error = None
         return stored
 
-    async def _import_batch(self, uidvalidity: int, batch: dict[int, bytes]) -> int:
+    async def _import_batch(self, uidvalidity: int, batch: dict[int, Fetched]) -> int:
         s = self.settings
         uids = sorted(batch)
         self.fetched += len(uids)
-        items = [IncomingInput("email", batch[uid], {
+        # The server's INTERNALDATE is the arrival (a backlog must not move the SLA clocks);
+        # the door caps it at its commit, so a server clock ahead of ours gains nothing.
+        items = [IncomingInput("email", batch[uid].raw, {
             "via": "imap", "mailbox": self.name, "folder": s.folder,
-            "uidvalidity": uidvalidity, "uid": uid}) for uid in uids]
+            "uidvalidity": uidvalidity, "uid": uid},
+            arrived_at=batch[uid].internal_date) for uid in uids]
         results: list[Accepted | BaseException] = await asyncio.gather(
             *(self._door.accept(item) for item in items), return_exceptions=True)
         committed: list[int] = []

@@ -10,7 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from imapclient import IMAPClient, SocketTimeout
 
@@ -29,6 +30,13 @@ class MailboxError(Exception):
 class Selected:
     uidvalidity: int
     uidnext: int | None
+
+
+class Fetched(NamedTuple):
+    """One message as fetched: its bytes and the server's INTERNALDATE (its arrival there)."""
+
+    raw: bytes
+    internal_date: datetime | None
 
 
 def tls_context(settings: MailboxSettings) -> ssl.SSLContext:
@@ -62,6 +70,8 @@ class ImapSession:
                                 timeout=timeout)
         else:
             client = IMAPClient(s.host, s.port, ssl=False, timeout=timeout)
+        # INTERNALDATE with its offset, not converted to naive local time.
+        client.normalise_times = False
         try:
             if s.security == "starttls":
                 client.starttls(tls_context(s))
@@ -110,8 +120,9 @@ class ImapSession:
         found = self.client.search(["UID", f"{after_uid + 1}:*"])
         return sorted(uid for uid in found if uid > after_uid)
 
-    def fetch_batches(self, uids: list[int]) -> Iterator[dict[int, bytes]]:
-        """Raw messages of UIDS, BODY.PEEK[] (no \\Seen), in batches bounded by count and size."""
+    def fetch_batches(self, uids: list[int]) -> Iterator[dict[int, Fetched]]:
+        """Messages of UIDS, BODY.PEEK[] (no \\Seen) and INTERNALDATE, in batches bounded by
+        count and size."""
         s = self.settings
         for start in range(0, len(uids), s.batch_size):
             chunk = uids[start:start + s.batch_size]
@@ -130,9 +141,10 @@ class ImapSession:
             if group:
                 yield self._fetch_bodies(group)
 
-    def _fetch_bodies(self, uids: list[int]) -> dict[int, bytes]:
-        fetched = self.client.fetch(uids, ["BODY.PEEK[]"])
-        return {uid: bytes(data[b"BODY[]"]) for uid, data in fetched.items()
+    def _fetch_bodies(self, uids: list[int]) -> dict[int, Fetched]:
+        fetched = self.client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        return {uid: Fetched(bytes(data[b"BODY[]"]), _aware(data.get(b"INTERNALDATE")))
+                for uid, data in fetched.items()
                 if uid in uids and data.get(b"BODY[]") is not None}
 
     def after_import(self, uids: list[int]) -> None:
@@ -231,3 +243,8 @@ def _close_quietly(client: IMAPClient) -> None:
             client.shutdown()
         except Exception:  # the socket is gone already
             return
+
+
+def _aware(value: object) -> datetime | None:
+    # The client is told not to normalise times, so INTERNALDATE keeps the server's offset.
+    return value if isinstance(value, datetime) and value.tzinfo is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+from datetime import date
 from pathlib import Path
 
 import holidays
@@ -53,3 +54,35 @@ def country_class(country: str) -> type[holidays.HolidayBase]:
                 raise
     entity: type[holidays.HolidayBase] = getattr(module, names[0])
     return entity
+
+
+def transferred_days_off(calendar: holidays.HolidayBase, year: int) -> frozenset[date]:
+    """The days off of YEAR that a decree moved from another day (not holidays themselves).
+
+    The package keeps them in its `special_*_holidays` tables as (month, day, from_month,
+    from_day[, from_year]) entries; a plain special holiday has a name in place of the
+    from-date. A day before such a day off is not a pre-holiday day.
+    """
+    found: set[date] = set()
+    for name in dir(calendar):
+        table = getattr(calendar, name, None) if name.startswith("special_") else None
+        if not name.endswith("_holidays") or not isinstance(table, dict):
+            continue
+        entries = table.get(year, ())
+        if entries and not isinstance(entries[0], tuple):
+            entries = (entries,)
+        for entry in entries:
+            if len(entry) >= 4 and all(isinstance(part, int) for part in entry[:4]):
+                found.add(date(year, entry[0], entry[1]))
+    return frozenset(found)
+
+
+def weekend_working_days(calendar: holidays.HolidayBase, year: int) -> frozenset[date]:
+    """The weekend days of YEAR that a decree made working days."""
+    calendar.get(date(year, 1, 1))  # populates YEAR
+    return frozenset(d for d in getattr(calendar, "weekend_workdays", ()) if d.year == year)
+
+
+def practises_transfers(calendar: holidays.HolidayBase) -> bool:
+    """Whether the country moves days off by decree (then each year needs its decree)."""
+    return bool(getattr(calendar, "has_substituted_holidays", False))

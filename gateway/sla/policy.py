@@ -120,6 +120,9 @@ class CalendarModel(Section):
     weekly: dict[Weekday, list[str]] = Field(default_factory=dict)
     pre_holiday_shortening_min: int = Field(default=0, ge=0, le=600)
     days: dict[date, list[str]] = Field(default_factory=dict)
+    # A decree's transfers the holidays package does not carry yet.
+    extra_days_off: list[date] = Field(default_factory=list)
+    extra_working_days: list[date] = Field(default_factory=list)
 
     _zone = field_validator("time_zone")(known_zone)
 
@@ -164,7 +167,9 @@ class CalendarModel(Section):
             working_weekdays=frozenset(WEEKDAYS.index(d) for d in self.working_days),
             country=self.country, subdivision=self.subdivision,
             days=tuple(sorted((d, parse_windows(w)) for d, w in self.days.items())),
-            pre_holiday_shortening_min=self.pre_holiday_shortening_min)
+            pre_holiday_shortening_min=self.pre_holiday_shortening_min,
+            extra_days_off=frozenset(self.extra_days_off),
+            extra_working_days=frozenset(self.extra_working_days))
 
 
 class TierModel(Section):

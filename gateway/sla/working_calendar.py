@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.sla.country_holidays import country_holidays
+from gateway.sla.country_holidays import country_holidays, transferred_days_off
 
 # Windows are minutes after local midnight, [start, end); 1440 is the end of the day.
 Window = tuple[int, int]
@@ -30,8 +30,10 @@ class CalendarSpec:
     working day. With a COUNTRY, the `holidays` package decides which days are working
     (weekends, public holidays, transferred days off and transferred working Saturdays, which
     take `hours`); without one, `working_weekdays` do. `days` override single dates
-    (an empty tuple is a day off). A working day before a holiday of the country ends
-    `pre_holiday_shortening_min` minutes early.
+    (an empty tuple is a day off). `extra_days_off` and `extra_working_days` add a decree's
+    transfers the package does not know yet (a working day takes its weekday's windows). A
+    working day before a holiday of the country ends `pre_holiday_shortening_min` minutes
+    early; a day before a transferred day off is not shortened.
     """
 
     zone: str
@@ -42,6 +44,8 @@ class CalendarSpec:
     subdivision: str | None = None
     days: tuple[tuple[date, Windows], ...] = ()
     pre_holiday_shortening_min: int = 0
+    extra_days_off: frozenset[date] = frozenset()
+    extra_working_days: frozenset[date] = frozenset()
 
 
 class WorkingCalendar:
@@ -54,6 +58,7 @@ class WorkingCalendar:
                               if spec.country else None)
         self._days = dict(spec.days)
         self._cache: dict[date, tuple[Interval, ...]] = {}
+        self._transfers: dict[int, frozenset[date]] = {}
 
     def __reduce__(self) -> tuple[Callable[[CalendarSpec], WorkingCalendar], tuple[CalendarSpec]]:
         # Worker processes get the spec, and keep one calendar (and its caches) per spec.
@@ -65,6 +70,11 @@ class WorkingCalendar:
     def __hash__(self) -> int:
         return hash(self.spec)
 
+    @property
+    def country_calendar(self) -> Any:
+        """The holidays package's calendar of the country, or None."""
+        return self._country
+
     def is_working_day(self, day: date) -> bool:
         return bool(self.local_windows(day))
 
@@ -72,16 +82,29 @@ class WorkingCalendar:
         """The working windows of DAY in local minutes; empty on a day off."""
         if day in self._days:
             return self._days[day]
-        if not self._works_by_rule(day):
+        if day in self.spec.extra_days_off or not (
+                day in self.spec.extra_working_days or self._works_by_rule(day)):
             return ()
         windows = self.spec.hours
         if self.spec.weekly and self.spec.weekly[day.weekday()]:
             windows = self.spec.weekly[day.weekday()]
         cut = self.spec.pre_holiday_shortening_min
-        if cut and self._country is not None and (day + timedelta(days=1)) in self._country:
+        if cut and self._before_holiday(day + timedelta(days=1)):
             *first, (start, end) = windows
             windows = (*first, (start, end - cut)) if end - cut > start else tuple(first)
         return windows
+
+    def _before_holiday(self, following: date) -> bool:
+        """Whether FOLLOWING is a holiday proper: not a day off moved there by a decree."""
+        spec = self.spec
+        if (self._country is None or following not in self._country
+                or following in spec.extra_days_off or following in spec.extra_working_days):
+            return False
+        transfers = self._transfers.get(following.year)
+        if transfers is None:
+            transfers = self._transfers[following.year] = transferred_days_off(
+                self._country, following.year)
+        return following not in transfers
 
     def _works_by_rule(self, day: date) -> bool:
         if self._country is not None:

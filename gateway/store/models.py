@@ -26,6 +26,8 @@ class TicketStatus(StrEnum):
     REGISTERED = "registered"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    # Merged into an older ticket of the same conversation: its number still finds it.
+    MERGED = "merged"
 
 
 class OutboxStatus(StrEnum):
@@ -40,7 +42,7 @@ class OutboxStatus(StrEnum):
 # The members by their short names, as the modules that store and compare them use them (a
 # StrEnum member is the string it stands for, in the database and in JSON alike).
 RECEIVED, PROCESSED, FAILED, HELD = InputStatus
-PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED = TicketStatus
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED, MERGED = TicketStatus
 OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 PENDING, SENDING, SENT = OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT
 # Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so
@@ -140,6 +142,8 @@ class Ticket(SQLModel, table=True):
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
     follows_up: str | None = Field(default=None, max_length=32)
+    # The older ticket this one was merged into (status merged), when a message joined both.
+    merged_into: str | None = Field(default=None, max_length=32)
     # Set by rules: tags, the customer's dedicated engineer, the personal manager copied.
     tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     assignee: str | None = Field(default=None, sa_column=Column(Text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import bindparam, delete, func
 from sqlmodel import Session, col, select
 
 from gateway.config.settings import LoopSettings
@@ -67,7 +67,8 @@ _UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 # One round trip per registration (Core, not the ORM: this runs for every acknowledgement).
 _RECIPIENT_STATE = Prepared(select(
-    select(_UNDELIVERABLE.c.reason).where(_UNDELIVERABLE.c.address == bindparam("address"))
+    select(_UNDELIVERABLE.c.reason).where(_UNDELIVERABLE.c.address == bindparam("address"),
+                                          _UNDELIVERABLE.c.at >= bindparam("blocked_since"))
     .scalar_subquery(),
     select(func.count()).select_from(_OUTBOX).where(
         _OUTBOX.c.recipient == bindparam("address"), _OUTBOX.c.created_at >= bindparam("since"))
@@ -78,8 +79,10 @@ def recipient_blocked(session: Session, recipient: str, now: datetime,
                       limits: LoopSettings) -> str | None:
     """A reason not to send RECIPIENT another automatic message now, or None."""
     since = now - timedelta(minutes=limits.sender_window_min)
-    bounced, sent = _RECIPIENT_STATE.execute(
-        session.connection(), {"address": recipient.lower(), "since": since}).fetchone()
+    blocked_since = now - timedelta(days=limits.undeliverable_days)
+    bounced, sent = _RECIPIENT_STATE.execute(session.connection(), {
+        "address": recipient.lower(), "since": since,
+        "blocked_since": blocked_since}).fetchone()
     if bounced is not None:
         return f"{recipient} is undeliverable: {bounced}"
     if sent >= limits.sender_limit:
@@ -117,12 +120,27 @@ def customer_mail_blocked(session: Session, ticket_id: int, recipient: str, now:
 
 def mark_undeliverable(session: Session, addresses: list[str], reason: str,
                        ticket_id: int | None, now: datetime) -> list[str]:
-    """Record ADDRESSES as bouncing; returns those newly recorded."""
+    """Record ADDRESSES as bouncing permanently (again: the block starts anew); returns
+    those newly recorded."""
     added = []
     for address in dict.fromkeys(a.lower() for a in addresses if a):
-        if session.get(Undeliverable, address) is None:
+        known = session.get(Undeliverable, address)
+        if known is None:
             session.add(Undeliverable(address=address, reason=reason[:500],
                                       ticket_id=ticket_id, at=now))
             added.append(address)
+        else:
+            known.reason, known.ticket_id, known.at = reason[:500], ticket_id, now
     session.flush()
     return added
+
+
+_UNBLOCK = Prepared(delete(_UNDELIVERABLE).where(
+    _UNDELIVERABLE.c.address == bindparam("address")))
+
+
+def mark_deliverable(session: Session, address: str) -> bool:
+    """ADDRESS works (the customer wrote from it, or a relay accepted our mail to it): lift
+    its block. Whether there was one."""
+    result = _UNBLOCK.execute(session.connection(), {"address": address.lower()})
+    return bool(getattr(result, "rowcount", 0))

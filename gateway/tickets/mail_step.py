@@ -12,7 +12,11 @@ from gateway.store.feed import publish
 from gateway.store.models import PENDING_REGISTRATION
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import accept_by_reply
-from gateway.tickets.mail_loops import acknowledgement_suppressed, recipient_blocked
+from gateway.tickets.mail_loops import (
+    acknowledgement_suppressed,
+    mark_deliverable,
+    recipient_blocked,
+)
 from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
 from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
@@ -41,7 +45,13 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
     prefix = settings.intake.ticket_prefix
 
-    existing = find_ticket(session, request, prefix)
+    # An address that writes to us, or that a report says was delivered to, works again.
+    sender_address = request.sender.address if request.sender else None
+    working = [sender_address] if request.kind == "normal" and sender_address else []
+    for works in working + request.delivered_to:
+        if mark_deliverable(session, works):
+            log.info("contact.deliverable_again", address=works.lower())
+    existing = find_ticket(session, request, prefix, settings.intake.thread_links, now)
     follows_up = None
     if existing is not None:
         if (is_closed(existing) and request.kind == "normal"
@@ -86,6 +96,8 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     if decision.hold and not release_held:
         raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     reason = acknowledgement_suppressed(request, envelope_sender, context.own_addresses)
+    if reason is None and isinstance(source, dict) and source.get("acknowledge") is False:
+        reason = "imported by ingest without --acknowledge"
     if reason is None and decision.suppress_ack:
         reason = f"suppressed by rules: {', '.join(decision.fired)}"
     recipient = safe_address(request.sender.address if request.sender else None)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from gateway.store.models import OutboxItem, ThreadId, Ticket
 from gateway.store.prepared import Prepared, PreparedIn
 from gateway.tickets.registration import ticket_tag_pattern
+from gateway.tickets.thread_merge import choose, surviving
 from parsers.model import Request
 
 # Long References chains are cut to their newest ids: the root and the recent parents are
@@ -23,8 +24,8 @@ _THREAD_IDS = ThreadId.__table__  # type: ignore[attr-defined]
 _INSERT_THREAD_IDS = Prepared(insert(_THREAD_IDS))
 
 
-# The newest ticket any of the ids belongs to: this runs for every input, and most find nothing.
-_TICKET_OF_IDS = PreparedIn(lambda ids: select(func.max(_THREAD_IDS.c.ticket_id)).where(
+# The tickets any of the ids belongs to: this runs for every input, and most find nothing.
+_TICKETS_OF_IDS = PreparedIn(lambda ids: select(_THREAD_IDS.c.ticket_id).distinct().where(
     _THREAD_IDS.c.message_id.in_(ids)))
 
 
@@ -40,18 +41,23 @@ def thread_ids(request: Request) -> list[str]:
     return list(ids)
 
 
-def find_ticket(session: Session, request: Request, prefix: str) -> Ticket | None:
-    """The ticket REQUEST belongs to, or None when it starts a new one."""
+def find_ticket(session: Session, request: Request, prefix: str, links: str = "merge",
+                now: datetime | None = None) -> Ticket | None:
+    """The ticket REQUEST belongs to, or None when it starts a new one. A message that
+    belongs to several live tickets merges or links them (LINKS, see thread_merge)."""
     if request.subject and (match := ticket_tag_pattern(prefix).search(request.subject)):
         ticket = session.exec(select(Ticket).where(Ticket.number == match.group(1).upper())).first()
         if ticket is not None:
-            return ticket
+            return surviving(session, ticket)
     ids = thread_ids(request)
     if ids:
-        # The newest ticket wins: a follow-up of a closed ticket shares its predecessor's ids.
-        found = _TICKET_OF_IDS.execute(session.connection(), ids).fetchone()[0]
-        if found is not None:
-            return session.get(Ticket, found)
+        found = [row[0] for row in _TICKETS_OF_IDS.execute(session.connection(), ids).fetchall()]
+        if len(found) == 1:
+            return surviving(session, session.get_one(Ticket, found[0]))
+        if found:
+            tickets = [session.get_one(Ticket, ticket_id) for ticket_id in found]
+            return choose(session, tickets, request.message_id, links,
+                          now or datetime.now(UTC))
     if request.kind == "bounce" and request.failed_recipients:
         return _ticket_of_bounced(session, request.failed_recipients, request.date)
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, update
@@ -73,15 +73,18 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
              follows_up: str | None = None) -> NewTicket:
     """A new ticket with its SLA deadlines.
 
-    Received while the tier's intake window is open, it is registered NOW. Received outside
-    it, it is registered when the window next opens: pending_registration until then (the
-    deadlines count from that instant), or registered at once when that instant has passed
-    already (processing late). Written with a Core insert: the ORM unit of work cost more
-    than everything else here.
+    Received while the tier's intake window is open, it is registered as of RECEIVED_AT (the
+    arrival, however late it is processed). Received outside it, it is registered when the
+    window next opens: pending_registration until then (the deadlines count from that
+    instant), or registered at once when that instant has passed already (processing late).
+    Written with a Core insert: the ORM unit of work cost more than everything else here.
     """
     tier = customer.tier if customer else None
     clock_tier = tier or default_tier
-    registered_at = (now if intake_open(received_at, clock_tier, policy)
+    if received_at.tzinfo is None:  # SQLite gives stored instants back naive, in UTC
+        received_at = received_at.replace(tzinfo=UTC)
+    # The clocks start at arrival, not at processing: a backlog or a retry must not move them.
+    registered_at = (received_at if intake_open(received_at, clock_tier, policy)
                      else registration_time(received_at, clock_tier, policy))
     status = REGISTERED if registered_at <= now else PENDING_REGISTRATION
     due = schedule(registered_at, clock_tier, decision.priority, decision.request_type, policy)

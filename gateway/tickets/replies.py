@@ -98,6 +98,11 @@ def _record_bounce(session: Session, ticket: Ticket, request: Request, now: date
     ours = _bounced_message_is_ours(session, int(ticket.id or 0), request.original_message_id)
     if not ours or not request.failed_recipients:
         return ""
+    if not request.bounce_permanent:
+        # A full mailbox, a policy refusal or a delay: the address may work tomorrow.
+        note = f"temporary delivery failure to {', '.join(request.failed_recipients)}"
+        add_note(ticket, f"{now.isoformat()}: {note}; the address is not blocked")
+        return f"; {note}, not blocked"
     reason = f"bounce of our message to {', '.join(request.failed_recipients)}"
     added = mark_undeliverable(session, request.failed_recipients, reason, ticket.id, now)
     add_note(ticket, f"{now.isoformat()}: {reason}; no more automatic mail to it")

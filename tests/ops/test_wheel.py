@@ -120,7 +120,8 @@ def test_migrations_and_templates_work_installed(installed: Path, tmp_path: Path
                      b"Date: Wed, 25 Nov 2026 10:00:00 +0300\r\n\r\n"
                      b"Since this morning no messages are delivered.\r\n")
     python = str(installed / "python")
-    run([python, "-m", "gateway", "--config", str(config), "ingest", str(mail)],
+    run([python, "-m", "gateway", "--config", str(config), "ingest", "--acknowledge",
+         str(mail)],
         tmp_path)
     out = run([python, "-m", "gateway", "--config", str(config), "tickets", "list", "--json"],
               tmp_path)

@@ -168,8 +168,8 @@ def test_ingest_eml_mbox_and_maildir(config: Path, tmp_path: Path) -> None:
     maildir.add(make_mail("from maildir", message_id="<md@acme.example>"))
     maildir.add(make_mail("from eml", message_id="<e1@acme.example>"))  # the same message again
 
-    result = cli("ingest", str(eml), str(tmp_path / "archive.mbox"), str(tmp_path / "Maildir"),
-                 config=config)
+    result = cli("ingest", "--acknowledge", str(eml), str(tmp_path / "archive.mbox"),
+                 str(tmp_path / "Maildir"), config=config)
     assert result.stdout.splitlines()[0] == (
         "stored 5 new input(s), 1 already known, 5 message(s) sent")
     # A pipe: a bar's carriage-return redraws would only litter a log or a script's input.
@@ -203,7 +203,7 @@ def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     path.write_text(config_text(database_url, tmp_path / "state", free_port(),
                                 intake="hold_unknown_senders = true"), encoding="utf-8")
     (tmp_path / "x.eml").write_bytes(make_mail("stranger", sender="who@nowhere.example"))
-    cli("ingest", str(tmp_path / "x.eml"), config=path)
+    cli("ingest", "--acknowledge", str(tmp_path / "x.eml"), config=path)
     rows = json.loads(cli("quarantine", "list", "--json", config=path).stdout)
     assert [(r["id"], r["status"]) for r in rows] == [(1, "held")]
     assert "not a known customer" in rows[0]["error"]

@@ -114,7 +114,9 @@ def test_phone_acknowledgement_is_delivered_within_the_reaction_time(
     """A phone ticket's acknowledgement goes out when it is processed, before its reaction
     deadline, and the ticket records when the relay took it."""
     running = start(make_gateway, relay_sink, tmp_path)
-    assert post_call(running.http_url, call("c-sla", contact_email="ivan@acme.example"),
+    # The call started when the hook was sent: its arrival (an earlier start would count).
+    assert post_call(running.http_url, call("c-sla", contact_email="ivan@acme.example",
+                                            started_at="2026-11-25T08:00:00Z"),
                      START).status_code == 202
     # Processing runs a little after intake, as when the workers are busy.
     running.clock.advance(timedelta(minutes=3))

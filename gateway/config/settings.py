@@ -68,6 +68,9 @@ class SmtpSettings(Section):
     recipients: list[str] = Field(default_factory=list)
     max_message_bytes: int = Field(default=26_214_400, gt=0)
     hostname: str = "intake-gateway"
+    # DATA over large_message_bytes needs one of large_sessions slots, else 452 (try later).
+    large_message_bytes: int = Field(default=1_048_576, gt=0)
+    large_sessions: int = Field(default=4, ge=1)
 
     _check_listen = field_validator("listen")(_host_port)
 

@@ -177,6 +177,10 @@ class IntakeSettings(Section):
     # Added to the workers' scheduling priority (nice): with the cores busy, the daemon's
     # SMTP and HTTP answers go before processing. 0 runs them at the daemon's priority.
     worker_niceness: int = Field(default=10, ge=0, le=19)
+    # What parsing one input may take in a worker process; over it the input is quarantined
+    # with the reason. A worker stuck past parse_budget_s x (batch + 2) + 30 s is replaced.
+    parse_budget_s: float = Field(default=10.0, gt=0)
+    parse_memory_mb: int = Field(default=512, ge=16)
     # The daemon's event loop: uvloop (libuv, in C) where installed, else asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.

@@ -27,6 +27,8 @@ class IntakeHandler:
         self._recipients = {r.lower() for r in recipients}
         self.limits = limits or LimitSettings()
         self.closing = False
+        # The listener's cap on large DATA, set when it starts (tests and metrics read it).
+        self.large: LargeSessions | None = None
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -74,7 +76,8 @@ async def start_smtp(handler: IntakeHandler, settings: SmtpSettings) -> asyncio.
     """Listen on settings.listen inside the running loop."""
     host, port = split_host_port(settings.listen)
     loop = asyncio.get_running_loop()
-    large = LargeSessions(settings.large_message_bytes, settings.large_sessions)
+    large = handler.large = LargeSessions(settings.large_message_bytes,
+                                          settings.large_sessions)
 
     def factory() -> Any:
         return IntakeSMTP(handler, data_size_limit=settings.max_message_bytes,

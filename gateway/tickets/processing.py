@@ -18,6 +18,7 @@ from gateway.store.db import read_transaction, transaction, write_turns
 from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
 from gateway.tickets.context import Context
 from gateway.tickets.mail_step import process_mail
+from gateway.tickets.parse_budget import NO_BUDGET, Guard, OverBudget
 from gateway.tickets.phone_calls import process_call
 from gateway.tickets.step import Held, Pending, decide
 from parsers.model import Request
@@ -68,14 +69,26 @@ def parse_raw(channel: str, raw: bytes, limits: LimitSettings | None = None) -> 
     raise ValueError(f"no parser for channel {channel!r}")
 
 
-def parse_many(items: list[Loaded], limits: LimitSettings | None = None) -> Parsed:
-    """Parse each input; pure. Errors become text, so one bad input stops nothing."""
+def parse_many(items: list[Loaded], limits: LimitSettings | None = None,
+               guard: Guard = NO_BUDGET) -> Parsed:
+    """Parse each input within GUARD's budget; pure. Errors become text, so one bad input
+    stops nothing."""
     parsed: Parsed = {}
     for item in items:
         try:
-            parsed[item.id] = parse_raw(item.channel, item.raw, limits)
+            with guard():
+                parsed[item.id] = parse_raw(item.channel, item.raw, limits)
+        except OverBudget as over:
+            parsed[item.id] = f"OverBudget: {over}"
+        except MemoryError:
+            parsed[item.id] = ("OverBudget: parsing needed more memory than its budget "
+                               "(intake.parse_memory_mb)")
         except Exception as error:
             parsed[item.id] = f"{type(error).__name__}: {error}"
+        error_text = parsed[item.id]
+        if isinstance(error_text, str) and error_text.startswith("OverBudget"):
+            log.warning("input.over_budget", input_id=item.id, error=error_text,
+                        size=len(item.raw))
     return parsed
 
 
@@ -117,12 +130,14 @@ def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
 
 
 def process_pending(engine: Engine, context: Context, limit: int,
-                    only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
-    """Load, parse and register up to LIMIT inputs in this thread (CLI and tests)."""
+                    only_ids: list[int] | None = None, release_held: bool = False,
+                    guard: Guard = NO_BUDGET) -> BatchResult:
+    """Load, parse (each within GUARD's budget) and register up to LIMIT inputs in this
+    thread (a worker process, the CLI and tests)."""
     loaded = load_pending(engine, limit, only_ids)
     if not loaded:
         return BatchResult()
-    parsed = parse_many(loaded, context.settings.limits)
+    parsed = parse_many(loaded, context.settings.limits, guard)
     return apply_parsed(engine, context, parsed, release_held,
                         decide_many(loaded, parsed, context))
 
@@ -248,6 +263,15 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
                 structlog.contextvars.unbind_contextvars("input_id", "ticket")
         _store_outcomes(session, items)
     return done
+
+
+def fail_inputs(engine: Engine, ids: list[int], reason: str) -> int:
+    """Quarantine the still-received inputs IDS with REASON (a worker died on them)."""
+    with transaction(engine) as session:
+        done = session.connection().execute(
+            update(_INPUTS).where(_INPUTS.c.id.in_(ids)).where(_INPUTS.c.status == RECEIVED)
+            .values(status=FAILED, last_error=reason, attempts=_INPUTS.c.attempts + 1))
+        return int(done.rowcount or 0)
 
 
 class ParseFailure(Exception):

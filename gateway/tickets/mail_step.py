@@ -36,6 +36,10 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     settings = context.settings
     source = json.loads(item.source)
     envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
+    # Another input with other content came first with this Message-ID (the door keeps both).
+    clash = source.get("message_id_clash") if isinstance(source, dict) else None
+    clash_note = (f"its Message-ID was used before by input {clash}, a different message"
+                  if clash else None)
     prefix = settings.intake.ticket_prefix
 
     existing = find_ticket(session, request, prefix)
@@ -50,7 +54,7 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
                 now=now, decision=decision, context=context)
-            finish(item, existing.id, outcome, now)
+            finish(item, existing.id, f"{outcome}; {clash_note}" if clash_note else outcome, now)
             structlog.contextvars.bind_contextvars(ticket=existing.number)
             if request.kind != "normal" or existing.proposed_priority is None:
                 return 0
@@ -85,6 +89,8 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     notes = [f"{NO_ACKNOWLEDGEMENT_NOTE}: {reason}"] if reason else []
     if follows_up:
         notes.append(f"follows up closed ticket {follows_up}")
+    if clash_note:
+        notes.append(f"the request's {clash_note}")
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,

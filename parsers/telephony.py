@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from parsers.headers import strip_invisible
 from parsers.model import PRIORITIES, Address, Channel, Request
 from parsers.phones import to_e164
 
@@ -99,13 +100,17 @@ def read_body(content_type: str, body: bytes) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as error:
         raise PayloadError("body", f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("body", "expected a JSON object")
     return data
 
 
 def _text(data: dict[str, Any], name: str, *, required: bool = False,
-          limit: int = 1000) -> str | None:
+          limit: int = 1000, bidi: bool = True) -> str | None:
+    """Field NAME as text; lone surrogates (and, with BIDI, bidirectional controls) removed:
+    JSON may carry them, no database stores the first, and the second misleads readers."""
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -113,7 +118,7 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False,
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise PayloadError(name, "expected a string")
-    text = str(value).strip()
+    text = strip_invisible(str(value), bidi).strip()
     if len(text) > limit:
         raise PayloadError(name, f"longer than {limit} characters")
     if "\x00" in text:
@@ -173,7 +178,7 @@ def _phone(data: dict[str, Any], name: str) -> str | None:
 def generic_event(data: dict[str, Any], hook: str) -> CallEvent:
     """The call-centre JSON of CONTRACT.md: an operator's phone ticket."""
     subject = _text(data, "subject", limit=998)
-    description = _text(data, "description", limit=_MAX_TEXT) or ""
+    description = _text(data, "description", limit=_MAX_TEXT, bidi=False) or ""
     if subject is None and not description:
         raise PayloadError("subject", "field required (or a description)")
     return CallEvent(

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from parsers.headers import strip_invisible
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("gateway.outbox", "templates"),
@@ -33,7 +35,7 @@ PRIORITY_NAMES = {
 
 def header_safe(value: str | None, limit: int = 200) -> str:
     """VALUE on one line: control characters (CR, LF, NUL ...) become spaces; long text is cut."""
-    text = _CONTROL.sub(" ", value or "").strip()
+    text = _CONTROL.sub(" ", strip_invisible(value or "")).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

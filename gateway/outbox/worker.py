@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, bindparam, case, func, insert, or_, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -159,8 +160,22 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                           "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
             connection.execute(update(_OUTBOX).where(_OUTBOX.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
+            if values["status"] == FAILED and outcome.item.ticket_id is not None:
+                _note_not_sent(connection, outcome, now)
         if acknowledged:
             connection.execute(_MARK_ACKNOWLEDGED, acknowledged)
+
+
+def _note_not_sent(connection: Connection, outcome: Outcome, now: datetime) -> None:
+    """Say in the ticket's notes that its mail failed for good, and why (a relay without
+    SMTPUTF8 for an internationalised address, say): the outbox is not where people look."""
+    notes = connection.execute(sa_select(_TICKETS.c.notes).where(
+        _TICKETS.c.id == outcome.item.ticket_id)).scalar_one_or_none()
+    listed = json.loads(notes or "[]")
+    listed.append(f"{now.isoformat()}: {outcome.item.kind} to {outcome.item.recipient} "
+                  f"not sent: {outcome.error}")
+    connection.execute(update(_TICKETS).where(_TICKETS.c.id == outcome.item.ticket_id)
+                       .values(notes=json.dumps(listed, ensure_ascii=False)))
 
 
 async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:

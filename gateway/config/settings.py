@@ -71,6 +71,11 @@ class SmtpSettings(Section):
     # DATA over large_message_bytes needs one of large_sessions slots, else 452 (try later).
     large_message_bytes: int = Field(default=1_048_576, gt=0)
     large_sessions: int = Field(default=4, ge=1)
+    # Open connections from one address (then 421); a local MTA relaying everything counts
+    # as one address, so this is well above what one needs.
+    connections_per_peer: int = Field(default=100, ge=1)
+    # A session silent this long between commands is closed; DATA as a whole gets as long.
+    idle_timeout_s: float = Field(default=300.0, gt=0)
 
     _check_listen = field_validator("listen")(_host_port)
 
@@ -82,6 +87,10 @@ class HttpSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Signed timestamps (generic provider) are accepted this far from our clock, either way.
     replay_window_s: int = Field(default=300, gt=0)
+    # Open connections from one address (then 503), and how long one may stay silent before
+    # its first request and between requests.
+    connections_per_peer: int = Field(default=100, ge=1)
+    idle_timeout_s: float = Field(default=10.0, ge=1)
 
     _check_listen = field_validator("listen")(_host_port)
 

@@ -38,3 +38,24 @@ class LargeSessions:
 
     def give_back(self) -> None:
         self.holding -= 1
+
+
+class PeerConnections:
+    """At most MOST open connections from one address: a thousand idle connections from one
+    host took every descriptor and locked out every other client."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.open: Counter[str] = Counter()
+
+    def enter(self, peer: str) -> bool:
+        """Count a new connection from PEER, or False (not counted) when it is over the limit."""
+        if self.open[peer] >= self.most:
+            return False
+        self.open[peer] += 1
+        return True
+
+    def leave(self, peer: str) -> None:
+        self.open[peer] -= 1
+        if self.open[peer] <= 0:
+            del self.open[peer]

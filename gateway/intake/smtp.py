@@ -12,7 +12,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from gateway.config.settings import LimitSettings, SmtpSettings, split_host_port
 from gateway.intake.door import IncomingInput, IntakeDoor
 from gateway.intake.limits import LimitExceeded, check_structure
-from gateway.intake.refusals import LargeSessions, limit_bit
+from gateway.intake.refusals import LargeSessions, PeerConnections, limit_bit
 from gateway.intake.smtp_data import IntakeSMTP, off_loop
 
 log = structlog.get_logger("gateway.smtp")
@@ -29,6 +29,7 @@ class IntakeHandler:
         self.closing = False
         # The listener's cap on large DATA, set when it starts (tests and metrics read it).
         self.large: LargeSessions | None = None
+        self.peers: PeerConnections | None = None
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -78,10 +79,12 @@ async def start_smtp(handler: IntakeHandler, settings: SmtpSettings) -> asyncio.
     loop = asyncio.get_running_loop()
     large = handler.large = LargeSessions(settings.large_message_bytes,
                                           settings.large_sessions)
+    peers = handler.peers = PeerConnections(settings.connections_per_peer)
 
     def factory() -> Any:
         return IntakeSMTP(handler, data_size_limit=settings.max_message_bytes,
                     hostname=settings.hostname, ident="Intake Gateway",
-                    enable_SMTPUTF8=True, decode_data=False, loop=loop, large=large)
+                    enable_SMTPUTF8=True, decode_data=False, loop=loop, large=large,
+                    peers=peers, timeout=settings.idle_timeout_s)
 
     return await loop.create_server(factory, host=host, port=port)

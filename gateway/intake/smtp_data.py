@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
-from gateway.intake.refusals import LargeSessions, limit_bit
+from gateway.intake.refusals import LargeSessions, PeerConnections, limit_bit
 
 T = TypeVar("T")
 END = b"\r\n.\r\n"
@@ -73,10 +73,42 @@ class IntakeSMTP(SMTP):
     bare-LF mail is taken as its sender wrote it. Plain addresses in MAIL and
     RCPT skip the e-mail package's general (and slow) address parser."""
 
-    def __init__(self, *args: Any, large: LargeSessions | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, large: LargeSessions | None = None,
+                 peers: PeerConnections | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._large = large
         self._holding_large = self._refused_large = False
+        self._peers = peers
+        self._counted_peer: str | None = None
+        self._turned_away = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._peers is not None and self._counted_peer is None and not self._turned_away:
+            peername = transport.get_extra_info("peername")
+            peer = str(peername[0] if isinstance(peername, tuple) else peername)
+            if not self._peers.enter(peer):
+                # Answered at once and closed: the client learns why (RFC 5321 § 3.8).
+                self._turned_away = True
+                limit_bit("smtp_connections_per_peer", "smtp", peer=peer,
+                          most=self._peers.most)
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(b"421 4.7.0 Too many connections from your address, "
+                                b"try again later\r\n")
+                transport.close()
+                return
+            self._counted_peer = peer
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._turned_away:
+            return
+        if self._peers is not None and self._counted_peer is not None:
+            self._peers.leave(self._counted_peer)
+            self._counted_peer = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        return False if self._turned_away else super().eof_received()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_PATH.fullmatch(arg) if arg.isascii() else None

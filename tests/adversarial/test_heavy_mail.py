@@ -131,3 +131,46 @@ def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None
         assert reader.readline().startswith(b"250 ")
     wait_until(lambda: _slots_held(running) == 0, 30, "the slot given back")
     assert send(running.smtp_port, large)[0] == 250
+
+
+def test_one_address_cannot_take_every_connection(make_gateway) -> None:
+    """Over smtp.connections_per_peer from one address: 421 at once, logged and counted; the
+    others stay served, and a freed slot is taken again."""
+    running: RunningGateway = make_gateway(smtp="connections_per_peer = 5\n")
+    held = [socket.create_connection(("127.0.0.1", running.smtp_port), timeout=30)
+            for _ in range(5)]
+    try:
+        for connection in held:
+            assert connection.makefile("rb").readline().startswith(b"220 ")
+        with socket.create_connection(("127.0.0.1", running.smtp_port), timeout=30) as extra:
+            assert extra.makefile("rb").readline().startswith(b"421 4.7.0 ")
+        metrics = urllib.request.urlopen(running.http_url + "/metrics", timeout=30).read()
+        assert b'intake_limit_refusals_total{limit="smtp_connections_per_peer"}' in metrics
+    finally:
+        held.pop().close()
+    try:
+        wait_until(lambda: running.gateway.smtp_handler.peers is not None
+                   and running.gateway.smtp_handler.peers.open["127.0.0.1"] == 4, 30,
+                   "the closed connection counted out")
+        assert send(running.smtp_port, make_mail())[0] == 250
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_http_connections_that_never_ask_are_closed_and_limited_per_address(
+        make_gateway) -> None:
+    running: RunningGateway = make_gateway(http="connections_per_peer = 3\nidle_timeout_s = 1\n")
+    port = int(running.http_url.rsplit(":", 1)[1])
+    silent = socket.create_connection(("127.0.0.1", port), timeout=30)
+    started = time.monotonic()
+    assert silent.recv(1) == b""  # closed by the server after the first-request deadline
+    assert time.monotonic() - started < 20
+    silent.close()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as extra:
+            assert extra.makefile("rb").readline().startswith(b"HTTP/1.1 503")
+    finally:
+        for connection in held:
+            connection.close()

@@ -57,9 +57,14 @@ class CallEvent:
     declared_priority: str | None = None
     started_at: datetime | None = None
     duration_s: int | None = None
+    # What the provider's signature covers, where it leaves the call id out (Zadarma): the
+    # event's identity, so a replay with a new call id is the same event.
+    signed_identity: str | None = None
 
     def key(self) -> str | None:
         """Same event of the same call -> same key; a web request without an id has none."""
+        if self.signed_identity is not None:
+            return f"{self.hook}:signed:{self.signed_identity}"
         if self.call_id is None:
             return None
         if self.kind == "ticket" and self.provider in ("generic", "web"):
@@ -250,7 +255,13 @@ def zadarma_event(data: dict[str, Any], hook: str) -> CallEvent:
         direction="in", caller=_text(data, "caller_id", limit=64),
         called=_text(data, "called_did", limit=64), agent=_text(data, "internal", limit=64),
         started_at=_zadarma_time(data), duration_s=_seconds(data, "duration"),
-        description=f"disposition: {disposition}" if disposition else "")
+        description=f"disposition: {disposition}" if disposition else "",
+        signed_identity=(":".join([name] + [str(data.get(f, "")) for f in _ZADARMA_SIGNED_CALL])
+                         if name in ("NOTIFY_START", "NOTIFY_INTERNAL", "NOTIFY_END") else None))
+
+
+# The fields Zadarma signs for a call's start, internal and end notifications.
+_ZADARMA_SIGNED_CALL = ("caller_id", "called_did", "call_start")
 
 
 def _zadarma_time(data: dict[str, Any]) -> datetime | None:

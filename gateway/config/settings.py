@@ -156,6 +156,10 @@ class WebhookSettings(Section):
     allow_from: list[str] = Field(default_factory=list)
     # twilio: the public URL Twilio calls (it signs that URL); absent: the request's own URL.
     public_url: str | None = None
+    # zadarma: a notification whose signed call_start is further than this from our clock is
+    # refused (401): Zadarma signs only a few fields, so a captured one could be replayed.
+    # Generous: call_start is in the account's time zone, and calls last.
+    max_age_s: int = Field(default=86_400, gt=0)
 
     @model_validator(mode="after")
     def _has_secret(self) -> WebhookSettings:

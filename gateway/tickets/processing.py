@@ -282,5 +282,5 @@ def process_one(session: Session, item: Pending, request: Request, context: Cont
                 release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
     """Register or thread ITEM by its channel's step; the number of messages enqueued."""
     if isinstance(request, CallRequest):
-        return process_call(session, item, request, context)
+        return process_call(session, item, request, context, release_held)
     return process_mail(session, item, request, context, release_held, isolate, decided)

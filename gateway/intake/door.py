@@ -183,6 +183,9 @@ class IntakeDoor:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[IncomingInput, asyncio.Future[Accepted]]] = (
             asyncio.Queue())
+        # The error of the last commit, until one succeeds (/readyz: a database that answers
+        # but cannot commit, a full disk, is not ready: every sender got 451 while it said 200).
+        self.commit_failure: str | None = None
 
     async def accept(self, item: IncomingInput) -> Accepted:
         """Return once ITEM is committed; raise if the database could not store it."""
@@ -201,11 +204,13 @@ class IntakeDoor:
                 results = await self._db.run_urgent(store_inputs, self._db.engine, items,
                                                     self._clock)
             except Exception as error:
+                self.commit_failure = (str(error).splitlines() or [""])[0][:300]
                 log.error("intake.store_failed", error=str(error), count=len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self.commit_failure = None
             for (_, future), accepted in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(accepted)

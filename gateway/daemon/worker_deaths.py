@@ -1,5 +1,4 @@
-"""A worker that dies on a batch: replaced, the batch retried one input at a time, the culprit
-quarantined with the reason (so one input cannot kill every worker after it)."""
+"""A worker that dies on a batch: replaced, the batch retried by input, the culprit quarantined."""
 
 from __future__ import annotations
 

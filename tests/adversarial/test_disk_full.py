@@ -1,5 +1,4 @@
-"""A full disk (SQLite and the outbox journal on a small tmpfs): no acknowledgement goes out
-twice, and /readyz says not ready while the database cannot commit (issue 17)."""
+"""A full disk: no acknowledgement goes out twice, and /readyz says not ready (issue 17)."""
 
 from __future__ import annotations
 

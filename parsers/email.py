@@ -15,6 +15,7 @@ from parsers.headers import (
     msgid_list,
     parse_addresses,
     parse_date,
+    strip_invisible,
 )
 from parsers.html import enriched_to_text, html_to_text
 from parsers.kind import MailFacts, classify_kind
@@ -177,6 +178,9 @@ def _fill(req: Request, raw: bytes) -> None:
         if text:
             defects.append("body is binary data, not text; text omitted")
         own = text = ""
+    # Lone surrogates (a UTF-7 body can make them) cannot be stored; bidi marks in a body
+    # are ordinary right-to-left writing and stay.
+    text, own = strip_invisible(text, bidi=False), strip_invisible(own, bidi=False)
     if len(text) > MAX_TEXT_CHARS:
         defects.append(f"body text truncated to {MAX_TEXT_CHARS} characters")
         text = text[:MAX_TEXT_CHARS]

@@ -19,8 +19,24 @@ _MSGID = re.compile(r"<([^<>]*)>")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?(.*?)\?=")
 
 
+# Lone surrogates (UTF-7 and JSON's "\ud800" make them) cannot be stored as UTF-8 and show
+# as nothing or garbage; bidirectional controls (embeddings, overrides, isolates and the
+# marks) make a subject or a name display other than it reads ("Trojan Source").
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_INVISIBLE = re.compile("[\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_invisible(value: str, bidi: bool = True) -> str:
+    """VALUE without lone surrogates and (with BIDI) bidirectional control characters."""
+    if value.isascii():
+        return value
+    return (_INVISIBLE if bidi else _SURROGATES).sub("", value)
+
+
 def clean(value: str) -> str:
-    """Unfold a header value and remove any CR, LF or NUL left (safe for outgoing headers)."""
+    """Unfold a header value and remove any CR, LF or NUL left (safe for outgoing headers),
+    and lone surrogates and bidirectional controls (safe to store and to show)."""
+    value = strip_invisible(value)
     # Most values are one line: the substitutions would change nothing, and cost two regex calls.
     if "\n" not in value and "\r" not in value and "\x00" not in value:
         return value

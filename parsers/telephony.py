@@ -11,6 +11,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from parsers.attachments import FormError, form_fields
+from parsers.headers import strip_invisible
 from parsers.model import PRIORITIES, Address, Channel, Request
 from parsers.phones import to_e164
 
@@ -58,9 +59,14 @@ class CallEvent:
     declared_priority: str | None = None
     started_at: datetime | None = None
     duration_s: int | None = None
+    # What the provider's signature covers, where it leaves the call id out (Zadarma): the
+    # event's identity, so a replay with a new call id is the same event.
+    signed_identity: str | None = None
 
     def key(self) -> str | None:
         """Same event of the same call -> same key; a web request without an id has none."""
+        if self.signed_identity is not None:
+            return f"{self.hook}:signed:{self.signed_identity}"
         if self.call_id is None:
             return None
         if self.kind == "ticket" and self.provider in ("generic", "web"):
@@ -108,13 +114,17 @@ def read_body(content_type: str, body: bytes) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as error:
         raise PayloadError("body", f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("body", "expected a JSON object")
     return data
 
 
 def _text(data: dict[str, Any], name: str, *, required: bool = False,
-          limit: int = 1000) -> str | None:
+          limit: int = 1000, bidi: bool = True) -> str | None:
+    """Field NAME as text; lone surrogates (and, with BIDI, bidirectional controls) removed:
+    JSON may carry them, no database stores the first, and the second misleads readers."""
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -122,7 +132,7 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False,
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise PayloadError(name, "expected a string")
-    text = str(value).strip()
+    text = strip_invisible(str(value), bidi).strip()
     if len(text) > limit:
         raise PayloadError(name, f"longer than {limit} characters")
     if "\x00" in text:
@@ -182,7 +192,7 @@ def _phone(data: dict[str, Any], name: str) -> str | None:
 def generic_event(data: dict[str, Any], hook: str) -> CallEvent:
     """The call-centre JSON of CONTRACT.md: an operator's phone ticket."""
     subject = _text(data, "subject", limit=998)
-    description = _text(data, "description", limit=_MAX_TEXT) or ""
+    description = _text(data, "description", limit=_MAX_TEXT, bidi=False) or ""
     if subject is None and not description:
         raise PayloadError("subject", "field required (or a description)")
     return CallEvent(
@@ -254,7 +264,13 @@ def zadarma_event(data: dict[str, Any], hook: str) -> CallEvent:
         direction="in", caller=_text(data, "caller_id", limit=64),
         called=_text(data, "called_did", limit=64), agent=_text(data, "internal", limit=64),
         started_at=_zadarma_time(data), duration_s=_seconds(data, "duration"),
-        description=f"disposition: {disposition}" if disposition else "")
+        description=f"disposition: {disposition}" if disposition else "",
+        signed_identity=(":".join([name] + [str(data.get(f, "")) for f in _ZADARMA_SIGNED_CALL])
+                         if name in ("NOTIFY_START", "NOTIFY_INTERNAL", "NOTIFY_END") else None))
+
+
+# The fields Zadarma signs for a call's start, internal and end notifications.
+_ZADARMA_SIGNED_CALL = ("caller_id", "called_did", "call_start")
 
 
 def _zadarma_time(data: dict[str, Any]) -> datetime | None:

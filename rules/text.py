@@ -198,6 +198,18 @@ class Lexicon:
         self.entry: Callable[[str], tuple[frozenset[str], tuple[str, ...]]] = lru_cache(
             maxsize=16384)(self._entry)
 
+    def __getstate__(self) -> dict[str, object]:
+        # The per-token cache wraps a bound method, which does not pickle; a rule set used
+        # here once (an explanation) is pickled for the worker processes, which build their
+        # own cache.
+        state = dict(self.__dict__)
+        del state["entry"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.entry = lru_cache(maxsize=16384)(self._entry)
+
     @classmethod
     def of(cls, phrases: Iterable[tuple[Term, ...]]) -> Lexicon:
         """The lexicon of a rule set's `words` phrases."""

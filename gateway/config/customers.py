@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from parsers.idn import comparable_address, unicode_domain
 from rules.config_errors import ConfigError, ConfigProblem, problem_of
 
 # The seed's tiers; a policy file may define others (its tiers are passed to load_customers).
@@ -48,10 +49,16 @@ class CustomerEntry(BaseModel):
             raise ValueError("expected ru or en")
         return value
 
-    @field_validator("emails", "domains")
+    @field_validator("emails")
     @classmethod
-    def _lower(cls, values: list[str]) -> list[str]:
-        return [v.strip().lower().lstrip("@") for v in values]
+    def _comparable_emails(cls, values: list[str]) -> list[str]:
+        return [comparable_address(v) for v in values]
+
+    @field_validator("domains")
+    @classmethod
+    def _comparable_domains(cls, values: list[str]) -> list[str]:
+        # IDNA (xn--) and Unicode spellings of one domain are one domain.
+        return [unicode_domain(v.strip().lstrip("@")) for v in values]
 
 
 class CustomersFile(BaseModel):
@@ -78,7 +85,7 @@ class Directory:
         """By exact address first, then by domain and its parent domains."""
         if not address:
             return None
-        address = address.strip().lower()
+        address = comparable_address(address)
         if found := self._by_address.get(address):
             return found
         domain = address.rpartition("@")[2]

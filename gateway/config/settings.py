@@ -70,6 +70,14 @@ class SmtpSettings(Section):
     recipients: list[str] = Field(default_factory=list)
     max_message_bytes: int = Field(default=26_214_400, gt=0)
     hostname: str = "intake-gateway"
+    # DATA over large_message_bytes needs one of large_sessions slots, else 452 (try later).
+    large_message_bytes: int = Field(default=1_048_576, gt=0)
+    large_sessions: int = Field(default=4, ge=1)
+    # Open connections from one address (then 421); a local MTA relaying everything counts
+    # as one address, so this is well above what one needs.
+    connections_per_peer: int = Field(default=100, ge=1)
+    # A session silent this long between commands is closed; DATA as a whole gets as long.
+    idle_timeout_s: float = Field(default=300.0, gt=0)
 
     _check_listen = field_validator("listen")(_host_port)
 
@@ -83,6 +91,10 @@ class HttpSettings(Section):
     max_upload_bytes: int = Field(default=26_214_400, gt=0)
     # Signed timestamps (generic provider) are accepted this far from our clock, either way.
     replay_window_s: int = Field(default=300, gt=0)
+    # Open connections from one address (then 503), and how long one may stay silent before
+    # its first request and between requests.
+    connections_per_peer: int = Field(default=100, ge=1)
+    idle_timeout_s: float = Field(default=10.0, ge=1)
 
     _check_listen = field_validator("listen")(_host_port)
 
@@ -148,6 +160,10 @@ class WebhookSettings(Section):
     allow_from: list[str] = Field(default_factory=list)
     # twilio: the public URL Twilio calls (it signs that URL); absent: the request's own URL.
     public_url: str | None = None
+    # zadarma: a notification whose signed call_start is further than this from our clock is
+    # refused (401): Zadarma signs only a few fields, so a captured one could be replayed.
+    # Generous: call_start is in the account's time zone, and calls last.
+    max_age_s: int = Field(default=86_400, gt=0)
 
     @model_validator(mode="after")
     def _has_secret(self) -> WebhookSettings:
@@ -178,6 +194,10 @@ class IntakeSettings(Section):
     # Added to the workers' scheduling priority (nice): with the cores busy, the daemon's
     # SMTP and HTTP answers go before processing. 0 runs them at the daemon's priority.
     worker_niceness: int = Field(default=10, ge=0, le=19)
+    # What parsing one input may take in a worker process; over it the input is quarantined
+    # with the reason. A worker stuck past parse_budget_s x (batch + 2) + 30 s is replaced.
+    parse_budget_s: float = Field(default=10.0, gt=0)
+    parse_memory_mb: int = Field(default=512, ge=16)
     # The daemon's event loop: uvloop (libuv, in C) where installed, else asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # A reply to a closed ticket: reopen it, or register a new ticket that follows it up.

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import signal
-from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -21,7 +20,8 @@ from gateway.config.settings import LoadedSettings
 from gateway.daemon.gc_freeze import settle
 from gateway.daemon.logs import configure_process_logging
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
-from gateway.daemon.worker_batches import PackedContext, process_ids, worker_ready
+from gateway.daemon.worker_batches import PackedContext, worker_ready
+from gateway.daemon.worker_deaths import process_in_worker
 from gateway.daemon.worker_pool import WorkerPool
 from gateway.http.server import HttpServer
 from gateway.http.services import Services
@@ -181,16 +181,7 @@ class Gateway:
         SMTP, the intake door and the outbox.
         """
         if in_worker and self._pool is not None:
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, process_ids, self.settings.database_url(), self._packed(),
-                    self.clock, ids)
-            except BrokenProcessPool as error:
-                # A worker died (killed, out of memory): the inputs are still received.
-                log.error("worker_pool.broken", error=str(error))
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                raise
+            result = await process_in_worker(self, ids)
         else:
             async with self._processing:
                 result = await self.db.run(process_pending, self.db.engine, self.context,
@@ -199,10 +190,22 @@ class Gateway:
             self.outbox.wake()
         return result
 
-    def _packed(self) -> PackedContext:
+    def packed(self) -> PackedContext:
         if self._packed_context is None:
             self._packed_context = PackedContext.of(self.context)
         return self._packed_context
+
+    def worker_pool(self) -> WorkerPool:
+        assert self._pool is not None
+        return self._pool
+
+    def replace_pool(self, broken: WorkerPool) -> WorkerPool:
+        """A new pool for BROKEN, unless another caller replaced it already."""
+        if self._pool is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        assert self._pool is not None
+        return self._pool
 
     def _new_pool(self, workers: int | None = None) -> WorkerPool:
         """WORKERS processes (default: the configured number), logging as this one does."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -12,6 +13,7 @@ from gateway.clock import Clock
 from gateway.daemon.gc_freeze import settle
 from gateway.store.db import make_engine
 from gateway.tickets.context import Context
+from gateway.tickets.parse_budget import limit_memory, time_budget
 from gateway.tickets.processing import BatchResult, process_pending
 
 # One engine per database URL in each worker process, made for its first batch.
@@ -68,5 +70,15 @@ def process_ids(database_url: str, packed: PackedContext, clock: Clock,
     if engine is None:
         engine = _worker_engines[database_url] = make_engine(database_url)
     context = replace(unpacked(packed), clock=clock)
-    return process_pending(engine, context, len(ids), ids)
+    intake = context.settings.intake
+    limit_memory(intake.parse_memory_mb)
+    return process_pending(engine, context, len(ids), ids,
+                           guard=partial(time_budget, intake.parse_budget_s))
+
+
+def call_deadline_s(parse_budget_s: float, inputs: int) -> float:
+    """How long a batch of INPUTS may hold a worker before it is killed and replaced: each
+    parse is stopped at its budget inside the worker, so only a worker stuck where the
+    budget cannot reach (a long call in C) ever gets there."""
+    return parse_budget_s * (inputs + 2) + 30
 

@@ -54,11 +54,12 @@ def _receive(pipe: BinaryIO) -> Any:
 
 
 class _Call:
-    __slots__ = ("args", "function", "future", "kwargs")
+    __slots__ = ("args", "deadline_s", "function", "future", "kwargs")
 
     def __init__(self, future: Future[Any], function: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
+                 kwargs: dict[str, Any], deadline_s: float | None = None) -> None:
         self.future, self.function, self.args, self.kwargs = future, function, args, kwargs
+        self.deadline_s = deadline_s
 
 
 class WorkerPool(Executor):
@@ -90,13 +91,19 @@ class WorkerPool(Executor):
             self._threads.append(thread)
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return self.submit_within(None, fn, *args, **kwargs)
+
+    def submit_within(self, deadline_s: float | None, fn: Callable[..., T], /, *args: Any,
+                      **kwargs: Any) -> Future[T]:
+        """As submit; a worker still on the call DEADLINE_S after it began is killed (the
+        call and the pool then fail with BrokenProcessPool, as when a worker dies)."""
         with self._lock:
             if self._broken is not None:
                 raise _broken(self._broken)
             if self._shut:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             future: Future[T] = Future()
-            self._calls.put(_Call(future, fn, args, kwargs))
+            self._calls.put(_Call(future, fn, args, kwargs, deadline_s))
             return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -134,15 +141,27 @@ class WorkerPool(Executor):
             while (call := self._calls.get()) is not None:
                 if not call.future.set_running_or_notify_cancel():
                     continue
+                overdue = (threading.Timer(call.deadline_s, process.kill)
+                           if call.deadline_s is not None else None)
+                if overdue is not None:
+                    overdue.daemon = True
+                    overdue.start()
                 try:
                     _send(requests, (call.function, call.args, call.kwargs))
                     ok, value = _receive(replies)
                 except (OSError, EOFError) as error:
-                    self._died(process, call, error)
+                    cause: BaseException = error
+                    if overdue is not None and overdue.finished.is_set():
+                        cause = TimeoutError(f"the call ran past its deadline of "
+                                             f"{call.deadline_s:g} s: the worker was killed")
+                    self._died(process, call, cause)
                     return
                 except BaseException as error:  # the call or its result did not pickle
                     call.future.set_exception(error)
                     continue
+                finally:
+                    if overdue is not None:
+                        overdue.cancel()
                 if ok:
                     call.future.set_result(value)
                 else:
@@ -167,7 +186,8 @@ class WorkerPool(Executor):
             self._broken = str(broken)
             if call is not None:
                 call.future.set_exception(broken)
-            self._fail_waiting(broken)
+            # Calls no worker had begun fail too, without a cause: none of them broke it.
+            self._fail_waiting(_broken(f"the pool broke before this call began: {broken}"))
             # The other workers finish what they hold, then stop: the pool is done.
             for _ in self._threads:
                 self._calls.put(None)

@@ -65,6 +65,9 @@ def make_app(services: Services) -> FastAPI:
     async def readyz() -> Response:
         if not services.started or services.closing:
             return JSONResponse({"status": "not ready"}, status_code=503)
+        if failure := services.door.commit_failure:
+            return JSONResponse({"status": "database cannot commit", "error": failure},
+                                status_code=503)
         if down := [m.name for m in services.mailboxes if not m.connected]:
             return JSONResponse({"status": "mailbox down", "mailboxes": down}, status_code=503)
         try:

@@ -109,7 +109,7 @@ async def _authenticated_intake(services: Services, hook: WebhookSettings, reque
         url = hook.public_url or str(request.url)
         check_twilio(secret, headers, url, _form(body))
     elif hook.provider == "zadarma":
-        check_zadarma(secret, headers, _form(body))
+        check_zadarma(secret, headers, _form(body), services.clock.now(), hook.max_age_s)
     try:
         event = read_event(hook.provider, hook.name, content_type, body, hook.mapping,
                            hook.channel)

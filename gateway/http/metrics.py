@@ -16,6 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from gateway.intake.refusals import REFUSALS
 from gateway.store.db import read_transaction
 from gateway.store.models import FAILED, PENDING, SENDING, Input, OutboxItem, Ticket
 
@@ -125,6 +126,14 @@ class GatewayCollector(Collector):
         for outcome, n in sorted(self.http_outcomes().items()):
             http.add_metric([outcome], n)
         yield http
+
+        # In this process since it started (refusals.py): each limit that bit, by name.
+        refused = CounterMetricFamily("intake_limit_refusals",
+                                      "Inputs or connections refused or delayed by a limit",
+                                      labels=["limit"])
+        for limit, n in sorted(REFUSALS.items()):
+            refused.add_metric([limit], n)
+        yield refused
 
 
 def _histogram(name: str, documentation: str, values: Iterable[float],

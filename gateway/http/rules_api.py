@@ -42,7 +42,7 @@ async def post_rules_explain(request: Request) -> JSONResponse:
         try:
             payload = json.loads(body)
             parsed = request_from_payload(payload)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             raise Refused(422, f"malformed JSON payload: {error}", "body") from None
         customer_id = payload.get("customer") if isinstance(payload, dict) else None
     elif content_type in ("message/rfc822", "text/plain", "application/octet-stream", ""):

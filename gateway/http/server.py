@@ -12,8 +12,10 @@ import uvicorn
 
 from gateway.config.settings import split_host_port
 from gateway.http.app import make_app
+from gateway.http.connections import guarded_protocol
 from gateway.http.fast_hooks import HookFastPath
 from gateway.http.services import Services
+from gateway.intake.refusals import PeerConnections
 
 log = structlog.get_logger("gateway.http")
 
@@ -52,9 +54,14 @@ class HttpServer:
         sock.listen(1024)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
+        http = self.services.settings.http
         config = uvicorn.Config(HookFastPath(self.app, self.services),
                                 lifespan="off", log_config=None, access_log=False,
-                                http="httptools", server_header=False,
+                                http=guarded_protocol(
+                                    PeerConnections(http.connections_per_peer),
+                                    http.idle_timeout_s),
+                                timeout_keep_alive=int(http.idle_timeout_s),
+                                server_header=False,
                                 timeout_graceful_shutdown=5, backlog=1024)
         self._server = _InLoopServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")

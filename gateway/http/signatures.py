@@ -7,9 +7,15 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.http.errors import Refused
+
+
+def _same(expected: str, given: str) -> bool:
+    """A constant-time comparison of two texts; compare_digest refuses str with non-ASCII
+    characters (TypeError: a 500 for any sender with such a signature header)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 def check_generic(secret: str, headers: Mapping[str, str], body: bytes, now: datetime,
@@ -19,14 +25,15 @@ def check_generic(secret: str, headers: Mapping[str, str], body: bytes, now: dat
     signature = headers.get("x-signature", "")
     if not timestamp or not signature:
         raise Refused(401, "missing X-Timestamp or X-Signature")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isdigit() alone takes "²" and other digits int() refuses (that was a 500).
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise Refused(401, "X-Timestamp is not unix seconds")
     # Outside the window a captured request cannot be replayed, even with a valid signature.
     if abs(now.timestamp() - int(timestamp)) > window_s:
         raise Refused(401, f"timestamp outside the ±{window_s} s window")
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body,
                         hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(f"sha256={expected}", signature.strip().lower()):
+    if not _same(f"sha256={expected}", signature.strip().lower()):
         raise Refused(401, "bad signature")
 
 
@@ -42,7 +49,7 @@ def check_twilio(auth_token: str, headers: Mapping[str, str], url: str,
     signature = headers.get("x-twilio-signature", "")
     if not signature:
         raise Refused(401, "missing X-Twilio-Signature")
-    if not hmac.compare_digest(twilio_signature(auth_token, url, params), signature):
+    if not _same(twilio_signature(auth_token, url, params), signature):
         raise Refused(401, "bad signature")
 
 
@@ -63,14 +70,27 @@ def zadarma_signature(secret: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(hex_digest.encode("ascii")).decode("ascii")
 
 
-def check_zadarma(secret: str, headers: Mapping[str, str], params: Mapping[str, str]) -> None:
+def check_zadarma(secret: str, headers: Mapping[str, str], params: Mapping[str, str],
+                  now: datetime, max_age_s: int) -> None:
+    """Zadarma's signature, and a signed call_start within MAX_AGE_S of NOW (its signature
+    leaves the call id out, so a captured notification could otherwise be replayed)."""
     signature = headers.get("signature", "")
     if not signature:
         raise Refused(401, "missing Signature")
     if params.get("event", "") not in _ZADARMA_SIGNED:
         raise Refused(401, "event Zadarma does not sign")
-    if not hmac.compare_digest(zadarma_signature(secret, params), signature):
+    if not _same(zadarma_signature(secret, params), signature):
         raise Refused(401, "bad signature")
+    if "call_start" in _ZADARMA_SIGNED[params["event"]]:
+        try:
+            started = datetime.fromisoformat(params.get("call_start", ""))
+        except ValueError:
+            raise Refused(401, "call_start is not a date-time") from None
+        # Written in the account's zone without an offset: read as UTC, hence the wide window.
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        if abs((now - started).total_seconds()) > max_age_s:
+            raise Refused(401, f"call_start outside the ±{max_age_s} s freshness window")
 
 
 def check_path_token(secret: str, token: str | None) -> None:

@@ -47,7 +47,7 @@ async def post_ticket_event(number: str, request: Request) -> JSONResponse:
     body = await read_body(request, services.settings.http.max_body_bytes)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise Refused(422, f"malformed JSON: {error}", "body") from None
     try:
         applied = await services.ticket_event(number, payload)

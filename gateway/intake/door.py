@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.clock import Clock
+from gateway.intake.mail_identity import content_fingerprint, message_id_of
 from gateway.store.db import Database, transaction
 from gateway.store.models import RECEIVED, Input, InputBody
 from gateway.store.prepared import Prepared, PreparedIn
 
 log = structlog.get_logger("gateway.intake")
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?<?([^\s<>]{1,900})>?",
-                         re.IGNORECASE | re.MULTILINE)
 _MAX_KEY = 500
 _INPUTS = Input.__table__  # type: ignore[attr-defined]
 _BODIES = InputBody.__table__  # type: ignore[attr-defined]
@@ -54,13 +52,6 @@ class Accepted:
     duplicate: bool
 
 
-def message_id_of(raw: bytes) -> str | None:
-    """The Message-ID in the header block of RAW, found without parsing the whole message."""
-    head = _HEADER_END.split(raw[:65536], maxsplit=1)[0]
-    match = _MESSAGE_ID.search(head)
-    return match.group(1).decode("ascii", "replace") if match else None
-
-
 def idempotency_key(item: IncomingInput) -> str:
     """Same input -> same key: the explicit key, else the Message-ID, else a content hash."""
     if item.key:
@@ -69,6 +60,10 @@ def idempotency_key(item: IncomingInput) -> str:
         key = f"msgid:{message_id}"
     else:
         key = f"sha256:{hashlib.sha256(item.raw).hexdigest()}"
+    return _bounded(key)
+
+
+def _bounded(key: str) -> str:
     if len(key) > _MAX_KEY:
         key = f"sha256key:{hashlib.sha256(key.encode()).hexdigest()}"
     return key
@@ -87,6 +82,45 @@ def arrival(claimed: datetime | None, now: datetime,
     if max_age is not None and claimed < now - max_age:
         return None
     return min(claimed, now)
+
+
+def _stored_fingerprints(connection: Connection, ids: list[int]) -> dict[int, str]:
+    """The content fingerprint of each stored input IDS: noted in its source when it was
+    stored, else (inputs stored before fingerprints were) computed from its raw bytes."""
+    found: dict[int, str] = {}
+    for input_id, source in connection.execute(
+            sa_select(_INPUTS.c.id, _INPUTS.c.source).where(_INPUTS.c.id.in_(ids))):
+        with contextlib.suppress(ValueError, TypeError):
+            if fingerprint := json.loads(source).get("fingerprint"):
+                found[int(input_id)] = str(fingerprint)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        for input_id, raw in connection.execute(
+                sa_select(_BODIES.c.input_id, _BODIES.c.raw)
+                .where(_BODIES.c.input_id.in_(missing))):
+            found[int(input_id)] = content_fingerprint(raw)
+    return found
+
+
+def _reused_message_ids(connection: Connection, keys: list[str], prints: list[str | None],
+                        known: dict[str, int]) -> dict[int, int]:
+    """Turn the key of each item whose Message-ID is stored already with other content into
+    a key of its own (the id and its fingerprint), in KEYS and KNOWN; item index -> the
+    input that holds the Message-ID first. A true re-delivery keeps its key (a duplicate)."""
+    seen = [i for i, key in enumerate(keys) if prints[i] is not None and key in known]
+    if not seen:
+        return {}
+    stored = _stored_fingerprints(connection, sorted({known[keys[i]] for i in seen}))
+    clashes: dict[int, int] = {}
+    for index in seen:
+        first = known[keys[index]]
+        if stored.get(first) not in (None, prints[index]):
+            keys[index] = _bounded(f"{keys[index]}#{prints[index]}")
+            clashes[index] = first
+    if clashes:
+        known.update(_KNOWN_KEYS.execute(
+            connection, list(dict.fromkeys(keys[i] for i in clashes))).fetchall())
+    return clashes
 
 
 def store_inputs(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
@@ -113,19 +147,38 @@ _INSERT_BODY = Prepared(insert(_BODIES))
 
 def _store(engine: Engine, items: list[IncomingInput], clock: Clock) -> list[Accepted]:
     keys = [idempotency_key(item) for item in items]
+    # Mail keyed by its Message-ID is told apart by content too: a different message that
+    # reuses an id was answered "250 stored" and absorbed into the first.
+    prints = [content_fingerprint(item.raw) if key.startswith("msgid:") else None
+              for item, key in zip(items, keys, strict=True)]
     now = clock.now()
     with transaction(engine, urgent=True) as session:
         connection = session.connection()
         known: dict[str, int] = dict(_KNOWN_KEYS.execute(
             connection, list(dict.fromkeys(keys))).fetchall())
+        clashes = _reused_message_ids(connection, keys, prints, known)
         known_new: dict[str, int] = {}
+        new_prints: dict[str, str | None] = {}
         bodies = []
-        for item, key in zip(items, keys, strict=True):
+        for index, item in enumerate(items):
+            key = keys[index]
+            if key in known_new and new_prints[key] != prints[index]:
+                # Two messages with one Message-ID in the same batch.
+                clashes[index] = known_new[key]
+                key = keys[index] = _bounded(f"{key}#{prints[index]}")
             if key in known or key in known_new:
                 continue
+            source = dict(item.source)
+            if prints[index] is not None:
+                source["fingerprint"] = prints[index]
+            if index in clashes:
+                source["message_id_clash"] = clashes[index]
+                log.warning("intake.message_id_clash", first_input_id=clashes[index],
+                            key=keys[index])
+            new_prints[key] = prints[index]
             known_new[key] = _INSERT_INPUT.execute(connection, {
                 "channel": item.channel, "idempotency_key": key,
-                "source": json.dumps(item.source, ensure_ascii=False),
+                "source": json.dumps(source, ensure_ascii=False),
                 "size": len(item.raw), "status": RECEIVED, "attempts": 0,
                 "received_at": arrival(item.arrived_at, now, item.arrival_max_age) or now,
             }).fetchone()[0]
@@ -153,6 +206,9 @@ class IntakeDoor:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[IncomingInput, asyncio.Future[Accepted]]] = (
             asyncio.Queue())
+        # The error of the last commit, until one succeeds (/readyz: a database that answers
+        # but cannot commit, a full disk, is not ready: every sender got 451 while it said 200).
+        self.commit_failure: str | None = None
 
     async def accept(self, item: IncomingInput) -> Accepted:
         """Return once ITEM is committed; raise if the database could not store it."""
@@ -171,11 +227,13 @@ class IntakeDoor:
                 results = await self._db.run_urgent(store_inputs, self._db.engine, items,
                                                     self._clock)
             except Exception as error:
+                self.commit_failure = (str(error).splitlines() or [""])[0][:300]
                 log.error("intake.store_failed", error=str(error), count=len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self.commit_failure = None
             for (_, future), accepted in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(accepted)

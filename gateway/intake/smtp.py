@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import structlog
@@ -11,7 +12,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from gateway.config.settings import LimitSettings, SmtpSettings, split_host_port
 from gateway.intake.door import IncomingInput, IntakeDoor
 from gateway.intake.limits import LimitExceeded, check_structure
-from gateway.intake.smtp_data import IntakeSMTP
+from gateway.intake.refusals import LargeSessions, PeerConnections, limit_bit
+from gateway.intake.smtp_data import IntakeSMTP, off_loop
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -25,6 +27,9 @@ class IntakeHandler:
         self._recipients = {r.lower() for r in recipients}
         self.limits = limits or LimitSettings()
         self.closing = False
+        # The listener's cap on large DATA, set when it starts (tests and metrics read it).
+        self.large: LargeSessions | None = None
+        self.peers: PeerConnections | None = None
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -50,10 +55,9 @@ class IntakeHandler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             # Before the commit: a refused message is never stored, the sender keeps it.
-            check_structure(raw, self.limits)
+            await off_loop(raw, partial(check_structure, limits=self.limits))
         except LimitExceeded as error:
-            log.warning("smtp.refused", reason=str(error), limit=error.name, peer=peer,
-                        size=len(raw))
+            limit_bit(error.name, "smtp", reason=str(error), peer=peer, size=len(raw))
             return f"554 5.3.4 Message too complex: {error}"
         item = IncomingInput("email", raw, {
             "via": "smtp", "mail_from": envelope.mail_from or "",
@@ -73,10 +77,14 @@ async def start_smtp(handler: IntakeHandler, settings: SmtpSettings) -> asyncio.
     """Listen on settings.listen inside the running loop."""
     host, port = split_host_port(settings.listen)
     loop = asyncio.get_running_loop()
+    large = handler.large = LargeSessions(settings.large_message_bytes,
+                                          settings.large_sessions)
+    peers = handler.peers = PeerConnections(settings.connections_per_peer)
 
     def factory() -> Any:
         return IntakeSMTP(handler, data_size_limit=settings.max_message_bytes,
                     hostname=settings.hostname, ident="Intake Gateway",
-                    enable_SMTPUTF8=True, decode_data=False, loop=loop)
+                    enable_SMTPUTF8=True, decode_data=False, loop=loop, large=large,
+                    peers=peers, timeout=settings.idle_timeout_s)
 
     return await loop.create_server(factory, host=host, port=port)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from gateway.intake.refusals import LargeSessions, PeerConnections, limit_bit
+
+T = TypeVar("T")
 END = b"\r\n.\r\n"
 # Longest line RFC 5321 allows, CRLF included (aiosmtpd's own line_length_limit).
 MAX_LINE = 1001
@@ -27,16 +32,83 @@ def _partial_end(data: bytes | bytearray) -> int:
     return 0
 
 
-def _longest_line(content: bytes) -> int:
-    return max(map(len, content.split(b"\r\n"))) + 2
+# A line of MAX_LINE bytes or more before its LF: its CR included, that is a CRLF line over
+# MAX_LINE, or a bare-LF line (which Python's own `as_bytes()` writes) over it by one byte.
+# Lines end at any LF: counting CRLF only refused every bare-LF message over 1,001 bytes.
+_LONG_LINE = re.compile(rb"(?m)^[^\n]{%d}" % MAX_LINE)
+# Bytes one regex call looks at: it holds the interpreter lock, and this runs in a thread
+# beside the event loop for large messages.
+_WINDOW = 1 << 20
+
+
+def has_long_line(content: bytes) -> bool:
+    """Whether a line of CONTENT (ended by LF, or by the end) is over MAX_LINE bytes."""
+    start = 0
+    while start < len(content):
+        end = min(len(content), start + _WINDOW)
+        if _LONG_LINE.search(content, start, end):
+            return True
+        # A long line that begins before the cut lies whole in this window or the next.
+        start = end if end == len(content) else end - MAX_LINE
+    return False
+
+
+# Messages up to this size are checked on the event loop: a thread costs more than that.
+OFF_LOOP_BYTES = 256 << 10
+
+
+async def off_loop(content: bytes, check: Callable[[bytes], T]) -> T:
+    """CHECK(CONTENT), in a thread when CONTENT is large, so that the loop keeps answering
+    every other client meanwhile (the checks search in windows for the same reason)."""
+    if len(content) <= OFF_LOOP_BYTES:
+        return check(content)
+    return await asyncio.to_thread(check, content)
 
 
 class IntakeSMTP(SMTP):
     """The same SMTP session, but DATA costs a few reads per message rather than a Python loop
     iteration per line (aiosmtpd spent more time there than the rest of the daemon's event loop
     together). Answers are aiosmtpd's: 552 for too much data, 500 for a line over 1,001 bytes,
-    both only after the end of data, as RFC 5321 § 4.2.5 implies. Plain addresses in MAIL and
+    both only after the end of data, as RFC 5321 § 4.2.5 implies; a line ends at any LF, so
+    bare-LF mail is taken as its sender wrote it. Plain addresses in MAIL and
     RCPT skip the e-mail package's general (and slow) address parser."""
+
+    def __init__(self, *args: Any, large: LargeSessions | None = None,
+                 peers: PeerConnections | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._large = large
+        self._holding_large = self._refused_large = False
+        self._peers = peers
+        self._counted_peer: str | None = None
+        self._turned_away = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._peers is not None and self._counted_peer is None and not self._turned_away:
+            peername = transport.get_extra_info("peername")
+            peer = str(peername[0] if isinstance(peername, tuple) else peername)
+            if not self._peers.enter(peer):
+                # Answered at once and closed: the client learns why (RFC 5321 § 3.8).
+                self._turned_away = True
+                limit_bit("smtp_connections_per_peer", "smtp", peer=peer,
+                          most=self._peers.most)
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(b"421 4.7.0 Too many connections from your address, "
+                                b"try again later\r\n")
+                transport.close()
+                return
+            self._counted_peer = peer
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._turned_away:
+            return
+        if self._peers is not None and self._counted_peer is not None:
+            self._peers.leave(self._counted_peer)
+            self._counted_peer = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        return False if self._turned_away else super().eof_received()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_PATH.fullmatch(arg) if arg.isascii() else None
@@ -61,6 +133,17 @@ class IntakeSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
+            await self._receive_data()
+        finally:
+            if self._holding_large:
+                assert self._large is not None
+                self._large.give_back()
+                self._holding_large = False
+
+    async def _receive_data(self) -> None:
+        """DATA after the 354: read, checked, handed to the handler, answered."""
+        assert self.envelope is not None
+        try:
             stuffed, too_much = await self._read_until_end()
         except asyncio.IncompleteReadError:
             self._writer.close()  # the client went away mid-message: nothing to answer
@@ -68,11 +151,17 @@ class IntakeSMTP(SMTP):
         except asyncio.CancelledError:
             self._writer.close()
             raise
+        if too_much and self._large is not None and self._refused_large:
+            # Temporary: the client keeps the message and tries again later (RFC 3463 4.3.1).
+            await self.push("452 4.3.1 Too many large messages at once, try again later")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
         if too_much:
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
-        if stuffed and _longest_line(stuffed) > MAX_LINE:
+        long_line: bool = bool(stuffed) and await off_loop(stuffed, has_long_line)
+        if long_line:
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
@@ -85,6 +174,17 @@ class IntakeSMTP(SMTP):
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
+    def _take_large(self, received: int) -> bool:
+        """Whether a message of RECEIVED bytes so far may go on being read into memory."""
+        if self._large is None or self._holding_large or received <= self._large.large_bytes:
+            return True
+        if self._large.take():
+            self._holding_large = True
+            return True
+        limit_bit("large_sessions", "smtp", peer=str(self.session.peer) if self.session
+                  else "", most=self._large.most, received=received)
+        return False
+
     async def _read_until_end(self) -> tuple[bytes, bool]:
         """The message as sent (dot-stuffed, with its last line's CRLF) and whether it was
         over the size limit (then its bytes were dropped as they came, as aiosmtpd does)."""
@@ -93,6 +193,7 @@ class IntakeSMTP(SMTP):
         # empty message (".\r\n" at once) ends like any other.
         data = bytearray(b"\r\n")
         received, too_much = 0, False
+        self._refused_large = False
         while True:
             partial = _partial_end(data)
             try:
@@ -114,6 +215,8 @@ class IntakeSMTP(SMTP):
                 return (b"" if too_much else bytes(data[2:at + 2])), too_much
             if limit and received > limit:
                 too_much = True
+            if not too_much and not self._take_large(received):
+                too_much = self._refused_large = True
             if too_much:
                 # Only what could still begin the mark matters now.
                 del data[:-(len(END) - 1)]

@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from parsers.headers import strip_invisible
+from parsers.idn import ascii_address
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("gateway.outbox", "templates"),
@@ -33,7 +36,7 @@ PRIORITY_NAMES = {
 
 def header_safe(value: str | None, limit: int = 200) -> str:
     """VALUE on one line: control characters (CR, LF, NUL ...) become spaces; long text is cut."""
-    text = _CONTROL.sub(" ", value or "").strip()
+    text = _CONTROL.sub(" ", strip_invisible(value or "")).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -120,12 +123,14 @@ def render_mail(template: str, facts: TicketFacts, sender: str, now: datetime,
         **values,
     )
     message_id = make_msgid(idstring=facts.number, domain=domain)
+    # An IDNA domain is sent in A-labels; a non-ASCII local part stays (RFC 6531: it needs
+    # SMTPUTF8 from the relay, and the header is UTF-8 as RFC 6532 allows).
+    recipient = ascii_address(facts.requester_email) or facts.requester_email
     headers = [
         ("Message-ID", message_id),
         ("Date", format_datetime(now)),
         ("From", formataddr((header_safe(sender_name), sender_address), charset="utf-8")),
-        ("To", formataddr((header_safe(facts.requester_name, 100), facts.requester_email),
-                          charset="utf-8")),
+        ("To", _to_header(header_safe(facts.requester_name, 100), recipient)),
         ("Subject", _encoded("Subject", f"[{facts.number}] {subject_note}{subject}")),
         ("Auto-Submitted", auto_submitted),
         # Ask Exchange and friends not to answer our answer.
@@ -148,8 +153,16 @@ def render_mail(template: str, facts: TicketFacts, sender: str, now: datetime,
     # this is ten times cheaper than the email package's header policy machinery.
     head = "".join(f"{name}: {value}\r\n" for name, value in headers)
     text = octets if encoding == "7bit" else base64.encodebytes(octets).replace(b"\n", b"\r\n")
-    data = f"{head}\r\n".encode("ascii") + text
-    return Acknowledgement(message_id.strip("<>"), facts.requester_email, data)
+    data = f"{head}\r\n".encode() + text
+    return Acknowledgement(message_id.strip("<>"), recipient, data)
+
+
+def _to_header(name: str, address: str) -> str:
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    # formataddr refuses a non-ASCII address; the name in UTF-8 is as legal as the address.
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>' if name else f"<{address}>"
 
 
 def _encoded(name: str, value: str) -> str:

@@ -13,6 +13,7 @@ import aiosmtplib
 import structlog
 
 from gateway.config.settings import OutgoingSettings
+from parsers.idn import ascii_address
 
 log = structlog.get_logger("gateway.mailer")
 
@@ -81,12 +82,24 @@ class SmtpRelay:
         )
 
     async def send(self, sender: str, recipient: str, data: bytes) -> None:
+        # An IDNA domain goes out as A-labels: no relay needs SMTPUTF8 for that.
+        recipient = ascii_address(recipient) or recipient
         async with self._slots:
             client = self._idle.get_nowait() if not self._idle.empty() else self._client()
             try:
                 if not client.is_connected:
                     await client.connect()
-                await client.sendmail(sender, [recipient], data)
+                # A non-ASCII address (RFC 6531) or header (RFC 6532) needs SMTPUTF8.
+                utf8 = not (recipient.isascii() and sender.isascii() and _ascii_head(data))
+                if utf8 and client.is_ehlo_or_helo_needed:
+                    await client.ehlo()  # what the relay offers is known after EHLO
+                if utf8 and not client.supports_extension("smtputf8"):
+                    self._idle.put_nowait(client)
+                    raise PermanentFailure(
+                        f"the relay {self._settings.host} does not offer SMTPUTF8, which the "
+                        f"address {recipient} needs (RFC 6531)")
+                await client.sendmail(sender, [recipient], data,
+                                      mail_options=["SMTPUTF8"] if utf8 else ())
             except aiosmtplib.SMTPRecipientsRefused as error:
                 self._idle.put_nowait(client)
                 refusal = error.recipients[0]
@@ -102,6 +115,11 @@ class SmtpRelay:
     async def close(self) -> None:
         while not self._idle.empty():
             await _drop(self._idle.get_nowait())
+
+
+def _ascii_head(data: bytes) -> bool:
+    end = data.find(b"\r\n\r\n")
+    return data[:end if end >= 0 else len(data)].isascii()
 
 
 def _classify(code: int, message: str) -> Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, bindparam, case, func, insert, or_, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -160,6 +161,8 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                           "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
             connection.execute(update(_OUTBOX).where(_OUTBOX.c.id == outcome.item.id).values(
                 last_error=outcome.error, lease_until=None, **values))
+            if values["status"] == FAILED and outcome.item.ticket_id is not None:
+                _note_not_sent(connection, outcome, now)
         if acknowledged:
             # Only a ticket's first acknowledgement is news for the feed.
             first = set(connection.execute(
@@ -174,6 +177,18 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
                     first.discard(ticket_id)
                     publish(session, "sla.acknowledged", now, ticket_id=ticket_id,
                             acknowledged_at=outcome.at or now)
+
+
+def _note_not_sent(connection: Connection, outcome: Outcome, now: datetime) -> None:
+    """Say in the ticket's notes that its mail failed for good, and why (a relay without
+    SMTPUTF8 for an internationalised address, say): the outbox is not where people look."""
+    notes = connection.execute(sa_select(_TICKETS.c.notes).where(
+        _TICKETS.c.id == outcome.item.ticket_id)).scalar_one_or_none()
+    listed = json.loads(notes or "[]")
+    listed.append(f"{now.isoformat()}: {outcome.item.kind} to {outcome.item.recipient} "
+                  f"not sent: {outcome.error}")
+    connection.execute(update(_TICKETS).where(_TICKETS.c.id == outcome.item.ticket_id)
+                       .values(notes=json.dumps(listed, ensure_ascii=False)))
 
 
 async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:
@@ -206,6 +221,10 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         # One batch at a time, so a caller waiting for "idle" also waits for sends in flight.
         self._busy = asyncio.Lock()
+        # What the relay took and the database has not recorded yet, by outbox id. Kept here
+        # as well as in the journal: with the disk full, neither the journal line nor the
+        # record could be written, and each retry sent the acknowledgement once more.
+        self._unrecorded: dict[int, Taken] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -213,7 +232,10 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Send one batch of due items; the number claimed."""
         async with self._busy:
-            # Lines a killed process (or a batch whose record failed) left: recorded first.
+            # Sends not yet recorded, ours or (in the journal) a killed process's: recorded
+            # before anything else is sent; while that fails nothing is sent at all.
+            if self._unrecorded:
+                await self._record_taken(list(self._unrecorded.values()))
             if self._journal is not None and self._journal.has_entries():
                 await self._record_journal()
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
@@ -225,6 +247,15 @@ class OutboxWorker:
             if self._journal is not None:
                 self._journal.clear()
             return sent
+
+    async def _record_taken(self, taken: list[Taken]) -> None:
+        await self._db.run(record_outcomes, self._db.engine, [
+            Outcome(Claimed(entry.outbox_id, entry.ticket_id, entry.kind, "", "", b"", 0),
+                    at=entry.at) for entry in taken],
+            self._clock.now(), self._max_attempts, self._retry_base_s)
+        for entry in taken:
+            self._unrecorded.pop(entry.outbox_id, None)
+        log.info("outbox.unrecorded_recorded", count=len(taken))
 
     async def _record_journal(self) -> None:
         """Record as sent what the journal says the relay took (a kill came before the
@@ -289,6 +320,8 @@ class OutboxWorker:
             try:
                 await self._db.run(record_outcomes, self._db.engine, outcomes,
                                    self._clock.now(), self._max_attempts, self._retry_base_s)
+                for outcome in outcomes:
+                    self._unrecorded.pop(outcome.item.id, None)
                 return
             except Exception as error:
                 if loop.time() + delay > deadline:
@@ -301,8 +334,15 @@ class OutboxWorker:
         try:
             await self._delivery.send(item.sender, item.recipient, item.data)
             taken_at = self._clock.now()
+            taken = self._unrecorded[item.id] = Taken(item.id, item.kind, item.ticket_id,
+                                                      taken_at)
             if self._journal is not None:  # at once: the relay has it, whatever happens next
-                self._journal.append(Taken(item.id, item.kind, item.ticket_id, taken_at))
+                try:
+                    self._journal.append(taken)
+                except OSError as error:
+                    # The disk is full, say: still sent (the relay has it), and remembered
+                    # here until recorded; a failure here used to mean "send it again".
+                    log.error("outbox.journal_failed", outbox_id=item.id, error=str(error))
         except PermanentFailure as error:
             log.warning("outbox.permanent_failure", outbox_id=item.id, kind=item.kind,
                         ticket_id=item.ticket_id, attempts=item.attempts, error=str(error))

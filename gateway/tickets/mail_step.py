@@ -43,6 +43,10 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
     settings = context.settings
     source = json.loads(item.source)
     envelope_sender = source.get("mail_from") if isinstance(source, dict) else None
+    # Another input with other content came first with this Message-ID (the door keeps both).
+    clash = source.get("message_id_clash") if isinstance(source, dict) else None
+    clash_note = (f"its Message-ID was used before by input {clash}, a different message"
+                  if clash else None)
     prefix = settings.intake.ticket_prefix
 
     # An address that writes to us, or that a report says was delivered to, works again.
@@ -67,7 +71,7 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
             outcome = add_to_ticket(
                 session, existing, request, input_id=item.id, received_at=item.received_at,
                 now=now, decision=decision, context=context, refusal=refusal)
-            finish(item, existing.id, outcome, now)
+            finish(item, existing.id, f"{outcome}; {clash_note}" if clash_note else outcome, now)
             structlog.contextvars.bind_contextvars(ticket=existing.number)
             if request.kind != "normal" or existing.proposed_priority is None or refusal:
                 return 0
@@ -115,6 +119,8 @@ def process_mail(session: Session, item: Pending, request: Request, context: Con
                      f" {authentication.get('reason')}")
     if follows_up:
         notes.append(f"follows up closed ticket {follows_up}")
+    if clash_note:
+        notes.append(f"the request's {clash_note}")
     ticket = register(session, request=request, customer=customer, decision=decision,
                       prefix=prefix, received_at=item.received_at, now=now,
                       default_tier=settings.intake.unknown_customer_tier,

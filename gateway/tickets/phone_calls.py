@@ -21,7 +21,7 @@ from gateway.tickets.registration import (
     register,
 )
 from gateway.tickets.staff_notices import tell_named_people
-from gateway.tickets.step import Pending, decide, enqueue_acknowledgement, finish
+from gateway.tickets.step import Held, Pending, decide, enqueue_acknowledgement, finish
 from parsers.phones import to_e164
 from parsers.telephony import CallRequest
 
@@ -64,8 +64,9 @@ def open_ticket_of(session: Session, customer_id: str) -> Ticket | None:
 
 
 def process_call(session: Session, item: Pending, request: CallRequest,
-                 context: Context) -> int:
-    """Register, thread or log one phone or web input; the number of messages enqueued."""
+                 context: Context, release_held: bool = False) -> int:
+    """Register, thread or log one phone or web input; the number of messages enqueued.
+    Held (as e-mail is) for an unknown caller with `hold_unknown_senders`, or by the rules."""
     now = context.clock.now()
     settings = context.settings
     prefix = settings.intake.ticket_prefix
@@ -99,7 +100,12 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         log.info("call.missed_unknown")
         return 0
 
+    if customer is None and settings.intake.hold_unknown_senders and not release_held:
+        who = request.phone or (request.sender.address if request.sender else None)
+        raise Held(f"held: caller {who or '(none)'} is not a known customer")
     decision = decide(request, context, item.received_at, customer)
+    if decision.hold and not release_held:
+        raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     recipient, notes = contact_address(request.sender.address if request.sender else None,
                                        customer, context.own_addresses)
     # E-mail's guards, but on the address we would write to (given or on file): the rules,

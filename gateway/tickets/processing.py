@@ -19,6 +19,7 @@ from gateway.store.feed import publish
 from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
 from gateway.tickets.context import Context
 from gateway.tickets.mail_step import process_mail
+from gateway.tickets.parse_budget import NO_BUDGET, Guard, OverBudget
 from gateway.tickets.phone_calls import process_call
 from gateway.tickets.step import Held, Pending, decide
 from gateway.tickets.trust import authenticate_input
@@ -72,14 +73,26 @@ def parse_raw(channel: str, raw: bytes, limits: LimitSettings | None = None) -> 
     raise ValueError(f"no parser for channel {channel!r}")
 
 
-def parse_many(items: list[Loaded], limits: LimitSettings | None = None) -> Parsed:
-    """Parse each input; pure. Errors become text, so one bad input stops nothing."""
+def parse_many(items: list[Loaded], limits: LimitSettings | None = None,
+               guard: Guard = NO_BUDGET) -> Parsed:
+    """Parse each input within GUARD's budget; pure. Errors become text, so one bad input
+    stops nothing."""
     parsed: Parsed = {}
     for item in items:
         try:
-            parsed[item.id] = parse_raw(item.channel, item.raw, limits)
+            with guard():
+                parsed[item.id] = parse_raw(item.channel, item.raw, limits)
+        except OverBudget as over:
+            parsed[item.id] = f"OverBudget: {over}"
+        except MemoryError:
+            parsed[item.id] = ("OverBudget: parsing needed more memory than its budget "
+                               "(intake.parse_memory_mb)")
         except Exception as error:
             parsed[item.id] = f"{type(error).__name__}: {error}"
+        error_text = parsed[item.id]
+        if isinstance(error_text, str) and error_text.startswith("OverBudget"):
+            log.warning("input.over_budget", input_id=item.id, error=error_text,
+                        size=len(item.raw))
     return parsed
 
 
@@ -123,12 +136,14 @@ def pending_ids(engine: Engine, limit: int, after_id: int) -> list[int]:
 
 
 def process_pending(engine: Engine, context: Context, limit: int,
-                    only_ids: list[int] | None = None, release_held: bool = False) -> BatchResult:
-    """Load, parse and register up to LIMIT inputs in this thread (CLI and tests)."""
+                    only_ids: list[int] | None = None, release_held: bool = False,
+                    guard: Guard = NO_BUDGET) -> BatchResult:
+    """Load, parse (each within GUARD's budget) and register up to LIMIT inputs in this
+    thread (a worker process, the CLI and tests)."""
     loaded = load_pending(engine, limit, only_ids)
     if not loaded:
         return BatchResult()
-    parsed = parse_many(loaded, context.settings.limits)
+    parsed = parse_many(loaded, context.settings.limits, guard)
     return apply_parsed(engine, context, parsed, release_held,
                         decide_many(loaded, parsed, context),
                         authenticate_many(loaded, parsed, context))
@@ -282,6 +297,15 @@ def _apply_chunk(engine: Engine, context: Context, parsed: Parsed, release_held:
     return done
 
 
+def fail_inputs(engine: Engine, ids: list[int], reason: str) -> int:
+    """Quarantine the still-received inputs IDS with REASON (a worker died on them)."""
+    with transaction(engine) as session:
+        done = session.connection().execute(
+            update(_INPUTS).where(_INPUTS.c.id.in_(ids)).where(_INPUTS.c.status == RECEIVED)
+            .values(status=FAILED, last_error=reason, attempts=_INPUTS.c.attempts + 1))
+        return int(done.rowcount or 0)
+
+
 class ParseFailure(Exception):
     """The parse step's error, carried over from wherever it ran."""
 
@@ -290,5 +314,5 @@ def process_one(session: Session, item: Pending, request: Request, context: Cont
                 release_held: bool, isolate: bool = True, decided: Decision | None = None) -> int:
     """Register or thread ITEM by its channel's step; the number of messages enqueued."""
     if isinstance(request, CallRequest):
-        return process_call(session, item, request, context)
+        return process_call(session, item, request, context, release_held)
     return process_mail(session, item, request, context, release_held, isolate, decided)

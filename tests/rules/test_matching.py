@@ -282,3 +282,15 @@ def test_the_engine_decides_the_same_with_and_without_the_scanner(
 def test_regex_condition_skips_only_impossible_searches() -> None:
     condition = Regex("body", (re.compile(r"таймаут #5\b"), re.compile(r"\w+ #6")))
     assert condition.required == (frozenset({"таймаут #5"}), frozenset({" #6"}))
+
+
+def test_a_lexicon_that_was_used_pickles_for_the_workers() -> None:
+    """A rule set evaluated in the daemon (an explanation) is pickled with the configuration
+    for the worker processes: its lexicon's per-token cache is left behind and rebuilt."""
+    import pickle
+
+    lexicon = Lexicon(["принтер", "print"])
+    before = lexicon.entry("принтеры")
+    copy = pickle.loads(pickle.dumps(lexicon))
+    assert copy.entry("принтеры") == before
+    assert copy.prefixes == lexicon.prefixes

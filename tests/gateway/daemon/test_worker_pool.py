@@ -85,3 +85,26 @@ def test_workers_run_at_the_niceness_they_are_given() -> None:
         assert plain.submit(os.nice, 0).result(timeout=60) == own
     finally:
         plain.shutdown()
+
+
+def test_a_call_past_its_deadline_kills_its_worker_and_says_why() -> None:
+    """The deadline is the backstop for a worker stuck where no in-process budget reaches."""
+    pool = WorkerPool(1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BrokenProcessPool) as broken:
+            pool.submit_within(1, time.sleep, 120).result(timeout=60)
+        assert time.monotonic() - started < 30
+        assert isinstance(broken.value.__cause__, TimeoutError)
+        assert "deadline of 1 s" in str(broken.value.__cause__)
+    finally:
+        pool.shutdown()
+
+
+def test_calls_within_their_deadline_are_not_disturbed() -> None:
+    pool = WorkerPool(1)
+    try:
+        assert [pool.submit_within(30, abs, -n).result(timeout=60) for n in range(5)] == [
+            0, 1, 2, 3, 4]
+    finally:
+        pool.shutdown()

@@ -167,12 +167,17 @@ def test_short_request_is_low_priority(database_url: str, tmp_path: Path) -> Non
 
 
 def test_source_is_kept_with_the_input(database_url: str, tmp_path: Path) -> None:
-    """The envelope a channel saw is stored with the raw input, for replays and audits."""
+    """The envelope a channel saw is stored with the raw input, for replays and audits, and
+    an e-mail's content fingerprint (what tells a re-delivery from a reused Message-ID)."""
+    from gateway.intake.mail_identity import content_fingerprint
+
     engine, _, clock = setup(database_url, tmp_path)
-    store_inputs(engine, [IncomingInput("email", make_mail(), {"mail_from": "x@y.example"})], clock)
+    raw = make_mail()
+    store_inputs(engine, [IncomingInput("email", raw, {"mail_from": "x@y.example"})], clock)
     with engine.connect() as connection:
-        source = connection.execute(text("SELECT source FROM inputs")).scalar_one()
-    assert json.loads(source) == {"mail_from": "x@y.example"}
+        source = json.loads(connection.execute(text("SELECT source FROM inputs")).scalar_one())
+    assert source.pop("fingerprint") == content_fingerprint(raw)
+    assert source == {"mail_from": "x@y.example"}
 
 
 def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path: Path,

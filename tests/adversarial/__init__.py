@@ -1,0 +1,1 @@
+"""A standing suite of hostile and heavy input (issue 17)."""

@@ -35,6 +35,11 @@ class Lexicon:
     # Clauses already read with this lexicon (rules.triage.reading._read).
     clauses: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A rule set travels to the worker processes pickled: the clauses remembered here are
+        # rebuilt there, not shipped (they grow to tens of megabytes in a running daemon).
+        return {**self.__dict__, "clauses": {}}
+
     def find(self, words: list[str]) -> dict[str, list[Match]]:
         """Matches by label; within a category, a match inside a longer one is dropped."""
         found: dict[str, list[Match]] = {}

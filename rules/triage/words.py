@@ -143,6 +143,10 @@ class PhraseBook:
             self._starting[numbers[0]].append((phrase, numbers))
         self._token_terms: dict[str, frozenset[int]] = {}
 
+    def __getstate__(self) -> dict[str, object]:
+        # Pickled for the worker processes without the tokens remembered (rebuilt there).
+        return {**self.__dict__, "_token_terms": {}}
+
     def terms_of(self, token: str) -> frozenset[int]:
         """The numbers of the terms TOKEN matches (remembered per token)."""
         found = self._token_terms.get(token)

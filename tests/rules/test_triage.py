@@ -258,3 +258,22 @@ def test_an_admin_adds_a_function_and_raises_it_by_name() -> None:
     with pytest.raises(RulesError) as bad_row:
         parse_rules('[[priority_table]]\npriority = "urgent"\n', "rules.toml")
     assert "priority_table" in str(bad_row.value.problems[0])
+
+
+def test_a_rule_set_used_in_the_daemon_travels_to_workers_without_its_caches() -> None:
+    """The daemon pickles its rule set for the worker processes: after triage has read many
+    texts in the daemon itself (rules explain), the pickle stays small and decides the same."""
+    import pickle
+
+    ruleset = parse_rules('[[rule]]\nname = "a"\n[rule.when]\nscope = "all"\n'
+                          '[rule.then]\ntags = ["all"]\n', "rules.toml")
+    text = "Никто не может войти в мессенджер, обходного пути нет."
+    evaluate(Request(channel="email", subject="x", text=text, reply_text=text), ruleset)
+    before = len(pickle.dumps(ruleset))  # the lexicon's phrases travel with it, its caches not
+    for n in range(2000):
+        body = f"Звонки обрываются у {n} сотрудников, сообщение {n} не доходит."
+        evaluate(Request(channel="email", subject=None, text=body, reply_text=body), ruleset)
+    assert len(pickle.dumps(ruleset)) < before * 1.1
+    copy = pickle.loads(pickle.dumps(ruleset))
+    decision = evaluate(Request(channel="email", subject="x", text=text, reply_text=text), copy)
+    assert (decision.priority, decision.tags) == ("critical", ["all"])

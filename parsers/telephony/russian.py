@@ -80,8 +80,9 @@ def _part(inner: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _nested(inner: dict[str, Any], outer: str, name: str) -> str | None:
+    part = _part(inner, outer)
     try:
-        return _text(_part(inner, outer), name, limit=64)
+        return _text(part, name, limit=64)
     except PayloadError as error:
         raise PayloadError(f"json.{outer}.{error.field}", error.problem) from None
 
@@ -91,6 +92,18 @@ def _mango_field(reader: Any, inner: dict[str, Any], name: str, **options: Any) 
         return reader(inner, name, **options)
     except PayloadError as error:
         raise PayloadError(f"json.{error.field}", error.problem) from None
+
+
+def _unix(inner: dict[str, Any], name: str) -> int:
+    """Unix seconds (0: not reached, as Mango writes a talk_time of a call never answered)."""
+    value = inner.get(name)
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**11:
+        raise PayloadError(f"json.{name}", "expected unix seconds")
+    return value
 
 
 def mango_event(data: dict[str, Any], hook: str, path: str) -> CallEvent:
@@ -117,8 +130,7 @@ def mango_event(data: dict[str, Any], hook: str, path: str) -> CallEvent:
     result = _mango_field(_text, inner, "entry_result", required=True, limit=2)
     if result not in ("0", "1"):
         raise PayloadError("json.entry_result", "expected 0 or 1")
-    talk = _mango_field(_seconds, inner, "talk_time") or 0
-    end = _mango_field(_seconds, inner, "end_time") or 0
+    talk, end = _unix(inner, "talk_time"), _unix(inner, "end_time")
     kind: EventKind = "answered"
     if direction_code == "0":
         kind = "ringing"  # a call between two employees is nobody's request

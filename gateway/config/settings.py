@@ -162,6 +162,9 @@ class WebhookSettings(Section):
     token_field: str | None = None
     # mapped: the methods the sender uses (GET puts the fields in the query string).
     methods: list[Literal["GET", "POST"]] = Field(default_factory=_post_only)
+    # megafon, mango, sipuni: events whose own time is further than this from ours are
+    # refused as stale or replayed (PBXs retry for hours, not days).
+    max_event_age_s: int = Field(default=86_400, gt=0)
     # mapped: the JSON answered on success instead of {"status": "accepted", ...} (HTTP 200).
     success_answer: dict[str, Any] | None = None
     # Source addresses or networks allowed to call this hook; empty: any.

@@ -19,6 +19,7 @@ from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event
 from gateway.http.services import Services
 from gateway.http.signatures import check_bearer
+from gateway.tickets.missed_calls import list_missed_calls
 from gateway.tickets.view import list_tickets, show_ticket
 from parsers.telephony import PayloadError, read_event
 
@@ -91,3 +92,11 @@ async def get_ticket(number: str, request: Request) -> JSONResponse:
     if ticket is None:
         raise Refused(404, "no such ticket")
     return JSONResponse(ticket)
+
+
+@router.get("/calls", summary="Missed calls from unknown numbers, stored for a call back")
+async def get_calls(request: Request, since: str | None = None,
+                    limit: int = Query(default=500, ge=1, le=10_000)) -> JSONResponse:
+    calls = await asyncio.to_thread(list_missed_calls, services_of(request).db.engine,
+                                    since=_since(since), limit=limit)
+    return JSONResponse(calls)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -60,6 +62,36 @@ def authenticate(services: Services, hook: WebhookSettings, fields: Mapping[str,
     elif hook.provider == "mapped" and hook.token_field:
         name = hook.token_field
         check_field_token(secret, query if name in query else fields, name)
+    # After the credentials: a stranger learns nothing of our clock.
+    check_fresh(hook, fields, services.clock.now())
+
+
+def _event_time(hook: WebhookSettings, fields: Mapping[str, Any]) -> tuple[str, Any]:
+    """The field holding the event's own time, as the provider writes it, and its value."""
+    if hook.provider == "sipuni":
+        return "timestamp", fields.get("timestamp")
+    if hook.provider == "mango" and isinstance(fields.get("json"), str):
+        try:
+            inner = json.loads(fields["json"])
+        except ValueError:
+            return "", None  # the reader refuses it (422) with the parser's own words
+        if isinstance(inner, dict):
+            name = "timestamp" if "timestamp" in inner else "end_time"
+            return f"json.{name}", inner.get(name)
+    return "", None
+
+
+def check_fresh(hook: WebhookSettings, fields: Mapping[str, Any], now: datetime) -> None:
+    """401 for an event whose own time is more than max_event_age_s from now: a replay of a
+    captured request, or a PBX's queue emptied long after."""
+    name, value = _event_time(hook, fields)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return
+    if abs(now.timestamp() - value) > hook.max_event_age_s:
+        raise Refused(401, f"event time {value} is more than {hook.max_event_age_s} s from now: "
+                      "stale or replayed", name)
 
 
 def megafon_contact(services: Services, fields: Mapping[str, Any]) -> JSONResponse:

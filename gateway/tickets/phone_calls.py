@@ -12,6 +12,7 @@ from gateway.store.models import PENDING_REGISTRATION, REGISTERED, Input, Ticket
 from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
 from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
+from gateway.tickets.missed_calls import UNKNOWN_MISSED
 from gateway.tickets.notices import contact_address
 from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
@@ -87,7 +88,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         return 0
     if (request.event == "missed" and customer is None
             and settings.intake.missed_calls_from_unknown == "store"):
-        finish(item, None, "stored, not registered: missed call from an unknown number", now)
+        finish(item, None, UNKNOWN_MISSED, now)
         log.info("call.missed_unknown")
         return 0
 

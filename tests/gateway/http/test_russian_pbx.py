@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
-from tests.gateway.http.helpers import call, hook_config, post_call
+from tests.gateway.cli.test_cli import cli
+from tests.gateway.http.helpers import admin, call, hook_config, post_call
 
 CRM_TOKEN = "megafon-crm-token-5f2c"
 MANGO_KEY = "mango-vpbx-api-key-0a1b"
@@ -148,14 +149,14 @@ def mango_summary(entry: str, result: int, direction: int = 1) -> dict[str, Any]
     return {"entry_id": entry, "call_direction": direction,
             "from": {"extension": "", "number": "74951234567"},
             "to": {"extension": "101", "number": "74950000000"}, "line_number": "74950000000",
-            "create_time": 1764054900, "forward_time": 1764054902,
-            "talk_time": 1764054910 if result else 0, "end_time": 1764054952,
+            "create_time": 1795593300, "forward_time": 1795593302,
+            "talk_time": 1795593310 if result else 0, "end_time": 1795593352,
             "entry_result": result, "disconnect_reason": 1100}
 
 
 def test_mango_events_and_missed_summary(running, relay_sink: Sink) -> None:
     """events/call then events/summary with entry_result 0: the call-back ticket."""
-    call_event = {"entry_id": "MToxMDA2", "call_id": "MToxMDA2OjE=", "timestamp": 1764054900,
+    call_event = {"entry_id": "MToxMDA2", "call_id": "MToxMDA2OjE=", "timestamp": 1795593300,
                   "seq": 1, "call_state": "Appeared", "location": "ivr",
                   "from": {"number": "74951234567"},
                   "to": {"extension": "101", "number": "74950000000"}}
@@ -206,7 +207,7 @@ def sipuni_end(call_id: str, status: str, **fields: str) -> dict[str, str]:
     """event=2, the end of a call, as Sipuni sends it (GET query or POST form)."""
     event = {"event": "2", "call_id": call_id, "src_num": "74951234567", "src_type": "1",
              "dst_num": "74950000000", "dst_type": "1", "status": status,
-             "timestamp": "1764054952", "call_start_timestamp": "1764054900",
+             "timestamp": "1795593352", "call_start_timestamp": "1795593300",
              "short_src_num": "", "short_dst_num": "101"}
     event.update(fields)
     return event
@@ -294,3 +295,46 @@ def test_mapped_json_in_form_with_dotted_paths_and_sub_paths(running) -> None:
 def test_generic_hook_unchanged(running) -> None:
     """The generic hook still answers 202 with the input id."""
     assert post_call(running.http_url, call("g-1"), START).status_code == 202
+
+
+def test_stale_events_are_refused(running) -> None:
+    """An event whose own time is days from ours is a replay or a lost queue: 401, nothing
+    stored; the signature is checked first."""
+    stale = {**mango_summary("old-1", 0), "end_time": 1795593352 - 3 * 86_400}
+    refused = httpx.post(f"{running.http_url}/hooks/mango/events/summary",
+                         data=mango_form(stale))
+    assert refused.status_code == 401
+    assert refused.json()["field"] == "json.end_time"
+    assert "stale or replayed" in refused.json()["error"]
+    forged = httpx.post(f"{running.http_url}/hooks/mango/events/summary",
+                        data=mango_form(stale, salt="guess"))
+    assert forged.json()["error"] == "bad sign"
+    old = httpx.get(f"{running.http_url}/hooks/sipuni",
+                    params={**sipuni_end("old-2", "NOANSWER", timestamp="1764054952"),
+                            "key": SIPUNI_KEY})
+    assert old.status_code == 401 and old.json()["field"] == "timestamp"
+    assert _inputs(running) == 0
+
+
+def test_missed_calls_from_unknown_numbers_are_listed(running, tmp_path: Path) -> None:
+    """Not registered (missed_calls_from_unknown = "store"), but listed for a call back by
+    GET /api/v1/calls and `intake-gateway calls list`."""
+    unknown = {**mango_summary("u-1", 0), "from": {"number": "79990001122"}}
+    assert httpx.post(f"{running.http_url}/hooks/mango/events/summary",
+                      data=mango_form(unknown)).status_code == 200
+    known = httpx.get(f"{running.http_url}/hooks/sipuni",
+                      params={**sipuni_end("k-1", "NOANSWER"), "key": SIPUNI_KEY})
+    assert known.status_code == 200
+    running.settle()
+    assert len(list_tickets(running.gateway.db.engine)) == 1
+    listed = httpx.get(f"{running.http_url}/api/v1/calls", headers=admin())
+    assert listed.status_code == 200, listed.text
+    [missed] = listed.json()
+    assert missed["caller"] == "+79990001122"
+    assert missed["hook"] == "mango" and missed["call_id"] == "u-1"
+    assert missed["started_at"] == "2026-11-25T07:55:00Z"
+    assert httpx.get(f"{running.http_url}/api/v1/calls").status_code == 401
+    # The command line, as a process of its own (in-process it would reconfigure logging).
+    lines = cli("calls", "list", "--json", config=tmp_path / "config0.toml").stdout.splitlines()
+    printed = "\n".join(lines[lines.index("["):lines.index("]") + 1])  # logs go to stdout too
+    assert json.loads(printed) == listed.json()

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.store.models import PENDING_REGISTRATION, REGISTERED, Input, Ticket
+from gateway.tickets.call_backs import CALL_BACK_NOTE, reaction_by_call
 from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
 from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
@@ -79,6 +80,8 @@ def process_call(session: Session, item: Pending, request: CallRequest,
             int(existing.id or 0), direction="in", kind=kind, message_id=request.message_id,
             at=item.received_at, body=request.text, input_id=item.id)])
         extend_thread(session, int(existing.id or 0), request)
+        if request.event == "answered":
+            reaction_by_call(session, existing, item.received_at)
         finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("call.logged", call_event=request.event)
@@ -95,6 +98,8 @@ def process_call(session: Session, item: Pending, request: CallRequest,
     decision = decide(request, context, item.received_at, customer)
     recipient, notes = contact_address(request.sender.address if request.sender else None,
                                        customer, context.own_addresses)
+    if request.event == "missed" and recipient is None:
+        notes = [CALL_BACK_NOTE]
     # E-mail's guards, but on the address we would write to (given or on file): the rules,
     # a mailbox nobody reads, one that bounced, one written to too often lately (a loop, or
     # a caller giving someone else's address).

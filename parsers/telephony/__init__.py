@@ -101,7 +101,9 @@ def thread_id(event: CallEvent) -> str | None:
 
 
 def request_of(event: CallEvent) -> CallRequest:
-    caller = to_e164(event.caller)
+    # The customer's number: the caller, or whom we called (a call back finds its ticket).
+    theirs = event.called if event.direction == "out" and event.called else event.caller
+    caller = to_e164(theirs)
     who = event.caller or "unknown caller"
     subject, text = event.subject, event.description
     if event.kind == "missed":
@@ -126,7 +128,7 @@ def request_of(event: CallEvent) -> CallRequest:
         message_id=own_id, in_reply_to=thread if own_id != thread else None,
         references=[thread] if thread and own_id != thread else [],
         date=event.started_at, declared_priority=event.declared_priority,  # type: ignore[arg-type]
-        phone=caller or event.caller, provider=event.provider, hook=event.hook,
+        phone=caller or theirs, provider=event.provider, hook=event.hook,
         call_id=event.call_id, event=event.kind, direction=event.direction,
         customer_hint=event.customer, agent=event.agent, duration_s=event.duration_s,
         headers={}, defects=[])

@@ -20,6 +20,7 @@ from gateway.http import (  # noqa: F401 (rules_api and sla_api add to api.route
 )
 from gateway.http.errors import Refused, refused_response
 from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render
+from gateway.http.openapi_doc import add_security_schemes
 from gateway.http.services import Services
 from gateway.store.db import read_transaction
 
@@ -53,6 +54,7 @@ def make_app(services: Services) -> FastAPI:
     app.add_middleware(ClosingGate, services=services)
     app.include_router(hooks.router)
     app.include_router(api.router)
+    add_security_schemes(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

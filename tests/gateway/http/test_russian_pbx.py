@@ -338,3 +338,14 @@ def test_missed_calls_from_unknown_numbers_are_listed(running, tmp_path: Path) -
     lines = cli("calls", "list", "--json", config=tmp_path / "config0.toml").stdout.splitlines()
     printed = "\n".join(lines[lines.index("["):lines.index("]") + 1])  # logs go to stdout too
     assert json.loads(printed) == listed.json()
+
+
+def test_openapi_names_the_security_schemes(running) -> None:
+    """Integrators read each scheme from /openapi.json; the admin API names its bearer."""
+    published = httpx.get(f"{running.http_url}/openapi.json").json()
+    schemes = published["components"]["securitySchemes"]
+    assert {"adminBearer", "genericHmac", "megafonCrmToken", "mangoSign", "sipuniKey"} <= set(
+        schemes)
+    assert published["paths"]["/api/v1/calls"]["get"]["security"] == [{"adminBearer": []}]
+    hook_security = published["paths"]["/hooks/{name}"]["post"]["security"]
+    assert {"mangoSign": []} in hook_security

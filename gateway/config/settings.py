@@ -177,6 +177,11 @@ class WebhookSettings(Section):
         # Every provider authenticates with it: a signing key, or the token in the path.
         if self.secret is None or not self.secret.get_secret_value():
             raise ValueError("secret_file or secret_env is required")
+        if self.provider != "mapped" and (self.token_field or self.json_field
+                                          or self.success_answer is not None
+                                          or self.methods != ["POST"]):
+            raise ValueError("token_field, json_field, methods and success_answer are "
+                             "options of provider mapped")
         if self.provider == "mango" and not self.api_key:
             raise ValueError("api_key (the VPBX's vpbx_api_key) is required for mango")
         return self

@@ -109,14 +109,17 @@ async def _authenticated_intake(services: Services, hook: WebhookSettings, reque
     content_type = request.headers.get("content-type", "application/json")
     headers = request.headers
     path = ""
-    if hook.provider in _SUB_PATHS or (hook.provider == "mapped" and hook.token_field):
+    by_field = hook.provider == "mapped" and hook.token_field is not None
+    if hook.provider in _SUB_PATHS or by_field:
         path, token = token or "", None
+    elif token is not None and hook.provider not in ("zammad-cti", "mapped"):
+        raise Refused(404, "no such hook")
     if request.method == "GET":
         # The query string is the body; the credential in it is not stored with the input.
-        query = [(k, v) for k, v in request.query_params.multi_items()
-                 if k not in ("key", hook.token_field)]
+        credential = "key" if hook.provider == "sipuni" else hook.token_field
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != credential]
         body, content_type = urlencode(query).encode(), "application/x-www-form-urlencoded"
-    if hook.provider in ("megafon", "mango", "sipuni") or hook.token_field:
+    if hook.provider in ("megafon", "mango", "sipuni") or by_field:
         try:
             fields = read_fields(content_type, body)
         except PayloadError as error:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from gateway.config.settings import ConfigError, parse_settings
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
 from tests.gateway.cli.test_cli import cli
@@ -349,3 +350,15 @@ def test_openapi_names_the_security_schemes(running) -> None:
     assert published["paths"]["/api/v1/calls"]["get"]["security"] == [{"adminBearer": []}]
     hook_security = published["paths"]["/hooks/{name}"]["post"]["security"]
     assert {"mangoSign": []} in hook_security
+
+
+@pytest.mark.parametrize(("hook", "problem"), [
+    ('provider = "mango"\nsecret_env = "PATH"\n', "api_key"),
+    ('provider = "zammad-cti"\nsecret_env = "PATH"\ntoken_field = "t"\n', "token_field"),
+])
+def test_config_refuses_options_that_would_weaken_a_hook(hook: str, problem: str) -> None:
+    """A mango hook needs its api_key; a token field on a path-token provider would skip the
+    path token, so it is an error, not ignored."""
+    with pytest.raises(ConfigError) as error:
+        parse_settings(f'[[webhooks]]\nname = "h"\n{hook}', None)
+    assert problem in str(error.value.problems)

@@ -28,8 +28,10 @@ CALL_BACK_NOTE = ("no e-mail acknowledgement (no contact address given or on fil
 
 
 def reaction_by_call(session: Session, ticket: Ticket, at: datetime) -> None:
-    """An answered call (the call back) on a ticket nobody acknowledged is its reaction."""
-    if ticket.acknowledged_at is not None or ticket.reaction_due is None:
+    """An answered call (the call back) on a phone ticket nobody acknowledged is its reaction;
+    an e-mail ticket's reaction stays its acknowledgement."""
+    if (ticket.channel != "phone" or ticket.acknowledged_at is not None
+            or ticket.reaction_due is None):
         return
     ticket.acknowledged_at = at
     if not ticket.sla_outcome & REACTION_DECIDED:

@@ -108,7 +108,7 @@ def megafon_contact(services: Services, fields: Mapping[str, Any]) -> JSONRespon
 
 def answer(hook: WebhookSettings, stored: JSONResponse) -> JSONResponse:
     """The answer the sender needs: Sipuni stops sending unless it reads success: true."""
-    if hook.provider == "sipuni" or hook.provider == "mango" or hook.provider == "megafon":
+    if hook.provider in ("megafon", "mango", "sipuni"):
         body: dict[str, Any] = {"success": True}
     elif hook.success_answer is not None:
         body = dict(hook.success_answer)

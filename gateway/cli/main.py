@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)
+    from gateway.cli.calls import add_calls_commands
+
+    add_calls_commands(commands, _engine)
 
     sla = commands.add_parser("sla", help="the SLA clock")
     sla_commands = sla.add_subparsers(dest="sla_command", required=True)

@@ -22,6 +22,7 @@ from gateway.http.services import Services
 from gateway.http.tokens import Scope, configured_admin, identify, require
 from gateway.store.db import read_transaction
 from gateway.tickets.content import find_attachment
+from gateway.tickets.missed_calls import list_missed_calls
 from gateway.tickets.view import list_tickets, show_ticket
 from parsers.attachments import AttachedFile, FormError, form_fields
 from parsers.telephony import PayloadError, read_event
@@ -39,6 +40,7 @@ _SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/api/v1/tickets/{number}"): "read",
     ("GET", "/api/v1/tickets/{number}/attachments/{attachment_id}"): "read",
     ("GET", "/api/v1/events"): "read",
+    ("GET", "/api/v1/calls"): "read",
     ("GET", "/api/v1/reports/sla"): "read",
     ("POST", "/api/v1/rules/explain"): "read",
 }
@@ -153,3 +155,11 @@ def content_disposition(filename: str | None) -> str:
         return "attachment"
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", filename)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@router.get("/calls", summary="Missed calls from unknown numbers, stored for a call back")
+async def get_calls(request: Request, since: str | None = None,
+                    limit: int = Query(default=500, ge=1, le=10_000)) -> JSONResponse:
+    calls = await asyncio.to_thread(list_missed_calls, services_of(request).db.engine,
+                                    since=_since(since), limit=limit)
+    return JSONResponse(calls)

@@ -21,6 +21,7 @@ from gateway.http import (  # noqa: F401 (rules_api, sla_api, events_api add to 
 )
 from gateway.http.errors import Refused, refused_response
 from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render
+from gateway.http.openapi_doc import add_security_schemes
 from gateway.http.services import Services
 from gateway.sla.calendar_check import missing_transfers
 from gateway.store.db import read_transaction
@@ -55,6 +56,7 @@ def make_app(services: Services) -> FastAPI:
     app.add_middleware(ClosingGate, services=services)
     app.include_router(hooks.router)
     app.include_router(api.router)
+    add_security_schemes(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -14,6 +14,7 @@ from gateway.config.settings import WebhookSettings
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event
+from gateway.http.pbx import answer, authenticate, megafon_contact
 from gateway.http.services import Services
 from gateway.http.signatures import (
     check_generic,
@@ -23,6 +24,12 @@ from gateway.http.signatures import (
     check_zadarma,
 )
 from parsers.telephony import PayloadError, read_event
+from parsers.telephony import read_body as read_fields
+
+# Providers that post to sub-paths of their hook (Mango's /events/call, /events/summary).
+_SUB_PATHS = ("mango",)
+# Providers that may send their fields in a GET query string.
+_GET_PROVIDERS = ("sipuni",)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -61,16 +68,19 @@ async def post_hook(name: str, request: Request) -> Response:
     return await receive_hook(_services(request), request, name, None)
 
 
-@router.post("/hooks/{name}/{token}", openapi_extra=_BODY_DOC,
-             summary="Input from senders that authenticate by a secret path token")
-async def post_hook_with_token(name: str, token: str, request: Request) -> Response:
-    return await receive_hook(_services(request), request, name, token)
+@router.post("/hooks/{name}/{rest:path}", openapi_extra=_BODY_DOC,
+             summary="A secret path token (Zammad CTI, mapped), or a sub-path (Mango /events/*)")
+async def post_hook_with_token(name: str, rest: str, request: Request) -> Response:
+    return await receive_hook(_services(request), request, name, rest)
 
 
-@router.get("/hooks/{name}", summary="Zadarma's URL check (?zd_echo=)",
+@router.get("/hooks/{name}", summary="Sipuni and mapped GET events; Zadarma's URL check",
             response_class=PlainTextResponse)
 async def get_hook(name: str, request: Request) -> Response:
-    hook = _hook(_services(request), name)
+    services = _services(request)
+    hook = _hook(services, name)
+    if hook.provider in _GET_PROVIDERS or (hook.provider == "mapped" and "GET" in hook.methods):
+        return await receive_hook(services, request, name, None)
     echo = request.query_params.get("zd_echo")
     if hook.provider != "zadarma" or echo is None:
         raise Refused(405, "this hook takes POST")
@@ -98,7 +108,26 @@ async def _authenticated_intake(services: Services, hook: WebhookSettings, reque
     secret = services.secret_of(hook)
     content_type = request.headers.get("content-type", "application/json")
     headers = request.headers
-    if hook.provider in ("zammad-cti", "mapped"):
+    path = ""
+    by_field = hook.provider == "mapped" and hook.token_field is not None
+    if hook.provider in _SUB_PATHS or by_field:
+        path, token = token or "", None
+    elif token is not None and hook.provider not in ("zammad-cti", "mapped"):
+        raise Refused(404, "no such hook")
+    if request.method == "GET":
+        # The query string is the body; the credential in it is not stored with the input.
+        credential = "key" if hook.provider == "sipuni" else hook.token_field
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != credential]
+        body, content_type = urlencode(query).encode(), "application/x-www-form-urlencoded"
+    if hook.provider in ("megafon", "mango", "sipuni") or by_field:
+        try:
+            fields = read_fields(content_type, body)
+        except PayloadError as error:
+            raise Refused(422, error.problem, error.field) from None
+        authenticate(services, hook, fields, request.query_params)
+        if hook.provider == "megafon" and fields.get("cmd") == "contact":
+            return megafon_contact(services, fields)
+    elif hook.provider in ("zammad-cti", "mapped"):
         check_path_token(secret, token)
     elif token is not None:
         raise Refused(404, "no such hook")
@@ -111,11 +140,13 @@ async def _authenticated_intake(services: Services, hook: WebhookSettings, reque
     elif hook.provider == "zadarma":
         check_zadarma(secret, headers, _form(body), services.clock.now(), hook.max_age_s)
     try:
-        event = read_event(hook.provider, hook.name, content_type, body, hook.mapping,
-                           hook.channel)
+        event = read_event(hook.provider, hook.name, content_type, body, hook.plain_mapping(),
+                           hook.channel, hook.json_field, path)
     except PayloadError as error:
         raise Refused(422, error.problem, error.field) from None
-    return await accept_event(services, event, content_type, body, peer, hook.mapping)
+    stored = await accept_event(services, event, content_type, body, peer,
+                                hook.plain_mapping(), hook.json_field, path)
+    return answer(hook, stored)
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -10,9 +10,11 @@ from sqlmodel import Session, col, select
 from gateway.config.customers import CustomerEntry, Directory
 from gateway.store.feed import publish
 from gateway.store.models import PENDING_REGISTRATION, REGISTERED, Input, Ticket
+from gateway.tickets.call_backs import CALL_BACK_NOTE, reaction_by_call
 from gateway.tickets.context import Context
 from gateway.tickets.mail_loops import is_no_reply, recipient_blocked
 from gateway.tickets.mail_threads import extend_thread, find_ticket, link_ids, thread_ids
+from gateway.tickets.missed_calls import UNKNOWN_MISSED
 from gateway.tickets.notices import contact_address
 from gateway.tickets.registration import (
     NO_ACKNOWLEDGEMENT_NOTE,
@@ -86,6 +88,8 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         if request.event == "missed":
             publish(session, "call.missed", now, ticket_id=existing.id, input_id=item.id,
                     caller=request.phone)
+        if request.event == "answered":
+            reaction_by_call(session, existing, item.received_at)
         finish(item, existing.id, f"added to {existing.number} as {kind} ({request.event})", now)
         structlog.contextvars.bind_contextvars(ticket=existing.number)
         log.info("call.logged", call_event=request.event)
@@ -95,7 +99,7 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         return 0
     if (request.event == "missed" and customer is None
             and settings.intake.missed_calls_from_unknown == "store"):
-        finish(item, None, "stored, not registered: missed call from an unknown number", now)
+        finish(item, None, UNKNOWN_MISSED, now)
         publish(session, "call.missed", now, input_id=item.id, caller=request.phone)
         log.info("call.missed_unknown")
         return 0
@@ -108,6 +112,8 @@ def process_call(session: Session, item: Pending, request: CallRequest,
         raise Held(f"held for review by rules: {', '.join(decision.fired)}")
     recipient, notes = contact_address(request.sender.address if request.sender else None,
                                        customer, context.own_addresses)
+    if request.event == "missed" and recipient is None:
+        notes = [CALL_BACK_NOTE]
     # E-mail's guards, but on the address we would write to (given or on file): the rules,
     # a mailbox nobody reads, one that bounced, one written to too often lately (a loop, or
     # a caller giving someone else's address).

@@ -25,6 +25,7 @@ from gateway.store.models import (
     OutboxItem,
     Ticket,
 )
+from gateway.tickets.call_backs import alert_call_backs_at_risk
 from gateway.tickets.context import Context
 from gateway.tickets.notices import (
     customer_address,
@@ -62,6 +63,9 @@ def sla_step(engine: Engine, context: Context) -> StepResult:
     with transaction(engine, flush_to_disk=False) as session:
         _register_due(session, context, now, result)
         _alert_acknowledgements_at_risk(session, context, now, result)
+        alerted, enqueued = alert_call_backs_at_risk(session, context, now, STEP_LIMIT)
+        result.at_risk += alerted
+        result.enqueued += enqueued
         _escalate(session, context, now, result)
     for name in ("registered", "escalated", "at_risk"):
         COUNTERS[name] += getattr(result, name)

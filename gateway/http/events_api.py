@@ -17,7 +17,7 @@ MAX_WAIT_S = 60
 
 
 @router.get("/events", summary="Events with an id above `after`, oldest first")
-async def get_events(request: Request, after: int = Query(default=0, ge=0),
+async def get_events(request: Request, after: int = Query(default=0, ge=0, le=2**63 - 1),
                      wait: float = Query(default=0, ge=0, le=MAX_WAIT_S),
                      limit: int = Query(default=100, ge=1, le=1000)) -> JSONResponse:
     """`wait=S` holds the answer up to S seconds until an event arrives; `next_after` is the

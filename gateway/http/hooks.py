@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from gateway.config.settings import WebhookSettings
+from gateway.config.webhook_settings import WebhookSettings
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.http.handoff import accept_event

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from gateway.config.settings import WebhookSettings
+from gateway.config.webhook_settings import WebhookSettings
 from gateway.http.errors import Refused
 from gateway.http.services import Services
 from gateway.tickets.phone_calls import match_phone

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
-from gateway.config.settings import Settings, WebhookSettings
+from gateway.config.settings import Settings
+from gateway.config.webhook_settings import WebhookSettings
 from gateway.intake.door import IntakeDoor
 from gateway.store.db import Database
 

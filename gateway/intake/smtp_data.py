@@ -35,7 +35,9 @@ def _partial_end(data: bytes | bytearray) -> int:
 # A line of MAX_LINE bytes or more before its LF: its CR included, that is a CRLF line over
 # MAX_LINE, or a bare-LF line (which Python's own `as_bytes()` writes) over it by one byte.
 # Lines end at any LF: counting CRLF only refused every bare-LF message over 1,001 bytes.
-_LONG_LINE = re.compile(rb"(?m)^[^\n]{%d}" % MAX_LINE)
+# Found after its LF: a pattern that begins with a literal lets the regex engine skip to each
+# LF in C, where "(?m)^" was tried at every byte (a third of a millisecond per bench mail).
+_LONG_LINE = re.compile(rb"\n[^\n]{%d}" % MAX_LINE)
 # Bytes one regex call looks at: it holds the interpreter lock, and this runs in a thread
 # beside the event loop for large messages.
 _WINDOW = 1 << 20
@@ -43,13 +45,16 @@ _WINDOW = 1 << 20
 
 def has_long_line(content: bytes) -> bool:
     """Whether a line of CONTENT (ended by LF, or by the end) is over MAX_LINE bytes."""
-    start = 0
+    first_end = content.find(b"\n")
+    if (len(content) if first_end < 0 else first_end) >= MAX_LINE:
+        return True
+    start = max(first_end, 0)
     while start < len(content):
         end = min(len(content), start + _WINDOW)
         if _LONG_LINE.search(content, start, end):
             return True
-        # A long line that begins before the cut lies whole in this window or the next.
-        start = end if end == len(content) else end - MAX_LINE
+        # A long line whose LF comes before the cut lies whole in this window or the next.
+        start = end if end == len(content) else end - MAX_LINE - 1
     return False
 
 

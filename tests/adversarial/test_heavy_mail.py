@@ -174,3 +174,45 @@ def test_http_connections_that_never_ask_are_closed_and_limited_per_address(
     finally:
         for connection in held:
             connection.close()
+
+
+def _read_answer(connection: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    while chunk := connection.recv(4096):
+        answer += chunk
+    return answer
+
+
+_SLOW_TOKEN = "slow-request-test-token-0123456789"
+_AUTH = f"Authorization: Bearer {_SLOW_TOKEN}\r\n".encode()
+
+
+@pytest.mark.parametrize("sent", [
+    # The head dribbled out and never finished (slowloris).
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+    # A whole head that declares a body that never comes.
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\n" + _AUTH + b"Content-Type: "
+    b"application/json\r\nContent-Length: 5000\r\n\r\n{\"subject\": \"slow",
+    # A chunked body that stops between chunks.
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\n" + _AUTH + b"Content-Type: "
+    b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n",
+], ids=["head", "declared body", "chunked body"])
+def test_http_request_not_received_whole_in_time_gets_408_and_is_closed(
+        make_gateway, sent: bytes) -> None:
+    """A request begun and then sent too slowly (head or body) is answered 408 and closed at
+    http.request_timeout_s, and the daemon serves others meanwhile and after."""
+    running: RunningGateway = make_gateway(
+        http=f'request_timeout_s = 2\nadmin_token = "{_SLOW_TOKEN}"\n')
+    port = int(running.http_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:
+        slow.sendall(sent)
+        started = time.monotonic()
+        # Others are answered while the slow one waits.
+        with urllib.request.urlopen(f"{running.http_url}/healthz", timeout=30) as response:
+            assert response.status == 200
+        answer = _read_answer(slow)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert 1.5 <= time.monotonic() - started < 40
+    with urllib.request.urlopen(f"{running.http_url}/healthz", timeout=30) as response:
+        assert response.status == 200

@@ -131,7 +131,8 @@ class Gateway:
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
                             asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
-            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
+                                                self.settings.intake.state_dir / "spool")
         await self.http.start()
         if workers:
             await self.start_mailboxes()

@@ -110,32 +110,6 @@ def test_a_line_over_1000_bytes_is_still_refused_with_500(make_gateway) -> None:
     assert inputs(running) == {}
 
 
-def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None:
-    """With one large slot held by an unfinished DATA, a second large message gets 452 4.3.1
-    (the sender keeps it and retries), logged and counted; small mail still passes; once the
-    slot is free the large one is accepted."""
-    running: RunningGateway = make_gateway(
-        smtp="large_message_bytes = 100000\nlarge_sessions = 1\n")
-    large = make_mail(body="The printer on floor 3 does not print. " * 6000)
-    with socket.create_connection(("127.0.0.1", running.smtp_port), timeout=30) as holder:
-        reader = holder.makefile("rb")
-        for command in (b"", b"EHLO holder.example\r\n", b"MAIL FROM:<ivan@acme.example>\r\n",
-                        b"RCPT TO:<support@example.com>\r\n", b"DATA\r\n"):
-            holder.sendall(command)
-            while reader.readline()[3:4] == b"-":
-                pass
-        holder.sendall(large[:150_000])  # over the large threshold, and not finished
-        wait_until(lambda: _slots_held(running) == 1,
-                   30, "the first session holding the large slot")
-        code, message = send(running.smtp_port, large)
-        assert (code, message[:6]) == (452, b"4.3.1 "), message
-        assert send(running.smtp_port, make_mail())[0] == 250
-        holder.sendall(large[150_000:] + b".\r\n")
-        assert reader.readline().startswith(b"250 ")
-    wait_until(lambda: _slots_held(running) == 0, 30, "the slot given back")
-    assert send(running.smtp_port, large)[0] == 250
-
-
 def _open_data(port: int) -> tuple[socket.socket, Any]:
     """A session up to DATA's 354, for sending the message by hand."""
     holder = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -146,6 +120,27 @@ def _open_data(port: int) -> tuple[socket.socket, Any]:
         while reader.readline()[3:4] == b"-":
             pass
     return holder, reader
+
+
+def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None:
+    """With one large slot held by an unfinished DATA, a second large message gets 452 4.3.1
+    (the sender keeps it and retries), logged and counted; small mail still passes; once the
+    slot is free the large one is accepted."""
+    running: RunningGateway = make_gateway(
+        smtp="large_message_bytes = 100000\nlarge_sessions = 1\n")
+    large = make_mail(body="The printer on floor 3 does not print. " * 6000)
+    holder, reader = _open_data(running.smtp_port)
+    with holder:
+        holder.sendall(large[:150_000])  # over the large threshold, and not finished
+        wait_until(lambda: _slots_held(running) == 1,
+                   30, "the first session holding the large slot")
+        code, message = send(running.smtp_port, large)
+        assert (code, message[:6]) == (452, b"4.3.1 "), message
+        assert send(running.smtp_port, make_mail())[0] == 250
+        holder.sendall(large[150_000:] + b".\r\n")
+        assert reader.readline().startswith(b"250 ")
+    wait_until(lambda: _slots_held(running) == 0, 30, "the slot given back")
+    assert send(running.smtp_port, large)[0] == 250
 
 
 def _spool_files() -> list[str]:

@@ -85,7 +85,7 @@ class Gateway:
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
         outgoing = self.settings.outgoing
-        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
@@ -330,6 +330,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
         await self.webhooks.close()
+        self.journal.remove_if_empty()
         self.journal.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -37,6 +37,7 @@ from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
+from gateway.store.roles import Role, claim_sqlite
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, pending_ids, process_pending
@@ -102,6 +103,7 @@ class Gateway:
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report))
+        self.sla_role = Role(self.db.engine, "sla-clock")
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes
@@ -264,9 +266,12 @@ class Gateway:
         return result.registered + result.escalated + result.at_risk
 
     async def _sla_forever(self) -> None:
+        # Instances sharing a database take turns by a role: one runs the clock, and when it
+        # dies another takes over within an interval (two would alert and escalate twice).
         while True:
             try:
-                await self.sla_once()
+                if await self.db.run(self.sla_role.held):
+                    await self.sla_once()
             except Exception as error:  # the database may be down; keep the clock going
                 log.error("sla.error", error=str(error))
             await asyncio.sleep(SLA_INTERVAL_S)
@@ -332,6 +337,7 @@ class Gateway:
         await self.webhooks.close()
         self.journal.remove_if_empty()
         self.journal.close()
+        self.sla_role.release()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
@@ -343,6 +349,7 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     notifier = Notifier()
     notifier.status("starting")
     gateway = Gateway(loaded)
+    claim_sqlite(gateway.db.engine)  # held until the process ends
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

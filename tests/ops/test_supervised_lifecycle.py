@@ -123,7 +123,7 @@ def test_a_second_daemon_on_the_same_sqlite_file_stops_with_a_reason(tmp_path: P
     """`run` twice on one SQLite database: the second exits non-zero at once, naming the
     first's pid and PostgreSQL as the way to run several; the first goes on serving."""
     config = write_config(tmp_path, free_port(), free_port())
-    with supervised(config, tmp_path) as (daemon, notify, log):
+    with supervised(config, tmp_path) as (daemon, notify, _log):
         notify.wait_for("READY=1")
         other = tmp_path / "other"
         other.mkdir()

@@ -240,7 +240,7 @@ def _clauses(piece: str, lexicon: Lexicon) -> tuple[Clause, ...]:
     """PIECE's clauses, remembered per piece of text: greetings, sign-offs, disclaimers and
     stock phrases recur from mail to mail, and each is read once."""
     remembered = lexicon.clauses
-    known = remembered.pop(piece, None)
+    known: tuple[Clause, ...] | None = remembered.pop(piece, None)
     if known is None:
         known = tuple(Clause(part, lexicon) for part in _split_contrast(tokens(piece)) if part)
         if len(remembered) >= CLAUSE_CACHE:

@@ -38,9 +38,10 @@ from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.store.roles import Role, claim_sqlite
+from gateway.tickets.claims import claim_pending, instance_name, release_claims
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
-from gateway.tickets.processing import BatchResult, pending_ids, process_pending
+from gateway.tickets.processing import BatchResult, process_pending
 from gateway.tickets.sla_watch import sla_step
 
 log = structlog.get_logger("gateway.app")
@@ -104,6 +105,7 @@ class Gateway:
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report))
         self.sla_role = Role(self.db.engine, "sla-clock")
+        self.instance = instance_name(self.settings.intake.state_dir)
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes
@@ -170,8 +172,9 @@ class Gateway:
 
     async def process_once(self) -> int:
         """Process one batch of received inputs here; the number handled (tests, drains)."""
-        ids = await self.db.run(pending_ids, self.db.engine,
-                                self.settings.intake.processing_batch, 0)
+        ids = await self.db.run(claim_pending, self.db.engine,
+                                self.settings.intake.processing_batch, 0, self.clock.now(),
+                                self.instance)
         if not ids:
             return 0
         result = await self._process_batch(ids, in_worker=False)
@@ -183,12 +186,15 @@ class Gateway:
         The workers open their own database connections, so this process keeps its core for
         SMTP, the intake door and the outbox.
         """
-        if in_worker and self._pool is not None:
-            result = await process_in_worker(self, ids)
-        else:
-            async with self._processing:
-                result = await self.db.run(process_pending, self.db.engine, self.context,
-                                           len(ids), ids)
+        try:
+            if in_worker and self._pool is not None:
+                result = await process_in_worker(self, ids)
+            else:
+                async with self._processing:
+                    result = await self.db.run(process_pending, self.db.engine, self.context,
+                                               len(ids), ids)
+        finally:
+            await self.db.run(release_claims, self.db.engine, ids)
         if result.enqueued:
             self.outbox.wake()
         return result
@@ -233,8 +239,9 @@ class Gateway:
         while True:
             self._work.clear()
             try:
-                ids = await self.db.run(pending_ids, self.db.engine,
-                                        self.settings.intake.processing_batch, after_id)
+                ids = await self.db.run(claim_pending, self.db.engine,
+                                        self.settings.intake.processing_batch, after_id,
+                                        self.clock.now(), self.instance)
             except Exception as error:  # the database may be down; keep trying
                 log.error("processor.error", error=str(error))
                 ids = []

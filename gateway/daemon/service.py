@@ -34,7 +34,8 @@ from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
 from gateway.sla.calendar_check import missing_transfers
 from gateway.sla.policy import load_policy_for
-from gateway.sla.report import ReportQuery, SlaReport, build_report
+from gateway.sla.report import ReportQuery, build_report
+from gateway.sla.report_format import render
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.tickets.context import Context
@@ -279,10 +280,12 @@ class Gateway:
             self.outbox.wake()
         return applied
 
-    async def sla_report(self, query: ReportQuery) -> SlaReport:
-        """The SLA report (the HTTP layer's GET /api/v1/reports/sla)."""
-        return await self.db.run(build_report, self.db.engine, self.context.policy, query,
-                                 self.clock.now())
+    async def sla_report(self, query: ReportQuery, output_format: str) -> bytes:
+        """The SLA report in OUTPUT_FORMAT (the HTTP layer's GET /api/v1/reports/sla)."""
+        report = await self.db.run(build_report, self.db.engine, self.context.policy, query,
+                                   self.clock.now())
+        # Laying out a PDF takes a while: off the event loop.
+        return await asyncio.to_thread(render, report, output_format)
 
     async def run_until_idle(self) -> None:
         """Process, register, escalate and send everything that is due now (tests, one-shot

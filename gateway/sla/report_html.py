@@ -10,6 +10,10 @@ from gateway.sla.report import DayShare, ReportRow, SlaReport, share_text
 from gateway.sla.report_format import duration, local_time, pct, verdict, who
 
 
+# Presentation attributes rather than page CSS: the PDF's SVG renderer reads only these.
+_AXIS = 'class="axis" font-size="11" fill="#555"'
+
+
 def chart(days: list[DayShare], target_pct: float) -> str:
     """An inline SVG chart of the daily share within SLA on a time axis: every day of the
     period has its place, a day without decided requests leaves a gap in the line."""
@@ -30,11 +34,12 @@ def chart(days: list[DayShare], target_pct: float) -> str:
              '<title id="chart-title">Daily share of requests within SLA</title>']
     for share in (0, 25, 50, 75, 100):
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(share):.1f}" '
-                     f'y2="{y(share):.1f}" class="grid"/><text x="{left - 6}" '
-                     f'y="{y(share) + 4:.1f}" class="axis" text-anchor="end">{share}%</text>')
+                     f'y2="{y(share):.1f}" class="grid" stroke="#e4e4e4"/><text x="{left - 6}" '
+                     f'y="{y(share) + 4:.1f}" {_AXIS} text-anchor="end">{share}%</text>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(target_pct):.1f}" '
-                 f'y2="{y(target_pct):.1f}" class="target"/><text x="{width - right}" '
-                 f'y="{y(target_pct) - 4:.1f}" class="axis" text-anchor="end">'
+                 f'y2="{y(target_pct):.1f}" class="target" stroke="#c0392b" '
+                 f'stroke-dasharray="6 4"/><text x="{width - right}" '
+                 f'y="{y(target_pct) - 4:.1f}" {_AXIS} text-anchor="end">'
                  f'target {target_pct:g}%</text>')
     segment: list[str] = []
     segments = []
@@ -47,25 +52,29 @@ def chart(days: list[DayShare], target_pct: float) -> str:
     segments.append(segment)
     for points in segments:
         if len(points) > 1:
-            parts.append(f'<polyline points="{" ".join(points)}" class="share"/>')
+            parts.append(f'<polyline points="{" ".join(points)}" class="share" '
+                         'fill="none" stroke="#2471a3" stroke-width="2"/>')
     for day in days:
         if day.share_pct is not None:
             below = " below" if day.share_pct < target_pct else ""
             parts.append(
                 f'<circle cx="{x(day.day):.1f}" cy="{y(day.share_pct):.1f}" r="3.5" '
-                f'class="point{below}" data-day="{day.day}"><title>{day.day}: '
+                f'class="point{below}" fill="{"#c0392b" if below else "#2471a3"}" '
+                f'data-day="{day.day}"><title>{day.day}: '
                 f'{pct(day.share_pct)} ({day.within} within, {day.breached} breached)'
                 "</title></circle>")
     if all(d.share_pct is None for d in days):
-        parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" class="axis" '
+        parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" {_AXIS} '
                      'text-anchor="middle">no decided requests in this period</text>')
     for index, day in enumerate(days):
         # A tick for every day, a label on Mondays (and the first and last day).
         parts.append(f'<line x1="{x(day.day):.1f}" x2="{x(day.day):.1f}" '
-                     f'y1="{top + plot_h}" y2="{top + plot_h + 4}" class="tick" '
+                     f'y1="{top + plot_h}" y2="{top + plot_h + 4}" class="tick" stroke="#999" '
                      f'data-day="{day.day}"/>')
-        if day.day.weekday() == 0 or index in (0, len(days) - 1):
-            parts.append(f'<text x="{x(day.day):.1f}" y="{height - 12}" class="axis" '
+        ends = index in (0, len(days) - 1)
+        near_end = min(index, len(days) - 1 - index) < 3
+        if ends or (day.day.weekday() == 0 and not near_end):
+            parts.append(f'<text x="{x(day.day):.1f}" y="{height - 12}" {_AXIS} '
                          f'text-anchor="middle">{day.day:%d.%m}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -9,7 +9,6 @@ from html import escape
 from gateway.sla.report import DayShare, ReportRow, SlaReport, share_text
 from gateway.sla.report_format import duration, local_time, pct, verdict, who
 
-
 # Presentation attributes rather than page CSS: the PDF's SVG renderer reads only these.
 _AXIS = 'class="axis" font-size="11" fill="#555"'
 

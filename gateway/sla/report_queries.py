@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, text
-from sqlmodel import col, select
+from sqlalchemy import Engine, bindparam, select, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
@@ -157,16 +156,16 @@ def ticket_timings(engine: Engine, first: date, last: date, customer: str | None
     """Reaction times (registration to acknowledgement), resolution times (registration to
     resolution, less the time waiting for the customer), and the missed deadlines."""
     timings = Timings()
-    times = select(Ticket.number, Ticket.customer_id, Ticket.priority, Ticket.status,
-                   Ticket.registered_at, Ticket.acknowledged_at, Ticket.resolved_at,
-                   Ticket.closed_at, Ticket.reaction_due, Ticket.resolution_due,
-                   Ticket.paused_since, Ticket.paused_s, Ticket.sla_outcome).where(
-        col(Ticket.report_day).between(day_number(first), day_number(last))).order_by(
-        col(Ticket.number))
+    columns = Ticket.__table__.c  # type: ignore[attr-defined]
+    times = select(*(columns[name] for name in (
+        "number", "customer_id", "priority", "status", "registered_at", "acknowledged_at",
+        "resolved_at", "closed_at", "reaction_due", "resolution_due", "paused_since",
+        "paused_s", "sla_outcome"))).where(columns.report_day.between(
+            day_number(first), day_number(last))).order_by(columns.number)
     if customer:
-        times = times.where(Ticket.customer_id == customer)
+        times = times.where(columns.customer_id == customer)
     with read_transaction(engine) as session:
-        found = session.connection().execute(times).all()
+        found: Sequence[Any] = session.connection().execute(times).all()
     for (number, who, priority, status, registered, acknowledged, resolved, closed,
          reaction_due, resolution_due, paused_since, paused_s, bits) in found:
         registered, acknowledged = _utc(registered), _utc(acknowledged)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import random
 import re
 from collections import Counter
@@ -231,10 +232,10 @@ def test_chart_has_every_day_on_a_time_axis(
     """Thirty ticks, evenly spaced by date; quiet days have a tick and no point."""
     _, report = generated
     page = render_text(report, "html")
-    ticks = re.findall(r'<line x1="([0-9.]+)"[^>]*class="tick" data-day="([0-9-]+)"', page)
+    ticks = re.findall(r'<line x1="([0-9.]+)"[^>]*class="tick"[^>]*data-day="([0-9-]+)"', page)
     assert [d for _, d in ticks] == [f"2026-11-{n:02d}" for n in range(1, 31)]
     xs = [float(x) for x, _ in ticks]
-    steps = {round(b - a, 1) for a, b in zip(xs, xs[1:], strict=False)}
+    steps = {round(b - a, 1) for a, b in itertools.pairwise(xs)}
     assert len(steps) == 1
     points = set(re.findall(r'<circle [^>]*data-day="([0-9-]+)"', page))
     assert not points & {f"2026-11-{n:02d}" for n in QUIET_DAYS}

@@ -215,7 +215,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
     from gateway.sla.policy import load_policy_for
     from gateway.sla.report import ReportQuery, build_report, period_of
-    from gateway.sla.report_format import render
+    from gateway.sla.report_render import render
     from gateway.store.db import open_migrated
 
     now = SystemClock().now()

@@ -35,7 +35,7 @@ from gateway.outbox.worker import OutboxWorker
 from gateway.sla.calendar_check import missing_transfers
 from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, build_report
-from gateway.sla.report_format import render
+from gateway.sla.report_render import render
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.tickets.context import Context

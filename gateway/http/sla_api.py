@@ -14,7 +14,7 @@ from gateway.http.api import router, services_of
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.sla.report import ReportQuery
-from gateway.sla.report_format import MEDIA_TYPES
+from gateway.sla.report_render import MEDIA_TYPES
 from gateway.tickets.lifecycle import EventInvalid, EventRefused, TicketNotFound
 
 _EVENT_DOC: dict[str, Any] = {

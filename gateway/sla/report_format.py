@@ -1,47 +1,20 @@
-"""The SLA report as a text table, JSON or CSV (HTML: report_html.py, PDF: report_pdf.py)."""
+"""The SLA report as a text table or CSV, and the wording the other formats share."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.sla.report import ReportRow, SlaReport, share_text
+from gateway.sla.report import ReportRow, SlaReport
+from gateway.sla.report_counts import share_text
 
-FORMATS = ("table", "json", "csv", "html", "pdf")
-# What an HTTP response carrying each format says it is.
-MEDIA_TYPES = {"table": "text/plain; charset=utf-8", "json": "application/json",
-               "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
-               "pdf": "application/pdf"}
 _CSV_COLUMNS = ("customer", "customer_name", "tier", "priority", "request_type", "requests",
                 "within", "breached", "within_sla_pct", "reaction_met", "reaction_missed",
                 "reaction_withheld", "reaction_met_pct", "resolution_met",
                 "resolution_missed", "resolution_met_pct", "open_breached", "target_pct",
                 "meets_target")
-
-
-def render_text(report: SlaReport, output_format: str) -> str:
-    """REPORT in one of the text formats."""
-    if output_format == "json":
-        return json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n"
-    if output_format == "csv":
-        return as_csv(report)
-    if output_format == "html":
-        from gateway.sla.report_html import as_html
-
-        return as_html(report)
-    return as_table(report)
-
-
-def render(report: SlaReport, output_format: str) -> bytes:
-    """REPORT in any format, as the bytes to write or send."""
-    if output_format == "pdf":
-        from gateway.sla.report_pdf import as_pdf
-
-        return as_pdf(report)
-    return render_text(report, output_format).encode()
 
 
 def pct(value: float | None) -> str:

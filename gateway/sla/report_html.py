@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date
 from html import escape
 
-from gateway.sla.report import DayShare, ReportRow, SlaReport, share_text
+from gateway.sla.report import DayShare, ReportRow, SlaReport
+from gateway.sla.report_counts import share_text
 from gateway.sla.report_format import duration, local_time, pct, verdict, who
 
 # Presentation attributes rather than page CSS: the PDF's SVG renderer reads only these.

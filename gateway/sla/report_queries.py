@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, select, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from gateway.clock import iso_utc
+from gateway.sla.report_counts import Tally
 from gateway.store.db import read_transaction
 from gateway.store.models import (
     NO_ACKNOWLEDGEMENT,
@@ -23,9 +24,6 @@ from gateway.store.models import (
     WAITING_CUSTOMER,
     Ticket,
 )
-
-if TYPE_CHECKING:
-    from gateway.sla.report import Tally
 
 # Conditions on one ticket's sla_outcome bits.
 _WITHHELD_MASK = NO_ACKNOWLEDGEMENT | REACTION_MET | REACTION_LATE
@@ -88,8 +86,6 @@ def group_counts(engine: Engine, first: date, last: date, customer: str | None,
                  now: datetime) -> dict[tuple[Any, ...], Tally]:
     """Per (customer, tier, priority, type): the counts of tickets received FIRST..LAST, with
     deadlines passed by NOW on open tickets counted as missed."""
-    from gateway.sla.report import Tally
-
     found: dict[tuple[Any, ...], Tally] = {}
     for customer_id, tier, priority, kind, requests, *sums in _run(
             engine, _GROUPS, first, last, customer, now):

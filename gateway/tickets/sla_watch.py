@@ -22,11 +22,13 @@ from gateway.store.models import (
     PENDING_REGISTRATION,
     REGISTERED,
     SENDING,
+    WAITING_CUSTOMER,
     OutboxItem,
     Ticket,
 )
 from gateway.tickets.call_backs import alert_call_backs_at_risk
 from gateway.tickets.context import Context
+from gateway.tickets.customer_wait import next_escalation, shifted
 from gateway.tickets.notices import (
     customer_address,
     enqueue_ticket_mail,
@@ -82,7 +84,8 @@ def _register_due(session: Session, context: Context, now: datetime,
                        .limit(STEP_LIMIT).with_for_update(skip_locked=True)).all()
     for ticket in due:
         assert ticket.id is not None
-        ticket.status = REGISTERED
+        # A rule may have said it waits for the customer from its registration.
+        ticket.status = REGISTERED if ticket.paused_since is None else WAITING_CUSTOMER
         session.add(ticket)
         record_event(session, ticket.id, "registered", now,
                      registered_at=ticket.registered_at, reaction_due=ticket.reaction_due)
@@ -162,13 +165,13 @@ def _escalate(session: Session, context: Context, now: datetime, result: StepRes
             result.postponed += 1
             continue
         level = reached = ticket.escalation_level
-        while level < len(thresholds) and (instant := escalation_instant(
+        # Instants on the resolution clock, moved by the ticket's waits for the customer.
+        while level < len(thresholds) and (instant := shifted(escalation_instant(
                 ticket.registered_at, tier, ticket.priority, ticket.request_type, level,
-                policy)) is not None and instant <= now:
+                policy), ticket, context)) is not None and instant <= now:
             level += 1
         ticket.escalation_level = level
-        ticket.escalation_due = escalation_instant(
-            ticket.registered_at, tier, ticket.priority, ticket.request_type, level, policy)
+        ticket.escalation_due = next_escalation(ticket, context)
         session.add(ticket)
         if level == reached:
             continue

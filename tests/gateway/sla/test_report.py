@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert
 
 from gateway.sla.policy import seed_policy
 from gateway.sla.report import ReportQuery, SlaReport, build_report
-from gateway.sla.report_format import render_text
+from gateway.sla.report_render import render_text
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import REACTION_MET, RESOLUTION_MET, Ticket
 from gateway.tickets.registration import report_day

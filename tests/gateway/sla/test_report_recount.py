@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert
 
 from gateway.sla.policy import seed_policy
 from gateway.sla.report import ReportQuery, SlaReport, build_report
-from gateway.sla.report_format import render, render_text
+from gateway.sla.report_render import render, render_text
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import (
     NO_ACKNOWLEDGEMENT,

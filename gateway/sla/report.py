@@ -7,6 +7,7 @@ database counts (gateway/sla/report_queries.py), this module adds up and compare
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from gateway.sla.report_queries import (
     customer_names,
     daily_counts,
     group_counts,
+    overdue_counts,
     ticket_timings,
 )
 
@@ -133,14 +135,14 @@ class Percentiles:
 
     @staticmethod
     def of(timings: Timings) -> Percentiles:
-        def rank(values: list[int], pct: int) -> int | None:
+        def ranks(values: list[int]) -> tuple[int | None, int | None]:
             if not values:
-                return None
+                return None, None
             ordered = sorted(values)
-            return ordered[max(0, -(-pct * len(ordered) // 100) - 1)]
+            return tuple(ordered[max(0, -(-pct * len(ordered) // 100) - 1)]  # type: ignore[return-value]
+                         for pct in (50, 90))
 
-        return Percentiles(rank(timings.reaction_s, 50), rank(timings.reaction_s, 90),
-                           rank(timings.resolution_s, 50), rank(timings.resolution_s, 90))
+        return Percentiles(*ranks(timings.reaction_s), *ranks(timings.resolution_s))
 
 
 @dataclass
@@ -171,6 +173,8 @@ class SlaReport:
     paused_s: int = 0
     trend: list[TrendPoint] = field(default_factory=list)
     time_zone: str = DEFAULT_ZONE
+    # More requests breached than the list shows (report_queries.BREACH_LIST_LIMIT).
+    breaches_cut: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +185,7 @@ class SlaReport:
                          "customers": [c.as_json() for c in self.customers]},
             "percentiles": vars(self.percentiles), "paused_s": self.paused_s,
             "breaches": [b.as_json() for b in self.breaches],
+            "breaches_cut": self.breaches_cut,
             "trend": [t.as_json() for t in self.trend],
             "rows": [r.as_json() for r in self.rows],
             "total": self.total.as_json(),
@@ -193,7 +198,8 @@ def build_report(engine: Engine, policy: Policy | None, query: ReportQuery,
                  now: datetime, trend_periods: int = TREND_PERIODS) -> SlaReport:
     """The SLA report for QUERY as of NOW (what is overdue by then counts as missed)."""
     names = customer_names(engine)
-    rows = _rows(engine, policy, query, now, names)
+    overdue = overdue_counts(engine, query.start, query.end, query.customer, now)
+    rows = _rows(engine, policy, query, now, names, overdue)
     total = _sum(rows, ReportRow(customer=query.customer,
                                  customer_name=names.get(query.customer or ""),
                                  target_pct=_overall_target(policy, rows)))
@@ -201,7 +207,7 @@ def build_report(engine: Engine, policy: Policy | None, query: ReportQuery,
                       ReportRow(customer=who, customer_name=names.get(who or ""),
                                 target_pct=_target(policy, _tier_of(rows, who))))
                  for who in dict.fromkeys(r.customer for r in rows)]
-    counted = daily_counts(engine, query.start, query.end, query.customer, now)
+    counted = daily_counts(engine, query.start, query.end, query.customer, now, overdue)
     days, day = [], query.start
     # Every day of the period, those without requests too: the chart's axis is time.
     while day <= query.end:
@@ -213,20 +219,22 @@ def build_report(engine: Engine, policy: Policy | None, query: ReportQuery,
     previous = query
     for _ in range(trend_periods):
         previous = previous.previous()
-        past = _sum(_rows(engine, policy, previous, now, names), ReportRow(
+        past_overdue = overdue_counts(engine, previous.start, previous.end, query.customer, now)
+        past = _sum(_rows(engine, policy, previous, now, names, past_overdue), ReportRow(
             target_pct=total.target_pct))
         trend.append(TrendPoint(previous.start, previous.end, past.within, past.decided,
                                 reaches(past.within, past.decided, total.target_pct)))
     return SlaReport(query, now, rows, days, total, customers, Percentiles.of(timings),
                      timings.breaches, timings.paused_s, trend[::-1],
-                     policy.report_zone if policy is not None else DEFAULT_ZONE)
+                     policy.report_zone if policy is not None else DEFAULT_ZONE,
+                     timings.more_breaches)
 
 
 def _rows(engine: Engine, policy: Policy | None, query: ReportQuery, now: datetime,
-          names: dict[str, str]) -> list[ReportRow]:
+          names: dict[str, str], overdue: Sequence[Any]) -> list[ReportRow]:
     rows = []
     for (customer, tier, priority, kind), tally in group_counts(
-            engine, query.start, query.end, query.customer, now).items():
+            engine, query.start, query.end, query.customer, now, overdue).items():
         row = ReportRow(customer=customer, tier=tier, priority=priority, request_type=kind,
                         target_pct=_target(policy, tier), customer_name=names.get(customer or ""))
         row.add(tally)

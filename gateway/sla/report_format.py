@@ -100,7 +100,8 @@ def as_table(report: SlaReport) -> str:
                                    f"({t.within} of {t.decided}) {verdict(t.meets_target)}"
                                    for t in report.trend]
     if report.breaches:
-        lines += ["", "Breached:"]
+        lines += ["", "Breached" + (f" (the first {len(report.breaches)} entries)"
+                                    if report.breaches_cut else "") + ":"]
         lines += _columns(["number", "customer", "priority", "deadline", "due", "late by"],
                           [[b.number, b.customer or "-", b.priority, b.deadline,
                             local_time(report, b.due),

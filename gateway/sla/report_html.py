@@ -159,7 +159,8 @@ def as_html(report: SlaReport) -> str:
                    + [[f"{query.start} – {query.end}", share_text(total.within, total.decided),
                        str(total.within), str(total.decided), verdict(total.meets_target)]],
                    {1, 2, 3}, table_id="trend")
-    breaches = _table(f"Breached requests (times in {report.time_zone})",
+    cut = f", the first {len(report.breaches)} entries" if report.breaches_cut else ""
+    breaches = _table(f"Breached requests (times in {report.time_zone}{cut})",
                       ["Number", "Customer", "Priority", "Deadline", "Due", "Late by"],
                       [[b.number, b.customer or "-", b.priority, b.deadline,
                         local_time(report, b.due),

@@ -85,12 +85,14 @@ class Gateway:
         self.context = build_context(loaded, self.clock)
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
+        alerts = self.settings.alerts
+        self.alert_delivery = make_delivery(alerts) if alerts is not None else None
         outgoing = self.settings.outgoing
         self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
-                                   journal=self.journal)
+                                   journal=self.journal, alert_delivery=self.alert_delivery)
         self.webhooks = WebhookDispatcher(self.db, self.settings.subscriptions, self.clock)
         self._work = asyncio.Event()
         # The context as workers receive it, pickled on first use after each (re)load.
@@ -331,6 +333,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        if self.alert_delivery is not None:
+            await self.alert_delivery.close()
         await self.webhooks.close()
         self.journal.close()
         if self._pool is not None:
@@ -380,6 +384,8 @@ def deliver_now(loaded: LoadedSettings) -> int:
                 sent += claimed
         finally:
             await gateway.delivery.close()
+            if gateway.alert_delivery is not None:
+                await gateway.alert_delivery.close()
             gateway.db.close()
         return sent
 

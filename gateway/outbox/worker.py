@@ -50,6 +50,10 @@ _INSERT_OUTBOX = Prepared(insert(_OUTBOX))
 _OUTBOX_KEY_EXISTS = Prepared(select(_OUTBOX.c.id).where(_OUTBOX.c.dedup_key == bindparam("key")))
 
 
+# Outbox kinds that are alerts to staff, sent through [alerts] when it is configured.
+ALERT_KINDS = frozenset({"alert", "escalation"})
+
+
 def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -> bool:
     """Add an outbox row unless one with its dedup key exists; True when added.
 
@@ -209,9 +213,12 @@ class OutboxWorker:
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
                  batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
-                 lease: timedelta = LEASE, journal: SentJournal | None = None) -> None:
+                 lease: timedelta = LEASE, journal: SentJournal | None = None,
+                 alert_delivery: Delivery | None = None) -> None:
         self._db = db
         self._delivery = delivery
+        # Alerts to staff go another way when there is one: they report the relay failing.
+        self._alert_delivery = alert_delivery or delivery
         self._clock = clock
         self._max_attempts = max_attempts
         self._batch = batch
@@ -332,7 +339,8 @@ class OutboxWorker:
 
     async def _send(self, item: Claimed) -> Outcome:
         try:
-            await self._delivery.send(item.sender, item.recipient, item.data)
+            delivery = self._alert_delivery if item.kind in ALERT_KINDS else self._delivery
+            await delivery.send(item.sender, item.recipient, item.data)
             taken_at = self._clock.now()
             taken = self._unrecorded[item.id] = Taken(item.id, item.kind, item.ticket_id,
                                                       taken_at)

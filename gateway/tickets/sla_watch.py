@@ -119,6 +119,7 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
                            .where(col(Ticket.ack_at_risk) <= now).where(failing)
                            .limit(STEP_LIMIT)).all()
     duty = context.policy.escalation.duty_address
+    numbers = [t.number for t in tickets]
     for ticket in tickets:
         assert ticket.id is not None
         error = session.exec(select(OutboxItem.last_error)
@@ -134,7 +135,8 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
                 dedup_key=f"ack-risk:{ticket.id}", kind="alert", to_customer=False,
                 limits=context.settings.loops,
                 subject_note="ACK AT RISK: ", customer=ticket.customer_id or "-",
-                requester=ticket.requester_email or "-", error=error or "-"):
+                requester=ticket.requester_email or "-", error=error or "-",
+                also_at_risk=", ".join(n for n in numbers if n != ticket.number)):
             result.enqueued += 1
         ticket.ack_alerted_at = now
         session.add(ticket)

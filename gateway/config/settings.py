@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.config.portal_settings import PortalSettings
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.trust_settings import TrustSettings
@@ -230,6 +231,7 @@ class Settings(Section):
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
     trust: TrustSettings = TrustSettings()
+    portal: PortalSettings | None = None
 
     @field_validator("webhooks")
     @classmethod

@@ -104,7 +104,8 @@ class Gateway:
         self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
-                                        sla_report=self.sla_report))
+                                        sla_report=self.sla_report,
+                                        wake_outbox=self.outbox.wake))
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes

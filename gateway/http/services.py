@@ -14,6 +14,7 @@ from gateway.intake.door import IntakeDoor
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
+    from gateway.portal.links import PortalKeys
     from gateway.sla.report import ReportQuery
     from gateway.tickets.context import Context
     from gateway.tickets.lifecycle import Applied
@@ -36,6 +37,10 @@ class Services:
     ticket_event: Callable[[str, object], Awaitable[Applied]] | None = None
     # The report for a query, rendered in a format of report_format.MEDIA_TYPES.
     sla_report: Callable[[ReportQuery, str], Awaitable[bytes]] | None = None
+    # Wakes the outbox worker after something was queued outside processing (portal mail).
+    wake_outbox: Callable[[], None] | None = None
+    # The portal's signing keys, made from [portal] on first use (gateway/http/portal_api.py).
+    portal_keys: PortalKeys | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
 

@@ -321,3 +321,15 @@ class ApiToken(SQLModel, table=True):
     token_sha256: str = Field(max_length=64, unique=True)
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class PortalSignIn(SQLModel, table=True):
+    """A sign-in link sent to a customer's person: its nonce works once."""
+
+    __tablename__ = "portal_sign_ins"
+
+    nonce: str = Field(primary_key=True, max_length=64)
+    email: str = Field(max_length=320, index=True)
+    customer_id: str = Field(max_length=64)
+    created_at: datetime
+    used_at: datetime | None = None

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, exists
 from sqlmodel import Session, col, select
 
 from gateway.clock import iso_utc
+from gateway.portal.links import ticket_link
 from gateway.sla.deadlines import escalation_instant, service_working
 from gateway.sla.working_calendar import next_open
 from gateway.store.db import transaction
@@ -98,7 +99,8 @@ def _register_due(session: Session, context: Context, now: datetime,
                 language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
                 limits=context.settings.loops, in_reply_to=first_message_id(session, ticket),
-                send_by=ticket.reaction_due):
+                send_by=ticket.reaction_due,
+                ticket_link=ticket_link(context.settings.portal, ticket.number)):
             result.enqueued += 1
         result.registered += 1
         log.info("ticket.registered", ticket=ticket.number, waited_since=iso_utc(

@@ -23,7 +23,7 @@ from gateway.http.portal_access import (
 )
 from gateway.http.services import Services
 from gateway.portal.forms import FormRefused, multipart, url_encoded, web_request
-from gateway.portal.links import LinkRefused, PortalKeys, Session
+from gateway.portal.links import LinkRefused, PortalKeys, Session, keys_for
 from gateway.portal.pages import TEXT, page, ticket_page
 from parsers.telephony import PayloadError, read_event
 
@@ -48,11 +48,7 @@ _PROBLEMS = {
 def _keys(services: Services) -> PortalKeys:
     if services.settings.portal is None:
         raise Refused(404, "the portal is not configured")
-    keys: PortalKeys | None = getattr(services, "portal_keys", None)
-    if keys is None or keys.settings is not services.settings.portal:
-        keys = PortalKeys(services.settings.portal)
-        services.portal_keys = keys
-    return keys
+    return keys_for(services.settings.portal, services.clock)
 
 
 def _language(request: Request, session: Session | None, services: Services) -> str:

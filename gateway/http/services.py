@@ -14,7 +14,6 @@ from gateway.intake.door import IntakeDoor
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
-    from gateway.portal.links import PortalKeys
     from gateway.sla.report import ReportQuery
     from gateway.tickets.context import Context
     from gateway.tickets.lifecycle import Applied
@@ -39,8 +38,6 @@ class Services:
     sla_report: Callable[[ReportQuery, str], Awaitable[bytes]] | None = None
     # Wakes the outbox worker after something was queued outside processing (portal mail).
     wake_outbox: Callable[[], None] | None = None
-    # The portal's signing keys, made from [portal] on first use (gateway/http/portal_api.py).
-    portal_keys: PortalKeys | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from gateway.clock import Clock, SystemClock
 from gateway.config.portal_settings import PortalSettings
 
 
@@ -25,17 +26,35 @@ class Session:
     email: str
 
 
+class _ClockSigner(TimestampSigner):
+    """Signs and checks ages on the gateway's clock (the one its deadlines use)."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self.clock.now().timestamp())
+
+
 class PortalKeys:
     """One serializer per purpose (its salt), so a token of one kind never passes for
     another: a ticket link is no session, a session no sign-in."""
 
-    def __init__(self, settings: PortalSettings) -> None:
+    def __init__(self, settings: PortalSettings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()
         secret = settings.secret.get_secret_value()
-        self._ticket = URLSafeTimedSerializer(secret, salt="intake-gateway ticket link")
-        self._sign_in = URLSafeTimedSerializer(secret, salt="intake-gateway sign-in")
-        self._session = URLSafeTimedSerializer(secret, salt="intake-gateway session")
-        self._form = URLSafeTimedSerializer(secret, salt="intake-gateway form")
+
+        def serializer(purpose: str) -> URLSafeTimedSerializer:
+            return URLSafeTimedSerializer(secret, salt=f"intake-gateway {purpose}",
+                                          signer=_ClockSigner,
+                                          signer_kwargs={"clock": self.clock})
+
+        self._ticket = serializer("ticket link")
+        self._sign_in = serializer("sign-in")
+        self._session = serializer("session")
+        self._form = serializer("form")
 
     def ticket_link(self, number: str) -> str:
         """The read-only page of request NUMBER, for its acknowledgement."""
@@ -87,12 +106,20 @@ def _load(serializer: URLSafeTimedSerializer, token: str, max_age_s: int) -> obj
         raise LinkRefused("invalid") from None
 
 
-@functools.lru_cache(maxsize=4)
-def keys_for(settings: PortalSettings) -> PortalKeys:
-    """The keys of one [portal] table, made once (a reload brings a new table)."""
-    return PortalKeys(settings)
+_KEYS: dict[tuple[int, int], PortalKeys] = {}
 
 
-def ticket_link(settings: PortalSettings | None, number: str) -> str | None:
+def keys_for(settings: PortalSettings, clock: Clock) -> PortalKeys:
+    """The keys of one [portal] table and clock, made once (a reload brings a new table)."""
+    key = (id(settings), id(clock))
+    keys = _KEYS.get(key)
+    if keys is None or keys.settings is not settings or keys.clock is not clock:
+        if len(_KEYS) > 8:
+            _KEYS.clear()
+        keys = _KEYS[key] = PortalKeys(settings, clock)
+    return keys
+
+
+def ticket_link(settings: PortalSettings | None, number: str, clock: Clock) -> str | None:
     """The signed link to request NUMBER's page; None without a portal."""
-    return None if settings is None else keys_for(settings).ticket_link(number)
+    return None if settings is None else keys_for(settings, clock).ticket_link(number)

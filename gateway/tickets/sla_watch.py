@@ -100,7 +100,7 @@ def _register_due(session: Session, context: Context, now: datetime,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
                 limits=context.settings.loops, in_reply_to=first_message_id(session, ticket),
                 send_by=ticket.reaction_due,
-                ticket_link=ticket_link(context.settings.portal, ticket.number)):
+                ticket_link=ticket_link(context.settings.portal, ticket.number, context.clock)):
             result.enqueued += 1
         result.registered += 1
         log.info("ticket.registered", ticket=ticket.number, waited_since=iso_utc(

@@ -83,7 +83,8 @@ def enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reques
                           registered_at=ticket.registered_at)
     else:
         ack = render_acknowledgement(facts, sender, now,
-                                     ticket_link(context.settings.portal, ticket.number))
+                                     ticket_link(context.settings.portal, ticket.number,
+                                                 context.clock))
     # Keyed by the input, so a replayed input can never produce a second acknowledgement.
     added = enqueue(session, {
         "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",

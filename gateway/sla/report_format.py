@@ -53,6 +53,8 @@ def who(row: ReportRow) -> str:
 
 def headline(row: ReportRow) -> str:
     """`89.96% (2249 of 2500) within SLA, target 90%: NOT MET`."""
+    if not row.decided:
+        return f"nothing decided yet ({row.requests} received), target {row.target_pct:g}%"
     return (f"{share_text(row.within, row.decided)} ({row.within} of {row.decided}) within "
             f"SLA, target {row.target_pct:g}%: {verdict(row.meets_target)}")
 

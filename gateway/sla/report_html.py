@@ -113,6 +113,9 @@ def _table(caption: str, header: list[str], body: list[list[str]], numeric: set[
 
 def _headline(row: ReportRow, element_id: str) -> str:
     css = {None: "", True: "met", False: "miss"}[row.meets_target]
+    if not row.decided:
+        return (f'<p class="headline" id="{element_id}">No request of this period is decided '
+                f"yet ({row.requests} received); target {row.target_pct:g}%.</p>")
     return (f'<p class="headline {css}" id="{element_id}"><strong>'
             f"{escape(share_text(row.within, row.decided))}</strong> of requests within SLA "
             f"({row.within} of {row.decided} decided; {row.requests} received), target "

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from gateway.config.portal_settings import PortalSettings
+from gateway.config.report_settings import ReportSettings
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.trust_settings import TrustSettings
@@ -232,6 +233,7 @@ class Settings(Section):
     logging: LoggingSettings = LoggingSettings()
     trust: TrustSettings = TrustSettings()
     portal: PortalSettings | None = None
+    reports: list[ReportSettings] = Field(default_factory=list)
 
     @field_validator("webhooks")
     @classmethod

@@ -38,6 +38,7 @@ from gateway.tickets.notices import (
     ticket_language,
     ticket_tier,
 )
+from gateway.tickets.report_mail import deliver_due_reports
 
 log = structlog.get_logger("gateway.monitor")
 
@@ -70,6 +71,9 @@ def sla_step(engine: Engine, context: Context) -> StepResult:
         result.at_risk += alerted
         result.enqueued += enqueued
         _escalate(session, context, now, result)
+    # Mailed reports build the report from committed data: after the step's own commit.
+    if context.settings.reports:
+        result.enqueued += deliver_due_reports(engine, context, now)
     for name in ("registered", "escalated", "at_risk"):
         COUNTERS[name] += getattr(result, name)
     return result

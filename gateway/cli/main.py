@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "priority_proposed", tickets_commands)
     event.add_argument("number")
     event.add_argument("type", choices=["resolved", "closed", "reopened", "priority_changed",
-                                        "priority_proposed"])
+                                        "priority_proposed", "waiting_for_customer",
+                                        "waiting_ended"])
     event.add_argument("--priority", choices=["critical", "high", "medium", "low"])
     event.add_argument("--reason", help="why; the customer is told (priority changes)")
     event.add_argument("--basis", choices=["diagnosis", "customer_information",

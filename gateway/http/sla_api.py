@@ -21,7 +21,7 @@ _EVENT_DOC: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "properties": {
             "type": {"enum": ["resolved", "closed", "reopened", "priority_changed",
-                              "priority_proposed"]},
+                              "priority_proposed", "waiting_for_customer", "waiting_ended"]},
             "priority": {"enum": ["critical", "high", "medium", "low"]},
             "reason": {"type": "string"}, "customer_agreed": {"type": "boolean"},
             "basis": {"enum": ["diagnosis", "customer_information", "declared_mismatch",

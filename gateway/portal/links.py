@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,8 @@ class PortalKeys:
         def serializer(purpose: str) -> URLSafeTimedSerializer:
             return URLSafeTimedSerializer(secret, salt=f"intake-gateway {purpose}",
                                           signer=_ClockSigner,
-                                          signer_kwargs={"clock": self.clock})
+                                          signer_kwargs={"clock": self.clock,
+                                                         "digest_method": hashlib.sha256})
 
         self._ticket = serializer("ticket link")
         self._sign_in = serializer("sign-in")

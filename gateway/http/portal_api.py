@@ -24,7 +24,7 @@ from gateway.http.portal_access import (
 from gateway.http.services import Services
 from gateway.portal.forms import FormRefused, multipart, url_encoded, web_request
 from gateway.portal.links import LinkRefused, PortalKeys, Session, keys_for
-from gateway.portal.pages import TEXT, page, ticket_page
+from gateway.portal.pages import DEFAULT_ZONE, TEXT, page, ticket_page
 from parsers.telephony import PayloadError, read_event
 
 router = APIRouter(prefix="/portal", tags=["portal"], include_in_schema=False)
@@ -61,6 +61,11 @@ def _language(request: Request, session: Session | None, services: Services) -> 
         return customer.language
     accepted = request.headers.get("accept-language", "")
     return "ru" if accepted.lower().startswith("ru") else "en"
+
+
+def _zone(services: Services) -> str:
+    """The policy's report zone: the portal shows times as the reports do."""
+    return services.context().policy.report_zone if services.context else DEFAULT_ZONE
 
 
 def _html(request: Request, body: str, status: int = 200) -> HTMLResponse:
@@ -101,7 +106,8 @@ async def ticket_by_link(token: str, request: Request) -> Response:
     if ticket is None:
         return _problem(request, services, None, "not_found", 404)
     session = _session(request, keys)
-    return _html(request, ticket_page(ticket, _language(request, session, services), session))
+    return _html(request, ticket_page(ticket, _language(request, session, services), session,
+                                             _zone(services)))
 
 
 @router.get("/")
@@ -179,9 +185,9 @@ async def requests_page(request: Request) -> Response:
     tickets = await asyncio.to_thread(company_tickets, services.db.engine, session.customer)
     language = _language(request, session, services)
     customer = services.context().directory.get(session.customer) if services.context else None
+    company = customer.name if customer and customer.name else session.customer
     return _html(request, page("requests", language, session, TEXT[language]["requests"],
-                               tickets=tickets, company=customer.name if customer and
-                               customer.name else session.customer,
+                               _zone(services), tickets=tickets, company=company,
                                submitted=request.query_params.get("submitted") == "1"))
 
 
@@ -197,7 +203,8 @@ async def request_page(number: str, request: Request) -> Response:
     if ticket is None:
         # Another company's request looks exactly like one that does not exist.
         return _problem(request, services, session, "not_found", 404)
-    return _html(request, ticket_page(ticket, _language(request, session, services), session))
+    return _html(request, ticket_page(ticket, _language(request, session, services), session,
+                                             _zone(services)))
 
 
 def _new_form(request: Request, services: Services, keys: PortalKeys, session: Session,

@@ -28,7 +28,7 @@ TEXT: dict[str, dict[str, Any]] = {
            "received": "Received", "reaction_due": "Reaction due",
            "resolution_due": "Resolution due", "resolved": "Resolved",
            "conversation": "Conversation", "attachments": "Attachments",
-           "times_in": "Times are Moscow time.",
+           "times_in": "Times are in the {zone} time zone.",
            "your_email": "Your work e-mail address", "send_link": "Send me a sign-in link",
            "link_sent": "If this address is registered with us, a sign-in link is on its way. "
                         "It works once.",
@@ -53,7 +53,7 @@ TEXT: dict[str, dict[str, Any]] = {
            "received": "Получено", "reaction_due": "Реакция не позднее",
            "resolution_due": "Решение не позднее", "resolved": "Решено",
            "conversation": "Переписка", "attachments": "Вложения",
-           "times_in": "Время московское.",
+           "times_in": "Время указано в часовом поясе {zone}.",
            "your_email": "Ваш рабочий адрес электронной почты",
            "send_link": "Прислать ссылку для входа",
            "link_sent": "Если этот адрес у нас зарегистрирован, ссылка для входа уже "
@@ -74,28 +74,31 @@ TEXT: dict[str, dict[str, Any]] = {
 }
 # Messages the customer's page shows: theirs and what we sent them.
 SHOWN_KINDS = ("request", "reply", "acknowledgement", "notice")
-_MOSCOW = ZoneInfo("Europe/Moscow")
-
-
-def _local(value: str | None) -> str:
-    if not value:
-        return "—"
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(_MOSCOW).strftime(
-        "%d.%m.%Y %H:%M")
+DEFAULT_ZONE = "Europe/Moscow"
 
 
 def page(name: str, language: str, session: Session | None, title: str,
-         **values: Any) -> str:
-    """Template NAME filled in LANGUAGE (ru or en)."""
+         zone: str = DEFAULT_ZONE, **values: Any) -> str:
+    """Template NAME filled in LANGUAGE (ru or en), times in ZONE (the policy's report zone)."""
     lang = language if language in TEXT else "en"
+    local_zone = ZoneInfo(zone)
+
+    def local(value: str | None) -> str:
+        if not value:
+            return "—"
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(
+            local_zone).strftime("%d.%m.%Y %H:%M")
+
     return _PAGES.get_template(f"{name}.html.j2").render(
-        lang=lang, t=TEXT[lang], session=session, title=title, local=_local, **values)
+        lang=lang, t=TEXT[lang], session=session, title=title, local=local, zone=zone,
+        **values)
 
 
-def ticket_page(ticket: dict[str, Any], language: str, session: Session | None) -> str:
+def ticket_page(ticket: dict[str, Any], language: str, session: Session | None,
+                zone: str = DEFAULT_ZONE) -> str:
     """One request: status, priority and why, deadlines, the conversation."""
     messages = [m for m in ticket["messages"] if m["kind"] in SHOWN_KINDS]
     # The reasons' words after the rule's name: the name is for support's own people.
     why = [str(r).split(": ", 1)[-1] for r in ticket.get("reasons", [])][:5]
     return page("ticket", language, session, f"{ticket['number']}: {ticket['subject']}",
-                ticket=ticket, messages=messages, why=why)
+                zone, ticket=ticket, messages=messages, why=why)

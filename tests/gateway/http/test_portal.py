@@ -122,3 +122,18 @@ def test_new_request_with_attachment_and_limits(portal: RunningGateway) -> None:
         assert too_big.status_code == 413
         portal.settle()
         assert len(list_tickets(portal.gateway.db.engine)) == 1
+
+
+def test_sign_in_links_limited_per_address(portal: RunningGateway) -> None:
+    """At most five sign-in links an hour to one address; the answer never says so."""
+    with httpx.Client(base_url=portal.http_url) as client:
+        for _ in range(7):
+            answer = client.post("/portal/sign-in", data={"email": "Ivan@Acme.example"})
+            assert answer.status_code == 200 and 'id="sent"' in answer.text
+    portal.settle()
+    assert len(mails_to(portal, "ivan@acme.example")) == 5
+    portal.clock.advance(timedelta(minutes=61))
+    with httpx.Client(base_url=portal.http_url) as client:
+        client.post("/portal/sign-in", data={"email": "ivan@acme.example"})
+    portal.settle()
+    assert len(mails_to(portal, "ivan@acme.example")) == 6

@@ -88,7 +88,7 @@ class Gateway:
         alerts = self.settings.alerts
         self.alert_delivery = make_delivery(alerts) if alerts is not None else None
         outgoing = self.settings.outgoing
-        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
@@ -135,7 +135,8 @@ class Gateway:
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
                             asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
-            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
+                                                self.settings.intake.state_dir / "spool")
         await self.http.start()
         if workers:
             await self.start_mailboxes()
@@ -337,6 +338,7 @@ class Gateway:
         if self.alert_delivery is not None:
             await self.alert_delivery.close()
         await self.webhooks.close()
+        self.journal.remove_if_empty()
         self.journal.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

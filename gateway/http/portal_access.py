@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from gateway.config.customers import Directory
 from gateway.outbox.compose import safe_address, sender_parts
-from gateway.outbox.worker import enqueue
+from gateway.outbox.table import enqueue
 from gateway.portal.links import PortalKeys, Session
 from gateway.store.db import read_transaction, transaction
 from gateway.store.models import PortalSignIn, Ticket

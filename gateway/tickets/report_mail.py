@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from gateway.config.report_settings import ReportSettings
 from gateway.outbox.compose import safe_address, sender_parts
-from gateway.outbox.worker import enqueue
+from gateway.outbox.table import enqueue
 from gateway.sla.report import ReportQuery, build_report
 from gateway.sla.report_format import headline, who
 from gateway.sla.report_queries import day_number

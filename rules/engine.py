@@ -25,7 +25,7 @@ DEFAULT_TYPE, DEFAULT_PRIORITY = "incident", "medium"
 # `priority = "declared"` in a rule means: whatever the customer declared.
 DECLARED = "declared"
 # Yes/no actions that stay on once any fired rule turns them on.
-FLAGS = ("assign_engineer", "copy_manager", "suppress_ack", "hold")
+FLAGS = ("assign_engineer", "copy_manager", "suppress_ack", "hold", "wait_for_customer")
 
 
 def rank(priority: str) -> int:
@@ -47,6 +47,9 @@ class Actions:
     suppress_ack: bool = False
     hold: bool = False
     stop: bool = False
+    # Registered as waiting for the customer (we need their answer first): the resolution
+    # clock stands still until they reply.
+    wait_for_customer: bool = False
 
     def effects(self) -> list[str]:
         words = []
@@ -62,7 +65,8 @@ class Actions:
         words += [w for w, on in (("dedicated engineer", self.assign_engineer),
                                   ("copy manager", self.copy_manager),
                                   ("no acknowledgement", self.suppress_ack),
-                                  ("hold for review", self.hold), ("stop", self.stop)) if on]
+                                  ("hold for review", self.hold), ("stop", self.stop),
+                                  ("wait for the customer", self.wait_for_customer)) if on]
         return words
 
     @cached_property
@@ -150,6 +154,7 @@ class Decision:
     copy_manager: bool = False
     suppress_ack: bool = False
     hold: bool = False
+    wait_for_customer: bool = False
     # honoured | raised | corrected, when the customer declared a priority.
     declared_outcome: str | None = None
     # The sentence to tell the customer when their declared priority was changed.
@@ -187,6 +192,7 @@ class Decision:
             "reasons": list(self.reasons), "fired": list(self.fired), "tags": list(self.tags),
             "assign_engineer": self.assign_engineer, "copy_manager": self.copy_manager,
             "suppress_ack": self.suppress_ack, "hold": self.hold,
+            "wait_for_customer": self.wait_for_customer,
             "declared_outcome": self.declared_outcome, "customer_notice": self.customer_notice,
             "facts": self.facts.as_json() if self.facts else None, "table_row": self.row,
             "trace": [{"rule": h.rule, "fired": h.fired, "error": h.error} for h in self.trace],

@@ -68,7 +68,7 @@ TOP_LEVEL_KEYS = ("rule", "priority_table", "lexicon")
 _FACT_VALUES = {"scope": SCOPES, "severity": SEVERITIES, "workaround": WORKAROUNDS,
                 "detail": ("enough", "none"), "impact": ("none", "users_fine", "slight", "unknown")}
 ACTION_KEYS = ("type", "priority", "at_least", "at_most", "tags", "assign_engineer",
-               "copy_manager", "suppress_ack", "hold", "stop", "reason")
+               "copy_manager", "suppress_ack", "hold", "stop", "wait_for_customer", "reason")
 RULE_KEYS = ("name", "description", "when", "then")
 
 
@@ -213,7 +213,8 @@ def actions(table: object, path: tuple[str | int, ...]) -> tuple[Actions, str]:
         found["request_type"] = _choice(table["type"], (*path, "type"), REQUEST_TYPES)[0]
     if "tags" in table:
         found["tags"] = _strings(table["tags"], (*path, "tags"))
-    for key in ("assign_engineer", "copy_manager", "suppress_ack", "hold", "stop"):
+    for key in ("assign_engineer", "copy_manager", "suppress_ack", "hold", "stop",
+                "wait_for_customer"):
         if key in table:
             found[key] = _bool(table[key], (*path, key))
     reason = table.get("reason", "")

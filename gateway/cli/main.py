@@ -217,34 +217,35 @@ def cmd_sla_due(args: argparse.Namespace) -> int:
 
 
 def cmd_report_sla(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from gateway.clock import SystemClock
     from gateway.sla.policy import load_policy_for
-    from gateway.sla.report import ReportQuery, build_report
-    from gateway.sla.report_format import render
+    from gateway.sla.report import ReportQuery, build_report, period_of
+    from gateway.sla.report_render import render
     from gateway.store.db import open_migrated
 
+    now = SystemClock().now()
     try:
-        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+        start, end = period_of(args.start, args.end, args.month, now.date())
     except ValueError as error:
-        print(f"intake-gateway: --from/--to: {error} (expected YYYY-MM-DD)", file=sys.stderr)
-        return EXIT_USAGE
-    if end < start:
-        print("intake-gateway: --to is before --from", file=sys.stderr)
+        print(f"intake-gateway: {error}", file=sys.stderr)
         return EXIT_USAGE
     loaded = _settings(args)
     policy = load_policy_for(loaded.settings)
     engine = open_migrated(loaded.settings.database_url())
-    report = build_report(engine, policy, ReportQuery(start, end, args.customer),
-                          SystemClock().now())
-    sys.stdout.write(render(report, args.format))
+    report = build_report(engine, policy, ReportQuery(start, end, args.customer), now)
+    data = render(report, args.format)
+    if args.out:
+        Path(args.out).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     return EXIT_OK
 
 
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
-    from gateway.daemon.service import build_context, deliver_now
+    from gateway.daemon.one_pass import deliver_now
+    from gateway.daemon.service import build_context
     from gateway.store.db import open_migrated
     from gateway.tickets.lifecycle import (
         EventInvalid,
@@ -320,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "priority_proposed", tickets_commands)
     event.add_argument("number")
     event.add_argument("type", choices=["resolved", "closed", "reopened", "priority_changed",
-                                        "priority_proposed"])
+                                        "priority_proposed", "waiting_for_customer",
+                                        "waiting_ended"])
     event.add_argument("--priority", choices=["critical", "high", "medium", "low"])
     event.add_argument("--reason", help="why; the customer is told (priority changes)")
     event.add_argument("--basis", choices=["diagnosis", "customer_information",
@@ -366,11 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True)
     sla_report = add("sla", cmd_report_sla, "share of requests within SLA", report_commands)
-    sla_report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD")
-    sla_report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
+    sla_report.add_argument("--from", dest="start", help="YYYY-MM-DD")
+    sla_report.add_argument("--to", dest="end", help="YYYY-MM-DD (included)")
+    sla_report.add_argument("--month", help="YYYY-MM, instead of --from/--to (neither: the "
+                            "previous month)")
     sla_report.add_argument("--customer")
-    sla_report.add_argument("--format", choices=["table", "json", "csv", "html"],
+    sla_report.add_argument("--format", choices=["table", "json", "csv", "html", "pdf"],
                             default="table")
+    sla_report.add_argument("--out", help="write to this file instead of standard output")
     return parser
 
 

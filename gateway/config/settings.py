@@ -17,6 +17,8 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.config.portal_settings import PortalSettings
+from gateway.config.report_settings import ReportSettings
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.trust_settings import TrustSettings
@@ -222,6 +224,9 @@ class Settings(Section):
     http: HttpSettings = HttpSettings()
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     outgoing: OutgoingSettings = OutgoingSettings()
+    # A second way out for alerts to staff (acknowledgement at risk, escalations): the same
+    # keys as [outgoing]; absent, they share the customers' relay.
+    alerts: OutgoingSettings | None = None
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
@@ -229,6 +234,8 @@ class Settings(Section):
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
     trust: TrustSettings = TrustSettings()
+    portal: PortalSettings | None = None
+    reports: list[ReportSettings] = Field(default_factory=list)
 
     @field_validator("webhooks")
     @classmethod
@@ -306,7 +313,8 @@ def _read_secret(suffix: str, reference: object, base: Path) -> str | _Missing:
 def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
     """Paths in a config file are relative to the file, as operators expect."""
     for section, keys in {"files": ("policy", "customers", "rules"),
-                          "outgoing": ("maildir",), "intake": ("state_dir",)}.items():
+                          "outgoing": ("maildir",), "alerts": ("maildir",),
+                          "intake": ("state_dir",)}.items():
         table = data.get(section)
         if isinstance(table, dict):
             for key in keys:
@@ -323,6 +331,9 @@ def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
     outgoing = data.setdefault("outgoing", {})
     if isinstance(outgoing, dict) and "maildir" not in outgoing:
         outgoing["maildir"] = str(Path(state_dir or base / DEFAULT_STATE_DIR) / "outgoing")
+    alerts = data.get("alerts")
+    if isinstance(alerts, dict) and "maildir" not in alerts:
+        alerts["maildir"] = str(Path(state_dir or base / DEFAULT_STATE_DIR) / "alerts")
 
 
 def parse_settings(text: str, path: Path | None) -> Settings:

@@ -34,7 +34,8 @@ from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
 from gateway.sla.calendar_check import missing_transfers
 from gateway.sla.policy import load_policy_for
-from gateway.sla.report import ReportQuery, SlaReport, build_report
+from gateway.sla.report import ReportQuery, build_report
+from gateway.sla.report_render import render
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
 from gateway.store.roles import Role, claim_sqlite
@@ -86,12 +87,14 @@ class Gateway:
         self.context = build_context(loaded, self.clock)
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
+        alerts = self.settings.alerts
+        self.alert_delivery = make_delivery(alerts) if alerts is not None else None
         outgoing = self.settings.outgoing
         self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
-                                   journal=self.journal)
+                                   journal=self.journal, alert_delivery=self.alert_delivery)
         self.webhooks = WebhookDispatcher(self.db, self.settings.subscriptions, self.clock)
         self._work = asyncio.Event()
         # The context as workers receive it, pickled on first use after each (re)load.
@@ -103,7 +106,8 @@ class Gateway:
         self.http = HttpServer(Services(self.door, self.db, self.clock, self.settings,
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
-                                        sla_report=self.sla_report))
+                                        sla_report=self.sla_report,
+                                        wake_outbox=self.outbox.wake))
         self.sla_role = Role(self.db.engine, "sla-clock")
         self.instance = instance_name(self.settings.intake.state_dir)
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
@@ -292,10 +296,12 @@ class Gateway:
             self.outbox.wake()
         return applied
 
-    async def sla_report(self, query: ReportQuery) -> SlaReport:
-        """The SLA report (the HTTP layer's GET /api/v1/reports/sla)."""
-        return await self.db.run(build_report, self.db.engine, self.context.policy, query,
-                                 self.clock.now())
+    async def sla_report(self, query: ReportQuery, output_format: str) -> bytes:
+        """The SLA report in OUTPUT_FORMAT (the HTTP layer's GET /api/v1/reports/sla)."""
+        report = await self.db.run(build_report, self.db.engine, self.context.policy, query,
+                                   self.clock.now())
+        # Laying out a PDF takes a while: off the event loop.
+        return await asyncio.to_thread(render, report, output_format)
 
     async def run_until_idle(self) -> None:
         """Process, register, escalate and send everything that is due now (tests, one-shot
@@ -341,6 +347,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
+        if self.alert_delivery is not None:
+            await self.alert_delivery.close()
         await self.webhooks.close()
         self.journal.remove_if_empty()
         self.journal.close()
@@ -375,25 +383,3 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     watchdog.cancel()
     notifier.close()
 
-
-def deliver_now(loaded: LoadedSettings) -> int:
-    """Process what is waiting and send what is due, once, without listening (CLI commands).
-
-    Safe beside a running daemon: outbox items are leased, so nothing is sent twice. The
-    callers (`ingest`, `quarantine retry`) have brought the schema up to date already.
-    """
-
-    async def once() -> int:
-        gateway = Gateway(loaded)
-        sent = 0
-        try:
-            while await gateway.process_once():
-                pass
-            while claimed := await gateway.outbox.run_once():
-                sent += claimed
-        finally:
-            await gateway.delivery.close()
-            gateway.db.close()
-        return sent
-
-    return asyncio.run(once())

@@ -16,6 +16,7 @@ from gateway.http import (  # noqa: F401 (rules_api, sla_api, events_api add to 
     api,
     events_api,
     hooks,
+    portal_api,
     rules_api,
     sla_api,
 )
@@ -56,6 +57,7 @@ def make_app(services: Services) -> FastAPI:
     app.add_middleware(ClosingGate, services=services)
     app.include_router(hooks.router)
     app.include_router(api.router)
+    app.include_router(portal_api.router)
     add_security_schemes(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")

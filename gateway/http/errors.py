@@ -38,6 +38,10 @@ async def refused_response(request: Request, error: Exception) -> JSONResponse:
 
 def loggable_path(path: str) -> str:
     """PATH without a hook's path token: for senders that cannot sign, it is the secret."""
+    for signed in ("/portal/t/", "/portal/sign-in/"):
+        # A portal link's token opens a request or a session: never written to logs.
+        if path.startswith(signed):
+            return f"{signed}[redacted]"
     name, slash, _token = path.removeprefix("/hooks/").partition("/")
     if path.startswith("/hooks/") and slash:
         return f"/hooks/{name}/[redacted]"

@@ -14,7 +14,7 @@ from gateway.intake.door import IntakeDoor
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
-    from gateway.sla.report import ReportQuery, SlaReport
+    from gateway.sla.report import ReportQuery
     from gateway.tickets.context import Context
     from gateway.tickets.lifecycle import Applied
 
@@ -34,7 +34,10 @@ class Services:
     context: Callable[[], Context] | None = None
     # The gateway's lifecycle events and SLA report (they wake the outbox, use the policy).
     ticket_event: Callable[[str, object], Awaitable[Applied]] | None = None
-    sla_report: Callable[[ReportQuery], Awaitable[SlaReport]] | None = None
+    # The report for a query, rendered in a format of report_format.MEDIA_TYPES.
+    sla_report: Callable[[ReportQuery, str], Awaitable[bytes]] | None = None
+    # Wakes the outbox worker after something was queued outside processing (portal mail).
+    wake_outbox: Callable[[], None] | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
 

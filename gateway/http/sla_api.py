@@ -14,14 +14,14 @@ from gateway.http.api import router, services_of
 from gateway.http.body import read_body
 from gateway.http.errors import Refused
 from gateway.sla.report import ReportQuery
-from gateway.sla.report_format import MEDIA_TYPES, render
+from gateway.sla.report_render import MEDIA_TYPES
 from gateway.tickets.lifecycle import EventInvalid, EventRefused, TicketNotFound
 
 _EVENT_DOC: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "properties": {
             "type": {"enum": ["resolved", "closed", "reopened", "priority_changed",
-                              "priority_proposed"]},
+                              "priority_proposed", "waiting_for_customer", "waiting_ended"]},
             "priority": {"enum": ["critical", "high", "medium", "low"]},
             "reason": {"type": "string"}, "customer_agreed": {"type": "boolean"},
             "basis": {"enum": ["diagnosis", "customer_information", "declared_mismatch",
@@ -72,7 +72,7 @@ def _day(value: str, name: str) -> date:
 async def get_sla_report(request: Request, start: str = Query(alias="from"),
                          end: str = Query(alias="to"), customer: str | None = None,
                          format: str = "json") -> Response:
-    """?from=YYYY-MM-DD&to=YYYY-MM-DD[&customer=ID][&format=json|csv|html|table]"""
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD[&customer=ID][&format=json|csv|html|table|pdf]"""
     services = services_of(request)
     if services.sla_report is None:
         raise Refused(503, "the SLA report is not available")
@@ -81,5 +81,5 @@ async def get_sla_report(request: Request, start: str = Query(alias="from"),
         raise Refused(422, "`to` is before `from`", "to")
     if format not in MEDIA_TYPES:
         raise Refused(422, f"one of {', '.join(MEDIA_TYPES)}", "format")
-    report = await services.sla_report(ReportQuery(first, last, customer or None))
-    return Response(render(report, format), media_type=MEDIA_TYPES[format])
+    data = await services.sla_report(ReportQuery(first, last, customer or None), format)
+    return Response(data, media_type=MEDIA_TYPES[format])

@@ -90,9 +90,11 @@ def _when(instant: datetime, language: str) -> str:
     return local.strftime("%d.%m.%Y %H:%M МСК" if language == "ru" else "%Y-%m-%d %H:%M MSK")
 
 
-def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime) -> Acknowledgement:
-    """A complete RFC 5322 message acknowledging the ticket, addressed to the requester."""
-    return render_mail("acknowledgement", facts, sender, now)
+def render_acknowledgement(facts: TicketFacts, sender: str, now: datetime,
+                           ticket_link: str | None = None) -> Acknowledgement:
+    """A complete RFC 5322 message acknowledging the ticket, addressed to the requester
+    (with TICKET_LINK, the signed link to its page in the portal, when there is one)."""
+    return render_mail("acknowledgement", facts, sender, now, ticket_link=ticket_link)
 
 
 def render_mail(template: str, facts: TicketFacts, sender: str, now: datetime,

@@ -28,6 +28,8 @@ log = structlog.get_logger("gateway.outbox")
 # Sends recorded together at most, and how long a record waits for more to finish.
 RECORD_GROUP = 32
 RECORD_WAIT_S = 0.05
+# Outbox kinds that are alerts to staff, sent through [alerts] when it is configured.
+ALERT_KINDS = frozenset({"alert", "escalation"})
 async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:
     """Wait up to RECORD_WAIT_S while FINISHED holds fewer than RECORD_GROUP outcomes and
     fewer than the OUTSTANDING ones still to record; ARRIVED is set as each one finishes."""
@@ -50,9 +52,12 @@ class OutboxWorker:
 
     def __init__(self, db: Database, delivery: Delivery, clock: Clock, max_attempts: int,
                  batch: int = 64, retry_base_s: float = BACKOFF_BASE_S,
-                 lease: timedelta = LEASE, journal: SentJournal | None = None) -> None:
+                 lease: timedelta = LEASE, journal: SentJournal | None = None,
+                 alert_delivery: Delivery | None = None) -> None:
         self._db = db
         self._delivery = delivery
+        # Alerts to staff go another way when there is one: they report the relay failing.
+        self._alert_delivery = alert_delivery or delivery
         self._clock = clock
         self._max_attempts = max_attempts
         self._batch = batch
@@ -193,7 +198,8 @@ class OutboxWorker:
 
     async def _send(self, item: Claimed) -> Outcome:
         try:
-            await self._delivery.send(item.sender, item.recipient, item.data)
+            delivery = self._alert_delivery if item.kind in ALERT_KINDS else self._delivery
+            await delivery.send(item.sender, item.recipient, item.data)
             taken_at = self._clock.now()
             taken = self._unrecorded[item.id] = Taken(item.id, item.kind, item.ticket_id,
                                                       taken_at)

@@ -28,6 +28,8 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
     # Merged into an older ticket of the same conversation: its number still finds it.
     MERGED = "merged"
+    # Waiting for the customer's answer: the resolution clock stands still until they reply.
+    WAITING_CUSTOMER = "waiting_customer"
 
 
 class OutboxStatus(StrEnum):
@@ -42,7 +44,7 @@ class OutboxStatus(StrEnum):
 # The members by their short names, as the modules that store and compare them use them (a
 # StrEnum member is the string it stands for, in the database and in JSON alike).
 RECEIVED, PROCESSED, FAILED, HELD = InputStatus
-PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED, MERGED = TicketStatus
+PENDING_REGISTRATION, REGISTERED, RESOLVED, CLOSED, MERGED, WAITING_CUSTOMER = TicketStatus
 OPEN_STATUSES = (PENDING_REGISTRATION, REGISTERED)
 PENDING, SENDING, SENT = OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT
 # Ticket.sla_outcome bits: what is decided of the SLA so far, kept by whoever decides it, so
@@ -141,6 +143,13 @@ class Ticket(SQLModel, table=True):
     # The day of receipt in the report's time zone, as YYYYMMDD; and the sla_outcome bits.
     report_day: int | None = None
     sla_outcome: int = 0
+    # Waiting for the customer: since when (NULL when not waiting), the seconds waited in
+    # earlier waits, and how far those waits moved resolution_due in its target's unit.
+    paused_since: datetime | None = None
+    paused_s: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                      server_default="0"))
+    paused_due_s: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                          server_default="0"))
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     notes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # The closed ticket a reply was registered as a follow-up of (intake.reply_to_closed = "new").
@@ -315,3 +324,15 @@ class ApiToken(SQLModel, table=True):
     token_sha256: str = Field(max_length=64, unique=True)
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class PortalSignIn(SQLModel, table=True):
+    """A sign-in link sent to a customer's person: its nonce works once."""
+
+    __tablename__ = "portal_sign_ins"
+
+    nonce: str = Field(primary_key=True, max_length=64)
+    email: str = Field(max_length=320, index=True)
+    customer_id: str = Field(max_length=64)
+    created_at: datetime
+    used_at: datetime | None = None

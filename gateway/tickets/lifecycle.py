@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from gateway.clock import iso_utc
-from gateway.sla.deadlines import escalation_instant, schedule
+from gateway.sla.deadlines import schedule
 from gateway.sla.policy import PRIORITIES, Priority
 from gateway.store.db import transaction
 from gateway.store.feed import publish
@@ -33,8 +33,10 @@ from gateway.store.models import (
     RESOLUTION_LATE,
     RESOLUTION_MET,
     RESOLVED,
+    WAITING_CUSTOMER,
     Ticket,
 )
+from gateway.tickets.customer_wait import next_escalation, shifted, start_waiting, stop_waiting
 from gateway.tickets.notices import (
     customer_address,
     enqueue_ticket_mail,
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("gateway.lifecycle")
 
-EventType = Literal["resolved", "closed", "reopened", "priority_changed", "priority_proposed"]
+EventType = Literal["resolved", "closed", "reopened", "priority_changed", "priority_proposed",
+                    "waiting_for_customer", "waiting_ended"]
 # Why a priority changes: the seed's rules 2-4.
 Basis = Literal["diagnosis", "customer_information", "declared_mismatch", "partial_restoration"]
 
@@ -135,7 +138,19 @@ def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Co
     enqueued = 0
     assert ticket.id is not None
     status_before = ticket.status
-    if event.type == "resolved":
+    if ticket.status == WAITING_CUSTOMER and event.type in ("resolved", "closed",
+                                                            "waiting_ended"):
+        # The wait ends first, so the time waited is counted whatever comes next.
+        waited_s = stop_waiting(ticket, now, context)
+        record_event(session, ticket.id, "waiting_ended", now, event.actor, waited_s=waited_s,
+                     resolution_due=ticket.resolution_due)
+    if event.type == "waiting_for_customer":
+        _require(ticket, (REGISTERED,), "wait for the customer on")
+        start_waiting(ticket, now)
+    elif event.type == "waiting_ended" and status_before != WAITING_CUSTOMER:
+        raise EventRefused(f"{ticket.number} is not waiting for the customer: it is "
+                           f"{ticket.status}")
+    elif event.type == "resolved":
         _require(ticket, (REGISTERED,), "resolve")
         ticket.status, ticket.resolved_at, ticket.escalation_due = RESOLVED, now, None
         _decide(ticket, now)
@@ -149,6 +164,13 @@ def apply_to(session: Session, ticket: Ticket, event: TicketEventIn, context: Co
         ticket.sla_outcome &= ~RESOLUTION_DECIDED
         ticket.escalation_due = _next_escalation(ticket, context)
     details: dict[str, Any]
+    if event.type == "waiting_ended":
+        # Already recorded, with the time waited, when the wait was stopped.
+        session.add(ticket)
+        if ticket.status != status_before:
+            publish(session, "ticket.status_changed", now, ticket_id=ticket.id,
+                    actor=event.actor, reason=event.reason, status_before=status_before)
+        return 0
     if event.type == "priority_changed":
         enqueued, details = _change_priority(session, ticket, event, context)
     elif event.type == "priority_proposed":
@@ -184,9 +206,7 @@ def _require(ticket: Ticket, statuses: tuple[str, ...], verb: str) -> None:
 
 
 def _next_escalation(ticket: Ticket, context: Context) -> datetime | None:
-    assert ticket.registered_at is not None
-    return escalation_instant(ticket.registered_at, ticket_tier(ticket, context), ticket.priority,
-                              ticket.request_type, ticket.escalation_level, context.policy)
+    return next_escalation(ticket, context)
 
 
 def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
@@ -197,7 +217,7 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     The number of messages queued (the customer's notice) and the history entry's details.
     """
     assert event.priority is not None and ticket.id is not None
-    _require(ticket, OPEN_STATUSES, "change the priority of")
+    _require(ticket, (*OPEN_STATUSES, WAITING_CUSTOMER), "change the priority of")
     old, new = ticket.priority, event.priority
     if old == new:
         raise EventRefused(f"{ticket.number} is {old} already")
@@ -215,9 +235,12 @@ def _change_priority(session: Session, ticket: Ticket, event: TicketEventIn,
     due = schedule(ticket.registered_at, ticket_tier(ticket, context), new, ticket.request_type,
                    context.policy)
     ticket.priority, ticket.proposed_priority = new, None
-    ticket.reaction_due, ticket.resolution_due = due.reaction_due, due.resolution_due
-    ticket.ack_at_risk, ticket.escalation_due = due.ack_at_risk, due.escalation_due
-    ticket.escalation_level = 0
+    ticket.reaction_due = due.reaction_due
+    # Earlier waits for the customer still move the resolution clock.
+    ticket.resolution_due = shifted(due.resolution_due, ticket, context) or due.resolution_due
+    ticket.ack_at_risk, ticket.escalation_level = due.ack_at_risk, 0
+    ticket.escalation_due = (None if ticket.status == WAITING_CUSTOMER
+                             else shifted(due.escalation_due, ticket, context))
     if ticket.acknowledged_at is not None and ticket.sla_outcome & (REACTION_MET | REACTION_LATE):
         ticket.sla_outcome &= ~(REACTION_MET | REACTION_LATE)
         ticket.sla_outcome |= (REACTION_MET if ticket.acknowledged_at <= due.reaction_due

@@ -18,6 +18,7 @@ from gateway.store.models import (
     NO_ACKNOWLEDGEMENT,
     PENDING_REGISTRATION,
     REGISTERED,
+    WAITING_CUSTOMER,
     Counter,
     Ticket,
     TicketMessage,
@@ -88,6 +89,11 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
                      else registration_time(received_at, clock_tier, policy))
     status = REGISTERED if registered_at <= now else PENDING_REGISTRATION
     due = schedule(registered_at, clock_tier, decision.priority, decision.request_type, policy)
+    # A rule said we need the customer's answer first: the resolution clock stands still
+    # from registration until they reply (gateway/tickets/customer_wait.py).
+    waiting = decision.wait_for_customer
+    if waiting and status == REGISTERED:
+        status = WAITING_CUSTOMER
     number = next_ticket_number(session, prefix)
     customer_id = customer.id if customer else None
     subject = request.subject or ""
@@ -108,6 +114,7 @@ def register(session: Session, *, request: Request, customer: CustomerEntry | No
         "received_at": received_at,
         "registered_at": registered_at,
         **due.columns(),
+        **({"paused_since": registered_at, "escalation_due": None} if waiting else {}),
         "report_day": report_day(received_at, policy),
         # A ticket nobody is acknowledged for has no reaction to count.
         "sla_outcome": NO_ACKNOWLEDGEMENT if any(

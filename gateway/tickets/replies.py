@@ -11,7 +11,14 @@ from sqlmodel import Session, select
 
 from gateway.sla.policy import PRIORITIES
 from gateway.store.feed import publish
-from gateway.store.models import CLOSED, OPEN_STATUSES, RESOLVED, Ticket, TicketMessage
+from gateway.store.models import (
+    CLOSED,
+    OPEN_STATUSES,
+    RESOLVED,
+    WAITING_CUSTOMER,
+    Ticket,
+    TicketMessage,
+)
 from gateway.tickets.lifecycle import TicketEventIn, apply_to
 from gateway.tickets.mail_loops import mark_undeliverable
 from gateway.tickets.mail_threads import extend_thread
@@ -61,6 +68,12 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
             apply_to(session, ticket, TicketEventIn(
                 type="reopened", actor="customer", reason="the customer replied"), context)
             outcome += ", reopened"
+        elif ticket.status == WAITING_CUSTOMER:
+            # Their answer is what we waited for: the resolution clock runs again.
+            apply_to(session, ticket, TicketEventIn(
+                type="waiting_ended", actor="customer", reason="the customer replied"),
+                context)
+            outcome += ", no longer waiting for the customer"
         if decision is not None:
             outcome += _maybe_raise(session, ticket, decision, context)
     session.add(ticket)

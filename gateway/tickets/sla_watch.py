@@ -12,6 +12,7 @@ from sqlalchemy import Engine, exists
 from sqlmodel import Session, col, select
 
 from gateway.clock import iso_utc
+from gateway.portal.links import ticket_link
 from gateway.sla.deadlines import escalation_instant, service_working
 from gateway.sla.working_calendar import next_open
 from gateway.store.db import transaction
@@ -22,11 +23,13 @@ from gateway.store.models import (
     PENDING_REGISTRATION,
     REGISTERED,
     SENDING,
+    WAITING_CUSTOMER,
     OutboxItem,
     Ticket,
 )
 from gateway.tickets.call_backs import alert_call_backs_at_risk
 from gateway.tickets.context import Context
+from gateway.tickets.customer_wait import next_escalation, shifted
 from gateway.tickets.notices import (
     customer_address,
     enqueue_ticket_mail,
@@ -35,6 +38,7 @@ from gateway.tickets.notices import (
     ticket_language,
     ticket_tier,
 )
+from gateway.tickets.report_mail import deliver_due_reports
 
 log = structlog.get_logger("gateway.monitor")
 
@@ -67,6 +71,9 @@ def sla_step(engine: Engine, context: Context) -> StepResult:
         result.at_risk += alerted
         result.enqueued += enqueued
         _escalate(session, context, now, result)
+    # Mailed reports build the report from committed data: after the step's own commit.
+    if context.settings.reports:
+        result.enqueued += deliver_due_reports(engine, context, now)
     for name in ("registered", "escalated", "at_risk"):
         COUNTERS[name] += getattr(result, name)
     return result
@@ -82,7 +89,8 @@ def _register_due(session: Session, context: Context, now: datetime,
                        .limit(STEP_LIMIT).with_for_update(skip_locked=True)).all()
     for ticket in due:
         assert ticket.id is not None
-        ticket.status = REGISTERED
+        # A rule may have said it waits for the customer from its registration.
+        ticket.status = REGISTERED if ticket.paused_since is None else WAITING_CUSTOMER
         session.add(ticket)
         record_event(session, ticket.id, "registered", now,
                      registered_at=ticket.registered_at, reaction_due=ticket.reaction_due)
@@ -95,7 +103,8 @@ def _register_due(session: Session, context: Context, now: datetime,
                 language=ticket_language(ticket, context), sender=context.settings.outgoing.sender,
                 now=now, dedup_key=f"ack:ticket:{ticket.id}", kind="acknowledgement",
                 limits=context.settings.loops, in_reply_to=first_message_id(session, ticket),
-                send_by=ticket.reaction_due):
+                send_by=ticket.reaction_due,
+                ticket_link=ticket_link(context.settings.portal, ticket.number, context.clock)):
             result.enqueued += 1
         result.registered += 1
         log.info("ticket.registered", ticket=ticket.number, waited_since=iso_utc(
@@ -116,6 +125,7 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
                            .where(col(Ticket.ack_at_risk) <= now).where(failing)
                            .limit(STEP_LIMIT)).all()
     duty = context.policy.escalation.duty_address
+    numbers = [t.number for t in tickets]
     for ticket in tickets:
         assert ticket.id is not None
         error = session.exec(select(OutboxItem.last_error)
@@ -131,7 +141,8 @@ def _alert_acknowledgements_at_risk(session: Session, context: Context, now: dat
                 dedup_key=f"ack-risk:{ticket.id}", kind="alert", to_customer=False,
                 limits=context.settings.loops,
                 subject_note="ACK AT RISK: ", customer=ticket.customer_id or "-",
-                requester=ticket.requester_email or "-", error=error or "-"):
+                requester=ticket.requester_email or "-", error=error or "-",
+                also_at_risk=", ".join(n for n in numbers if n != ticket.number)):
             result.enqueued += 1
         ticket.ack_alerted_at = now
         session.add(ticket)
@@ -162,13 +173,13 @@ def _escalate(session: Session, context: Context, now: datetime, result: StepRes
             result.postponed += 1
             continue
         level = reached = ticket.escalation_level
-        while level < len(thresholds) and (instant := escalation_instant(
+        # Instants on the resolution clock, moved by the ticket's waits for the customer.
+        while level < len(thresholds) and (instant := shifted(escalation_instant(
                 ticket.registered_at, tier, ticket.priority, ticket.request_type, level,
-                policy)) is not None and instant <= now:
+                policy), ticket, context)) is not None and instant <= now:
             level += 1
         ticket.escalation_level = level
-        ticket.escalation_due = escalation_instant(
-            ticket.registered_at, tier, ticket.priority, ticket.request_type, level, policy)
+        ticket.escalation_due = next_escalation(ticket, context)
         session.add(ticket)
         if level == reached:
             continue

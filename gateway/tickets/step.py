@@ -16,6 +16,7 @@ from gateway.outbox.compose import (
     sender_parts,
 )
 from gateway.outbox.table import enqueue
+from gateway.portal.links import ticket_link
 from gateway.sla.deadlines import DEFAULT_CALENDAR
 from gateway.sla.working_calendar import is_working_time
 from gateway.store.models import PENDING_REGISTRATION, PROCESSED, RECEIVED
@@ -81,7 +82,9 @@ def enqueue_acknowledgement(session: Session, ticket: NewTicket, request: Reques
         ack = render_mail("pending_registration", facts, sender, now,
                           registered_at=ticket.registered_at)
     else:
-        ack = render_acknowledgement(facts, sender, now)
+        ack = render_acknowledgement(facts, sender, now,
+                                     ticket_link(context.settings.portal, ticket.number,
+                                                 context.clock))
     # Keyed by the input, so a replayed input can never produce a second acknowledgement.
     added = enqueue(session, {
         "dedup_key": f"{'pending' if pending else 'ack'}:input:{input_id}",

@@ -61,6 +61,10 @@ def test_sla_report_over_http(running) -> None:  # noqa: F811
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
     csv = httpx.get(url, params={**day, "format": "csv"}, headers=admin())
     assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[-1].startswith("total,")
+    pdf = httpx.get(url, params={**day, "format": "pdf"}, headers=admin(), timeout=60)
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")
     wrong = httpx.get(url, params={"from": "25.11.2026", "to": "2026-11-25"}, headers=admin())
     assert (wrong.status_code, wrong.json()["field"]) == (422, "from")
     backwards = httpx.get(url, params={"from": "2026-11-26", "to": "2026-11-25"},

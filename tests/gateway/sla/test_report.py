@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert
 
 from gateway.sla.policy import seed_policy
 from gateway.sla.report import ReportQuery, SlaReport, build_report
-from gateway.sla.report_format import render
+from gateway.sla.report_render import render_text
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import REACTION_MET, RESOLUTION_MET, Ticket
 from gateway.tickets.registration import report_day
@@ -93,17 +93,21 @@ def test_counts_per_group_and_day(report: SlaReport) -> None:
     high = rows[("acme", "8/5", "high", "incident")]
     assert (high["requests"], high["reaction_met"], high["reaction_missed"]) == (3, 2, 1)
     assert (high["resolution_met"], high["resolution_missed"], high["open_breached"]) == (2, 1, 1)
-    assert (high["reaction_met_pct"], high["resolution_met_pct"]) == (66.7, 66.7)
+    # Shares are cut, never rounded up: a report must not claim more than was met.
+    assert (high["reaction_met_pct"], high["resolution_met_pct"]) == (66.6, 66.6)
+    assert (high["within"], high["breached"], high["within_sla"]) == (1, 2, "33.33%")
     assert (high["target_pct"], high["meets_target"]) == (90.0, False)
     pending = rows[("acme", "8/5", "low", "consultation")]
     assert (pending["requests"], pending["reaction_met_pct"], pending["meets_target"]) == (
         1, None, None)
     night = rows[("night", "24/7", "critical", "incident")]
+    # Reaction met, resolution not due yet: not decided, so no verdict.
     assert (night["reaction_met_pct"], night["resolution_met_pct"], night["meets_target"]) == (
-        100.0, None, True)
+        100.0, None, None)
     assert report.total.requests == 5
     daily = report.as_json()["daily"]
     assert daily == [
+        {"day": "2026-11-24", "within": 0, "breached": 0, "share_pct": None},
         {"day": "2026-11-25", "within": 1, "breached": 2, "share_pct": 33.3},
         {"day": "2026-11-26", "within": 0, "breached": 0, "share_pct": None},
         {"day": "2026-11-27", "within": 0, "breached": 0, "share_pct": None}]
@@ -111,22 +115,26 @@ def test_counts_per_group_and_day(report: SlaReport) -> None:
 
 def test_formats(report: SlaReport) -> None:
     """Table, JSON and CSV carry the same figures."""
-    table = render(report, "table").splitlines()
-    assert table[0] == "SLA report 2026-11-24 .. 2026-11-27"
-    assert table[4].split() == ["acme", "8/5", "high", "incident", "3", "66.7%", "66.7%", "1",
-                                "90%", "NO"]
-    assert table[-1].split() == ["total", "5", "75.0%", "66.7%", "1"]
-    assert json.loads(render(report, "json"))["rows"][0]["reaction_met_pct"] == 66.7
-    parsed = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    table = render_text(report, "table").splitlines()
+    assert table[0] == "SLA report 2026-11-24 .. 2026-11-27 (times in Europe/Moscow)"
+    assert table[2] == "Overall: 33.33% (1 of 3) within SLA, target 90%: NOT MET"
+    row = next(line for line in table if line.startswith("acme  "))
+    assert row.split() == ["acme", "8/5", "high", "incident", "3", "33.33%", "66.6%", "66.6%",
+                           "1", "90%", "NOT", "MET"]
+    total = next(line for line in table if line.startswith("total "))
+    assert total.split() == ["total", "5", "33.33%", "75.0%", "66.6%", "1", "90%", "NOT", "MET"]
+    assert json.loads(render_text(report, "json"))["rows"][0]["reaction_met_pct"] == 66.6
+    parsed = list(csv.DictReader(io.StringIO(render_text(report, "csv"))))
     assert parsed[0]["customer"] == "acme" and parsed[0]["resolution_missed"] == "1"
     assert parsed[1]["reaction_met_pct"] == ""
+    assert parsed[-1]["customer"] == "total" and parsed[-1]["requests"] == "5"
 
 
 def test_html_renders_in_chromium(report: SlaReport, tmp_path: Path) -> None:
     """The HTML report is one self-contained page (no external resources) that headless
     Chromium renders; the screenshot is kept next to the page."""
-    page = render(report, "html")
-    assert "<svg" in page and "<table>" in page
+    page = render_text(report, "html")
+    assert "<svg" in page and "<table" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page and "<script" not in page
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -188,10 +188,10 @@ def test_failure_half_way_rolls_back_only_that_input(database_url: str, tmp_path
 
     real_render = step.render_acknowledgement
 
-    def render_failing_on_poison(facts, sender, now):  # type: ignore[no-untyped-def]
+    def render_failing_on_poison(facts, sender, now, *rest):  # type: ignore[no-untyped-def]
         if facts.subject == "poison":
             raise RuntimeError("template exploded")
-        return real_render(facts, sender, now)
+        return real_render(facts, sender, now, *rest)
 
     monkeypatch.setattr(step, "render_acknowledgement", render_failing_on_poison)
     engine, loaded, clock = setup(database_url, tmp_path)

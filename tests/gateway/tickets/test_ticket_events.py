@@ -274,6 +274,13 @@ def test_report_and_event_commands(tmp_path: Path) -> None:
     assert html.stdout.startswith("<!DOCTYPE html>")
     assert cli("report", "sla", "--from", end_day, "--to", start_day,
                check=False).returncode == 2
+    assert cli("report", "sla", "--month", "2026-13", check=False).returncode == 2
+    assert cli("report", "sla", "--from", start_day, check=False).returncode == 2
+    # Per customer (unknown here: the unmatched requests), as PDF into a file.
+    pdf = tmp_path / "sla.pdf"
+    cli("report", "sla", "--month", today.strftime("%Y-%m"), "--format", "pdf",
+        "--out", str(pdf))
+    assert pdf.read_bytes().startswith(b"%PDF-")
 
 
 def test_customer_agrees_by_replying_to_the_proposal(make_gateway, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
+from gateway.outbox.chat_replies import CHAT_PREFIX, chat_reply
 from gateway.outbox.mailer import Delivery, PermanentFailure, TemporaryFailure
 from gateway.outbox.sent_journal import SentJournal, Taken
 from gateway.store.db import Database, read_transaction, transaction
@@ -57,6 +58,10 @@ def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -
     callers that redo their work with LOOK_FIRST when that happens.
     """
     connection = session.connection()
+    if values["recipient"].startswith(CHAT_PREFIX):
+        # Mail to a chat's ticket goes to the chat: the same words, as the platform takes them.
+        values = {**values, "message": chat_reply(values["message"], values["recipient"],
+                                                  values["kind"])}
     if look_first:
         exists = _OUTBOX_KEY_EXISTS.execute(connection, {"key": values["dedup_key"]}).fetchone()
         if exists is not None:

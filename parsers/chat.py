@@ -20,7 +20,7 @@ from parsers.telephony import PayloadError
 
 # A conversation id as platforms write them: Telegram's (negative) integers, eXpress UUIDs,
 # a widget's session token. It is a path segment and part of an address: no spaces, no '/'.
-CONVERSATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,199}")
+CONVERSATION = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:@=+-]{0,199}")
 PLATFORM = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _EMAIL = re.compile(r"[^\s@<>,;\"()\\]+@[^\s@<>,;\"()\\]+\.[^\s@<>,;\"()\\]+")
 MAX_TEXT = 100_000
@@ -147,7 +147,7 @@ def read_chat(conversation: str, body: bytes) -> ChatMessage:
     """The message in BODY (JSON); PayloadError names the first wrong field."""
     if not CONVERSATION.fullmatch(conversation):
         raise PayloadError("conversation", "expected 1-200 characters of letters, digits and "
-                           "._:@=+- (starting with a letter or digit)")
+                           "-_.:@=+ (not starting with .:@=+)")
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:

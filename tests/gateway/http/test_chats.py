@@ -100,7 +100,7 @@ def test_first_message_registers_later_ones_join_replays_do_not(chat_gateway,
     assert first.json()["status"] == "accepted"
     running.settle()
     shown = ticket(running)
-    assert shown["channel"] == "chat"
+    assert shown["channel"] == "chat" and shown["reply_to"] == f"chat:telegram:{CONVERSATION}"
     assert shown["customer"] == "acme" and shown["tier"] == "24/7"
     assert shown["priority"] == "high" and shown["reasons"], shown["reasons"]
     assert shown["requester"]["name"] == "Ivan Petrov"

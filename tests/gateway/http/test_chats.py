@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +284,34 @@ def test_worker_processes_register_chats(make_gateway, tmp_path: Path,
     assert {first["customer"], second["customer"]} == {"acme", "globex"}
     replies = platform.wait_for(2)
     assert {r.reply["data"]["conversation"] for r in replies} == {CONVERSATION, "widget-42"}
+
+
+def test_outside_intake_hours_the_acknowledgement_waits_for_the_window(
+        chat_gateway, platform: Platform) -> None:
+    """An 8/5 customer (found by phone) writing on a Saturday: the ticket waits as
+    pending_registration (the courtesy notice, when the policy sends one, goes to the chat);
+    when the window opens on Monday it is registered and acknowledged in the chat."""
+    running, token = chat_gateway
+    platform.start()
+    running.clock.set(datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday, 13:00 in Moscow
+    body = message(author={"name": "Olga", "phone": "+7 903 111 22 33"}, text=(
+        "The report export answers 500 since this morning, for everyone in our office."))
+    del body["sent_at"]
+    assert post(running, token, body).status_code == 202
+    running.settle()
+    shown = ticket(running)
+    assert shown["customer"] == "globex" and shown["status"] == "pending_registration"
+    courtesy = running.gateway.context.policy.courtesy_notice
+    assert [r.reply["data"]["kind"] for r in platform.taken()] == (
+        ["notice"] if courtesy else [])
+
+    running.clock.set(datetime(2026, 11, 30, 7, 0, tzinfo=UTC))  # Monday, 10:00 in Moscow
+    running.settle()
+    shown = ticket(running)
+    assert shown["status"] == "registered"
+    replies = platform.wait_for(2 if courtesy else 1)
+    ack = replies[-1]
+    Webhook(PLATFORM_SECRET).verify(ack.body, ack.headers)
+    assert ack.reply["data"]["kind"] == "acknowledgement"
+    assert ack.reply["data"]["conversation"] == CONVERSATION
+    assert shown["acknowledged_at"] is not None

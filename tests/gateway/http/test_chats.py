@@ -17,10 +17,12 @@ from sqlalchemy import func
 from sqlmodel import select
 from standardwebhooks import Webhook
 
+from gateway.config.settings import parse_settings
 from gateway.http.tokens import create_token
 from gateway.store.db import read_transaction
 from gateway.store.feed import read_events
 from gateway.store.models import Input, OutboxItem, Ticket
+from rules.config_errors import ConfigError
 from tests.conftest import START, RunningGateway, free_port
 from tests.gateway.http.chat_platform import PLATFORM_SECRET, Platform, platform_config
 from tests.gateway.http.helpers import admin, hook_config
@@ -315,3 +317,29 @@ def test_outside_intake_hours_the_acknowledgement_waits_for_the_window(
     assert ack.reply["data"]["kind"] == "acknowledgement"
     assert ack.reply["data"]["conversation"] == CONVERSATION
     assert shown["acknowledged_at"] is not None
+
+
+def test_chat_platforms_are_checked_with_file_and_line(tmp_path: Path) -> None:
+    """A reply URL that is not http(s), a secret that is not Standard Webhooks', a missing
+    secret file and a repeated name are each reported where they are written."""
+    config = tmp_path / "gateway.toml"
+    (tmp_path / "ok.secret").write_text(PLATFORM_SECRET, encoding="utf-8")
+    config.write_text('[[chat_platforms]]\nname = "telegram"\nreply_url = "ftp://bot.example"\n'
+                      'secret = "plain-words"\n\n'
+                      '[[chat_platforms]]\nname = "widget"\nreply_url = "http://127.0.0.1/r"\n'
+                      'secret_file = "missing.secret"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        parse_settings(config.read_text(encoding="utf-8"), config)
+    shown = sorted(str(p) for p in refused.value.problems)
+    assert shown == [
+        f"{config}:3: chat_platforms[0].reply_url: expected an http(s) URL, got "
+        "'ftp://bot.example'",
+        f'{config}:4: chat_platforms[0].secret: the secret must be "whsec_" followed by base64',
+        f"{config}:6: chat_platforms[1].secret: Field required",
+        f"{config}:9: chat_platforms[1].secret_file: cannot read secret file: No such file or "
+        "directory"]
+    twice = ('[[chat_platforms]]\nname = "telegram"\nreply_url = "http://127.0.0.1/r"\n'
+             'secret_file = "ok.secret"\n\n') * 2
+    config.write_text(twice, encoding="utf-8")
+    with pytest.raises(ConfigError, match="chat platform names must be unique: telegram"):
+        parse_settings(twice, config)

@@ -19,7 +19,6 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from standardwebhooks import Webhook
 
 from gateway.clock import iso_utc
 from gateway.config.chat_platforms import ChatPlatformSettings
@@ -102,7 +101,9 @@ class ChatReplies:
             # A platform taken out of the configuration may come back: retried, then failed.
             raise TemporaryFailure(f"no [[chat_platforms]] entry named "
                                    f"{where[0] if where else recipient!r}")
+        # Imported at the first reply: worker processes compose replies and never send them.
         import httpx
+        from standardwebhooks import Webhook
 
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)

@@ -3,7 +3,7 @@ Webhooks) to the platform's `reply_url` from the outbox, so it is retried and se
 
 A chat's ticket is answered at the address "chat:<platform>:<conversation>". Everything that
 writes to a customer (the acknowledgement, the courtesy notice, priority notices) renders its
-mail as for e-mail; `outbox.worker.enqueue` turns the mail to such an address into the JSON
+mail as for e-mail; `outbox.table.enqueue` turns the mail to such an address into the JSON
 posted (`chat_reply`), so every template and every guard applies to chats unchanged.
 """
 

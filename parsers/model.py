@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Channel = Literal["email", "phone", "web"]
+Channel = Literal["email", "phone", "web", "chat"]
 Kind = Literal["normal", "auto_reply", "bounce", "feedback_report", "list"]
 Priority = Literal["critical", "high", "medium", "low"]
 

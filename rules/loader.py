@@ -34,7 +34,7 @@ from rules.triage.table import Row, parse_table
 
 DEFAULT_RULES = "default_rules.toml"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-CHANNELS = ("email", "phone", "web")
+CHANNELS = ("email", "phone", "web", "chat")
 TIERS = ("8/5", "24/7", "premium")
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.config.chat_platforms import ChatPlatformSettings
 from gateway.config.portal_settings import PortalSettings
 from gateway.config.report_settings import ReportSettings
 from gateway.config.section import Section
@@ -229,6 +230,7 @@ class Settings(Section):
     alerts: OutgoingSettings | None = None
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
+    chat_platforms: list[ChatPlatformSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
@@ -252,6 +254,14 @@ class Settings(Section):
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
         return subs
+
+    @field_validator("chat_platforms")
+    @classmethod
+    def _unique_platforms(cls, chats: list[ChatPlatformSettings]) -> list[ChatPlatformSettings]:
+        names = [c.name for c in chats]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"chat platform names must be unique: {', '.join(duplicates)}")
+        return chats
 
     def database_url(self) -> str:
         if self.database.url:

@@ -11,6 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.store.event_types import EVENT_TYPES
 
 
+def standard_webhooks_secret(value: SecretStr) -> SecretStr:
+    """VALUE if it is a Standard Webhooks secret ("whsec_" and base64 of 16+ bytes)."""
+    # The secret itself is never echoed in the error.
+    text = value.get_secret_value().strip()
+    if not text.startswith("whsec_"):
+        raise ValueError('the secret must be "whsec_" followed by base64')
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise ValueError('the secret must be "whsec_" followed by base64') from None
+    if len(key) < 16:
+        raise ValueError("the secret's key is shorter than 16 bytes")
+    return SecretStr(text)
+
+
 class SubscriptionSettings(BaseModel):
     """One subscriber: its URL, the events it wants (absent: all) and its signing secret."""
 
@@ -45,17 +60,7 @@ class SubscriptionSettings(BaseModel):
     @field_validator("secret")
     @classmethod
     def _whsec(cls, value: SecretStr) -> SecretStr:
-        # The secret itself is never echoed in the error.
-        text = value.get_secret_value().strip()
-        if not text.startswith("whsec_"):
-            raise ValueError('the secret must be "whsec_" followed by base64')
-        try:
-            key = base64.b64decode(text.removeprefix("whsec_") + "==", validate=False)
-        except (binascii.Error, ValueError):
-            raise ValueError('the secret must be "whsec_" followed by base64') from None
-        if len(key) < 16:
-            raise ValueError("the secret's key is shorter than 16 bytes")
-        return SecretStr(text)
+        return standard_webhooks_secret(value)
 
     def wants(self, event_type: str) -> bool:
         return self.events is None or event_type in self.events

@@ -28,7 +28,8 @@ from gateway.http.services import Services
 from gateway.intake.door import IntakeDoor
 from gateway.intake.imap import MailboxWorker, mailbox_workers
 from gateway.intake.smtp import IntakeHandler, start_smtp
-from gateway.outbox.mailer import make_delivery
+from gateway.outbox.chat_replies import ChatReplies, RoutedDelivery
+from gateway.outbox.mailer import Delivery, make_delivery
 from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
@@ -86,7 +87,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.context = build_context(loaded, self.clock)
         self.db = Database(self.settings.database_url())
-        self.delivery = make_delivery(self.settings.outgoing)
+        self.delivery: Delivery = RoutedDelivery(make_delivery(self.settings.outgoing),
+                                                 ChatReplies(self.settings.chat_platforms))
         alerts = self.settings.alerts
         self.alert_delivery = make_delivery(alerts) if alerts is not None else None
         outgoing = self.settings.outgoing

@@ -36,6 +36,7 @@ def services_of(request: Request) -> Services:
 # The scope each route needs (by method and path); anything not listed needs admin.
 _SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/api/v1/requests"): "intake",
+    ("POST", "/api/v1/chats/{conversation}/messages"): "intake",
     ("GET", "/api/v1/tickets"): "read",
     ("GET", "/api/v1/tickets/{number}"): "read",
     ("GET", "/api/v1/tickets/{number}/attachments/{attachment_id}"): "read",

@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.http import (  # noqa: F401 (rules_api, sla_api, events_api add to api.router)
+from gateway.http import (  # noqa: F401 (these add their routes to api.router)
     api,
+    chats,
     events_api,
     hooks,
     portal_api,

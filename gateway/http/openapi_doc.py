@@ -11,7 +11,9 @@ from fastapi.openapi.utils import get_openapi
 # rides elsewhere (the body, the path, a signature over fields) says so in its description.
 SCHEMES: dict[str, dict[str, Any]] = {
     "adminBearer": {"type": "http", "scheme": "bearer",
-                    "description": "The admin token (http.admin_token_file) for /api/v1."},
+                    "description": "The admin token (http.admin_token_file) for /api/v1, or a "
+                                   "scoped one (intake-gateway tokens create --scope "
+                                   "intake|read|admin)."},
     "genericHmac": {"type": "apiKey", "in": "header", "name": "X-Signature",
                     "description": "provider generic: X-Signature: sha256=hex(HMAC-SHA256("
                                    "secret, X-Timestamp + '.' + body)), X-Timestamp within "

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, u
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from gateway.outbox.chat_replies import CHAT_PREFIX, chat_reply
 from gateway.store.db import read_transaction, transaction
 from gateway.store.feed import publish
 from gateway.store.models import (
@@ -51,6 +52,10 @@ def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -
     callers that redo their work with LOOK_FIRST when that happens.
     """
     connection = session.connection()
+    if values["recipient"].startswith(CHAT_PREFIX):
+        # Mail to a chat's ticket goes to the chat: the same words, as the platform takes them.
+        values = {**values, "message": chat_reply(values["message"], values["recipient"],
+                                                  values["kind"])}
     if look_first:
         exists = _OUTBOX_KEY_EXISTS.execute(connection, {"key": values["dedup_key"]}).fetchone()
         if exists is not None:

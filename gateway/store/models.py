@@ -160,6 +160,9 @@ class Ticket(SQLModel, table=True):
     tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     assignee: str | None = Field(default=None, sa_column=Column(Text))
     manager_cc: str | None = Field(default=None, sa_column=Column(Text))
+    # Where the customer is answered when not by e-mail: "chat:<platform>:<conversation>"
+    # for a chat's ticket (its conversation's later messages find it by this too).
+    reply_to: str | None = Field(default=None, sa_column=Column(Text, index=True))
 
 
 class TicketMessage(SQLModel, table=True):

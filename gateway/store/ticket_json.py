@@ -48,6 +48,8 @@ def ticket_json(ticket: Ticket, messages: list[TicketMessage],
         "tags": json.loads(ticket.tags),
         "assignee": ticket.assignee,
         "manager_cc": ticket.manager_cc,
+        # A chat's ticket: "chat:<platform>:<conversation>", where our answers go.
+        **({"reply_to": ticket.reply_to} if ticket.reply_to else {}),
         "messages": [
             {"id": m.id, "message_id": f"<{m.message_id}>" if m.message_id else None,
              "direction": m.direction, "kind": m.kind, "received_at": iso_utc(m.received_at),

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from gateway.store.models import Input, InputBody, OutboxItem, Ticket, TicketMessage
 from parsers.attachments import AttachedFile, email_attachments, form_attachments
+from parsers.chat import chat_files, stored_chat
 from parsers.telephony import PayloadError, parse_stored, stored_body
 
 # An attachment's id: the ticket message's row id and the file's position in it ("12.1").
@@ -39,6 +40,8 @@ def read_content(raw: bytes, channel: str) -> MessageContent:
                    "phone": None} if request.sender else None)
         return MessageContent(sender, request.reply_text or request.text, request.text,
                               email_attachments(raw))
+    if channel == "chat":
+        return _chat_content(raw)
     try:
         stored = json.loads(raw)
         call = parse_stored(raw)
@@ -48,6 +51,22 @@ def read_content(raw: bytes, channel: str) -> MessageContent:
               "address": call.sender.address if call.sender else None, "phone": call.phone}
     files = form_attachments(str(stored.get("content_type", "")), stored_body(stored))
     return MessageContent(sender, call.text, call.text, files)
+
+
+def _chat_content(raw: bytes) -> MessageContent:
+    """A stored chat message (parsers/chat.py's envelope), or our reply to a chat (the JSON
+    posted to the platform, gateway/outbox/chat_replies.py)."""
+    try:
+        stored = json.loads(raw)
+        if "type" in stored:
+            text = str(stored.get("data", {}).get("text", ""))
+            return MessageContent(None, text, text, [])
+        _conversation, message = stored_chat(raw)
+    except (ValueError, KeyError, AttributeError, PayloadError):
+        return MessageContent(None, "", "", [])
+    author = message.author
+    sender = {"name": author.name, "address": author.email, "phone": author.phone}
+    return MessageContent(sender, message.text, message.text, chat_files(message))
 
 
 def _content_of(session: Session, message: TicketMessage) -> MessageContent | None:
@@ -62,7 +81,7 @@ def _content_of(session: Session, message: TicketMessage) -> MessageContent | No
                             .where(OutboxItem.ticket_id == message.ticket_id)
                             .where(OutboxItem.message_id == message.message_id)).first()
         if sent is not None:
-            return read_content(sent, "email")
+            return read_content(sent, "chat" if sent.startswith(b"{") else "email")
     return None
 
 

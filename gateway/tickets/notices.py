@@ -56,6 +56,8 @@ def customer_address(ticket: Ticket, context: Context) -> str | None:
     notes = json.loads(ticket.notes)
     if any(str(n).startswith(NO_ACKNOWLEDGEMENT_NOTE) for n in notes):
         return None
+    if ticket.reply_to:
+        return ticket.reply_to  # a chat's conversation (gateway/outbox/chat_replies.py)
     if ticket.channel == "email":
         return safe_address(ticket.requester_email)
     return contact_address(ticket.requester_email, context.directory.get(ticket.customer_id),

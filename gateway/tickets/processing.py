@@ -17,12 +17,14 @@ from gateway.intake.limits import check_attachments, check_structure
 from gateway.store.db import read_transaction, transaction, write_turns
 from gateway.store.feed import publish
 from gateway.store.models import FAILED, HELD, RECEIVED, Input, InputBody
+from gateway.tickets.chat_step import process_chat
 from gateway.tickets.context import Context
 from gateway.tickets.mail_step import process_mail
 from gateway.tickets.parse_budget import NO_BUDGET, Guard, OverBudget
 from gateway.tickets.phone_calls import process_call
 from gateway.tickets.step import Held, Pending, decide
 from gateway.tickets.trust import authenticate_input
+from parsers.chat import ChatRequest, parse_stored_chat
 from parsers.model import Request
 from parsers.telephony import CallRequest, parse_stored
 from rules.engine import Decision
@@ -70,6 +72,8 @@ def parse_raw(channel: str, raw: bytes, limits: LimitSettings | None = None) -> 
         return request
     if channel in ("phone", "web"):
         return parse_stored(raw)
+    if channel == "chat":
+        return parse_stored_chat(raw)
     raise ValueError(f"no parser for channel {channel!r}")
 
 
@@ -102,8 +106,8 @@ def decide_many(items: list[Loaded], parsed: Parsed, context: Context) -> dict[i
     decisions: dict[int, Decision] = {}
     for item in items:
         request = parsed.get(item.id)
-        if isinstance(request, Request) and not isinstance(request, CallRequest) and (
-                request.kind == "normal"):
+        if (isinstance(request, Request) and request.kind == "normal"
+                and not isinstance(request, CallRequest | ChatRequest)):
             try:
                 decisions[item.id] = decide(request, context, item.received_at)
             except Exception:  # decided again in the transaction, where it fails the input
@@ -315,4 +319,6 @@ def process_one(session: Session, item: Pending, request: Request, context: Cont
     """Register or thread ITEM by its channel's step; the number of messages enqueued."""
     if isinstance(request, CallRequest):
         return process_call(session, item, request, context, release_held)
+    if isinstance(request, ChatRequest):
+        return process_chat(session, item, request, context, release_held)
     return process_mail(session, item, request, context, release_held, isolate, decided)

@@ -15,8 +15,10 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
+from gateway.config.oauth_settings import OAuthSettings
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.trust_settings import TrustSettings
@@ -94,7 +96,7 @@ class HttpSettings(Section):
     _check_listen = field_validator("listen")(_host_port)
 
 
-class MailboxSettings(Section):
+class MailboxSettings(OAuthSettings):
     name: str
     host: str
     port: int = Field(default=993, gt=0, lt=65536)
@@ -124,7 +126,7 @@ class MailboxSettings(Section):
         return value
 
 
-class OutgoingSettings(Section):
+class OutgoingSettings(OAuthSettings):
     sender: str = Field(default="Support <support@localhost>", alias="from")
     host: str | None = None
     port: int = Field(default=587, gt=0, lt=65536)
@@ -142,6 +144,12 @@ class OutgoingSettings(Section):
     lease_s: float = Field(default=300, gt=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _oauth_user(self) -> OutgoingSettings:
+        if self.uses_oauth and not self.username:
+            raise ValueError(f"auth = {self.auth!r} needs username (the mailbox the token is for)")
+        return self
 
 
 class IntakeSettings(Section):
@@ -259,7 +267,7 @@ class LoadedSettings:
 
 
 # Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
-_SECRET_FIELDS = {"password", "admin_token", "secret"}
+_SECRET_FIELDS = {"password", "admin_token", "secret", "client_secret"}
 
 
 def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],

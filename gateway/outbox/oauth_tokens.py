@@ -1,0 +1,167 @@
+"""The access token of one mailbox or of the relay: renewed before it expires, saved at once.
+
+`TokenSource.access_token()` is a blocking call (the IMAP worker runs it in its mailbox's
+thread, the relay in a thread of its own). Tokens never appear in logs or errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+
+from gateway.config.oauth_settings import OAuthSettings
+from gateway.outbox.oauth_providers import (
+    Protocol,
+    TokenRefused,
+    TokenSet,
+    TokenUnavailable,
+    app_token,
+    device_login,
+    renew,
+)
+from gateway.store.token_files import TokenFile, fingerprint
+
+log = structlog.get_logger("gateway.oauth")
+# Shows the person logging in where to go and which code to enter: (url, code, message).
+DeviceCodeShown = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class LoginTarget:
+    """Whose token: KIND "mailbox" or "outgoing", the mailbox NAME, the PROTOCOL it serves."""
+
+    kind: str
+    name: str
+    protocol: Protocol
+
+    @property
+    def login_command(self) -> str:
+        return f"intake-gateway mailbox login {self.name}"
+
+
+class TokenFailure(Exception):
+    """No usable access token for TARGET. EPISODE names this failure alike in every process
+    sharing the token (one alert per episode); REFUSED: the provider said no, a person must
+    act."""
+
+    def __init__(self, target: LoginTarget, reason: str, episode: str, refused: bool) -> None:
+        super().__init__(reason)
+        self.target = target
+        self.reason = reason
+        self.episode = episode
+        self.refused = refused
+
+
+class TokenSource:
+    """Hands out a valid access token, renewing it REFRESH_BEFORE_S ahead of its expiry."""
+
+    def __init__(self, settings: OAuthSettings, target: LoginTarget, state_dir: Path,
+                 engine: Engine | None) -> None:
+        self.settings = settings
+        self.target = target
+        self.file = TokenFile(state_dir, target.kind, target.name)
+        self._engine = engine
+        self._current: TokenSet | None = None
+        self._lock = threading.Lock()
+        self._log = log.bind(**{target.kind: target.name})
+        # Why the last attempt left us without a token, until one succeeds (/readyz, metrics).
+        self.failing: str | None = None
+        self.renewals = 0  # renewals this process made (tests, metrics)
+
+    @property
+    def margin_s(self) -> float:
+        return self.settings.refresh_before_s
+
+    def expires_at(self) -> float:
+        """When the token last handed out expires (Unix seconds; 0 before the first)."""
+        current = self._current
+        return current.expires_at if current else 0.0
+
+    def forget(self) -> None:
+        """The server refused the token we hold: the next call gets a fresh one."""
+        with self._lock:
+            self._current = None
+
+    def access_token(self) -> str:
+        """A token good for at least REFRESH_BEFORE_S more, or TokenFailure saying why not."""
+        with self._lock:
+            current = self._current
+            if current is not None and current.expires_at - self.margin_s > time.time():
+                return current.access_token
+            try:
+                token = self._obtain()
+            except (TokenRefused, TokenUnavailable) as error:
+                still_valid = current is not None and current.expires_at > time.time() + 5
+                if current is not None and still_valid and not isinstance(error, TokenRefused):
+                    # Renewal is early on purpose: the token in hand still works a while.
+                    self._log.warning("oauth.renewal_postponed", error=str(error),
+                                      expires_in_s=round(current.expires_at - time.time()))
+                    return current.access_token
+                self.failing = str(error)
+                raise TokenFailure(self.target, str(error), self._episode(current),
+                                   isinstance(error, TokenRefused)) from None
+            if self.failing is not None:
+                self._log.info("oauth.recovered", was=self.failing)
+            self.failing = None
+            self._current = token
+            return token.access_token
+
+    def _episode(self, current: TokenSet | None) -> str:
+        """Same grant and same lost expiry: the same failure, wherever it is seen."""
+        saved = self.file.read() or {}
+        grant = fingerprint(saved.get("refresh_token") or (
+            self.settings.client_secret.get_secret_value() if self.settings.client_secret
+            else None))
+        expired = int(float(saved.get("expires_at") or (current.expires_at if current else 0)))
+        return f"{self.target.kind}:{self.target.name}:{grant}:{expired}"
+
+    def _obtain(self) -> TokenSet:
+        if self.settings.grant == "client_credentials":
+            token = app_token(self.settings, self.target.protocol)
+            self._log.info("oauth.app_token", expires_in_s=round(token.expires_at - time.time()))
+            return token
+        with self.file.renewal_lock(self._engine):
+            saved = self.file.read()
+            if not saved or not saved.get("refresh_token"):
+                raise TokenRefused(f"not logged in: run `{self.target.login_command}`")
+            # Another process sharing this token may have renewed it while we waited.
+            expires_at = float(saved.get("expires_at") or 0)
+            if saved.get("access_token") and expires_at - self.margin_s > time.time():
+                return TokenSet(str(saved["access_token"]), expires_at,
+                                str(saved["refresh_token"]))
+            old_refresh = str(saved["refresh_token"])
+            token = renew(self.settings, self.target.protocol, old_refresh)
+            self.save(token)
+            self.renewals += 1
+            self._log.info("oauth.renewed", rotated=token.refresh_token != old_refresh,
+                           expires_in_s=round(token.expires_at - time.time()))
+            return token
+
+    def save(self, token: TokenSet) -> None:
+        """Write TOKEN to the state directory at once (the caller holds the renewal lock)."""
+        self.file.write({"provider": self.settings.provider, "access_token": token.access_token,
+                         "expires_at": token.expires_at, "refresh_token": token.refresh_token,
+                         "scope": token.scope, "saved_at": time.time()})
+
+    def login(self, show: DeviceCodeShown) -> TokenSet:
+        """`mailbox login`: a person signs in (device code) or the app proves itself (client
+        credentials); the result is saved and becomes the current token."""
+        if self.settings.grant == "client_credentials":
+            token = app_token(self.settings, self.target.protocol)
+        else:
+            token = device_login(self.settings, self.target.protocol, show)
+            if not token.refresh_token:
+                raise TokenRefused("the provider gave no refresh token: add the offline_access "
+                                   "scope (Microsoft) or check the application's settings")
+            with self.file.renewal_lock(self._engine):
+                self.save(token)
+        with self._lock:
+            self._current = token
+            self.failing = None
+        return token

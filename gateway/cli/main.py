@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.token_commands import add_token_commands
 
     add_token_commands(commands)
+    from gateway.cli.mailbox_commands import add_mailbox_commands
+
+    add_mailbox_commands(commands)
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)

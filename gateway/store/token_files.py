@@ -33,6 +33,23 @@ class TokenFile:
         self.path = self.directory / f"{kind}-{safe}.json"
         self.lock_key = f"oauth:{kind}:{name}"
 
+    def _make_directory(self) -> None:
+        if self.directory.exists():
+            return
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._give_to_owner(self.directory)
+
+    def _give_to_owner(self, file: int | Path) -> None:
+        """`mailbox login` run as root: what it creates goes to whoever owns the state
+        directory (the service user), still readable by nobody else."""
+        if os.geteuid() != 0:
+            return
+        owner = self.directory.parent.stat()
+        if isinstance(file, int):
+            os.fchown(file, owner.st_uid, owner.st_gid)
+        else:
+            os.chown(file, owner.st_uid, owner.st_gid)
+
     def read(self) -> dict[str, Any] | None:
         """The saved token, or None when nobody has logged in yet."""
         try:
@@ -44,10 +61,11 @@ class TokenFile:
     def write(self, token: dict[str, Any]) -> None:
         """Replace the saved token: a temporary file (0600 from its creation), fsync, rename
         and fsync of the directory, so a crash leaves the old token or the new, never half."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_directory()
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".token-",
                                              suffix=".tmp")  # mkstemp creates it 0600
         try:
+            self._give_to_owner(handle)
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(token, out)
                 out.flush()
@@ -66,9 +84,12 @@ class TokenFile:
     @contextlib.contextmanager
     def renewal_lock(self, engine: Engine | None) -> Iterator[None]:
         """Held while one process renews and saves the token (see the module's docstring)."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_directory()
         lock_path = self.path.with_suffix(".lock")
-        with open(lock_path, "a+b") as lock_file:
+        # Opened without truncating, 0600; it holds nothing, only the lock.
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._give_to_owner(descriptor)
+        with open(descriptor, "r+b") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 if engine is not None and engine.dialect.name == "postgresql":

@@ -97,7 +97,7 @@ class TokenSource:
             try:
                 token = self._obtain()
             except (TokenRefused, TokenUnavailable) as error:
-                still_valid = current is not None and current.expires_at > time.time() + 5
+                still_valid = current is not None and current.expires_at > time.time() + 1
                 if current is not None and still_valid and not isinstance(error, TokenRefused):
                     # Renewal is early on purpose: the token in hand still works a while.
                     self._log.warning("oauth.renewal_postponed", error=str(error),

@@ -209,11 +209,14 @@ def test_token_server_down_then_back(oauth_server: OAuthServer, oauth_dovecot: D
 
     with capture_logs() as logs:
         oauth_server.pause()
-        oauth_dovecot.append(make_mail("during outage", message_id="<down@acme.example>"))
         wait_until(lambda: worker.login_failing is not None and worker.failures >= 3, 60,
                    running)
     assert any(e["event"] == "oauth.renewal_postponed" for e in logs)
     assert "token endpoint" in str(worker.login_failing)
+    assert httpx.get(f"{running.http_url}/readyz").status_code == 503
+    oauth_dovecot.append(make_mail("during outage", message_id="<down@acme.example>"))
+    wait_until(lambda: worker.failures >= 5, 60, running)
+    assert tickets(running) == []
     oauth_server.start()
     wait_until(lambda: len(tickets(running)) == 1, 60, running)
     assert worker.login_failing is None

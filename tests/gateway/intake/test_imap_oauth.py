@@ -90,7 +90,9 @@ def test_mailbox_login_command_then_import(oauth_server: OAuthServer, oauth_dove
         printed.append(line)
         if "enter the code" in line:
             code = line.split()[-1]
-    assert code is not None, f"no code printed: {printed} {login.stderr.read() if login.stderr else ''}"
+    if code is None:
+        login.kill()
+        raise AssertionError(f"no code printed: {printed} {login.communicate()[1]}")
     assert f"{oauth_server.url}/device" in "".join(printed)
     oauth_server.approve(code, "support")
     out, err = login.communicate(timeout=60)

@@ -23,8 +23,14 @@ from gateway.outbox.oauth_tokens import LoginTarget, TokenSource
 from gateway.store.db import make_engine
 from gateway.store.token_files import TokenFile
 from rules.config_errors import ConfigError
-from tests.conftest import RunningGateway, SessionsController, SinkHandler, free_port, \
-    make_mail, stop_controller
+from tests.conftest import (
+    RunningGateway,
+    SessionsController,
+    SinkHandler,
+    free_port,
+    make_mail,
+    stop_controller,
+)
 from tests.gateway.intake.test_imap_oauth import DUTY, oauth_keys, policy_with_duty
 from tests.gateway.outbox.test_outbox import outbox_rows, submit
 from tests.oauth_server import CLIENT_ID, CLIENT_SECRET, OAuthServer, running_oauth_server

@@ -46,6 +46,31 @@ class TokenUnavailable(Exception):
     """The provider could not be asked (down, slow, 5xx): the next try may work."""
 
 
+def _own_ca_first(session: requests.Session, settings: dict[str, Any]) -> dict[str, Any]:
+    # requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle (psf/requests#3829):
+    # a configured token_ca_file must win.
+    if isinstance(session.verify, str):
+        settings["verify"] = session.verify
+    return settings
+
+
+class ProviderSession(requests.Session):
+    """msal's HTTP client: a timeout on every request, token_ca_file honoured."""
+
+    def request(self, method: Any, url: Any,
+                *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT_S)
+        return super().request(method, url, *args, **kwargs)
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _own_ca_first(self, super().merge_environment_settings(*args, **kwargs))
+
+
+class _AuthlibSession(OAuth2Session):  # type: ignore[misc]
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _own_ca_first(self, super().merge_environment_settings(*args, **kwargs))
+
+
 def _token_set(answer: dict[str, Any], previous_refresh: str | None = None) -> TokenSet:
     access = answer.get("access_token")
     if not isinstance(access, str) or not access:
@@ -66,14 +91,17 @@ def _refusal(error: str, description: str | None) -> Exception:
 
 def _msal_app(settings: OAuthSettings) -> msal.ClientApplication:
     authority = settings.authority_url or f"https://login.microsoftonline.com/{settings.tenant}"
-    options: dict[str, Any] = {"authority": authority, "timeout": HTTP_TIMEOUT_S}
+    http = ProviderSession()
+    if settings.token_ca_file:
+        http.verify = str(settings.token_ca_file)
+    options: dict[str, Any] = {"authority": authority, "http_client": http}
     if settings.authority_url:
         # Another cloud (or a test's own server): its metadata, not Microsoft's host list.
         options["instance_discovery"] = False
-    if settings.token_ca_file:
-        options["verify"] = str(settings.token_ca_file)
     try:
-        if settings.client_secret is not None:
+        # A device-code sign-in is a public client's (Entra: "Allow public client flows"),
+        # and so are its refresh tokens: Entra refuses a secret with them (AADSTS700025).
+        if settings.grant == "client_credentials" and settings.client_secret is not None:
             return msal.ConfidentialClientApplication(
                 settings.client_id, client_credential=settings.client_secret.get_secret_value(),
                 **options)
@@ -109,7 +137,7 @@ def _msal_call(function: Callable[[], dict[str, Any] | None],
 
 def _client(settings: OAuthSettings, protocol: Protocol) -> OAuth2Session:
     secret = settings.client_secret.get_secret_value() if settings.client_secret else None
-    session = OAuth2Session(
+    session = _AuthlibSession(
         client_id=settings.client_id, client_secret=secret,
         scope=" ".join(settings.scopes_for(protocol)),
         # A public client (no secret) names itself in the body, as RFC 8628 expects.

@@ -19,7 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from pydantic import SecretStr
 
 from gateway.config.settings import MailboxSettings, parse_settings
-from gateway.outbox.oauth_tokens import LoginTarget, TokenSource
+from gateway.outbox.oauth_tokens import LoginTarget, TokenFailure, TokenSource
 from gateway.store.db import make_engine
 from gateway.store.token_files import TokenFile
 from rules.config_errors import ConfigError
@@ -31,6 +31,7 @@ from tests.conftest import (
     make_mail,
     stop_controller,
 )
+from tests.dovecot import make_certificate
 from tests.gateway.intake.test_imap_oauth import DUTY, oauth_keys, policy_with_duty
 from tests.gateway.outbox.test_outbox import outbox_rows, submit
 from tests.oauth_server import CLIENT_ID, CLIENT_SECRET, OAuthServer, running_oauth_server
@@ -220,3 +221,63 @@ def test_provider_defaults_and_secret_file(tmp_path: Path) -> None:
     assert mailbox.token_endpoint() == "https://oauth.yandex.ru/token"
     assert settings.outgoing.scopes_for("smtp") == ["https://outlook.office.com/SMTP.Send",
                                                     "offline_access"]
+
+
+@pytest.fixture(name="tls_oauth_server")
+def tls_oauth_server_fixture(tmp_path: Path) -> Iterator[OAuthServer]:
+    """The provider over TLS (msal talks to https authorities only), its own CA in tmp_path."""
+    with running_oauth_server(tls=make_certificate(tmp_path)) as server:
+        yield server
+
+
+def microsoft_settings(server: OAuthServer, tmp_path: Path, grant: str) -> MailboxSettings:
+    return MailboxSettings(
+        name="support", host="127.0.0.1", username="support@contoso.example", auth="xoauth2",
+        provider="microsoft", authority_url=f"{server.url}/contoso", client_id=CLIENT_ID,
+        client_secret=SecretStr(CLIENT_SECRET), token_ca_file=tmp_path / "cert.pem",
+        grant=grant, refresh_before_s=60)
+
+
+def test_microsoft_device_login_and_renewal_through_msal(tls_oauth_server: OAuthServer,
+                                                         tmp_path: Path) -> None:
+    """provider = "microsoft" goes through msal: the device-code sign-in, then a renewal with
+    the saved refresh token (the provider's metadata read from the authority given)."""
+    server = tls_oauth_server
+    server.access_ttl_s = 30  # below refresh_before_s: every ask renews
+    server.client_secret = None  # a public client: Entra's device flow takes no secret
+    target = LoginTarget("mailbox", "support", "imap")
+    source = TokenSource(microsoft_settings(server, tmp_path, "device_code"), target,
+                         tmp_path / "state", None)
+    shown: list[str] = []
+
+    def show(url: str, code: str, message: str) -> None:
+        shown.append(url)
+        server.approve(code, "support@contoso.example")
+
+    login = source.login(show)
+    assert shown == [f"{server.url}/device"]
+    assert server.valid(login.access_token) == "support@contoso.example"
+    first_refresh = (source.file.read() or {})["refresh_token"]
+    assert first_refresh in server.refresh
+
+    renewed = source.access_token()
+    assert renewed != login.access_token and server.refreshes == 1
+    assert server.valid(renewed) == "support@contoso.example"
+    saved = source.file.read() or {}
+    assert saved["refresh_token"] != first_refresh and saved["refresh_token"] in server.refresh
+
+
+def test_microsoft_client_credentials_through_msal(tls_oauth_server: OAuthServer,
+                                                   tmp_path: Path) -> None:
+    """grant = "client_credentials": app-only tokens straight from msal, nothing saved."""
+    server = tls_oauth_server
+    source = TokenSource(microsoft_settings(server, tmp_path, "client_credentials"),
+                         LoginTarget("mailbox", "support", "imap"), tmp_path / "state", None)
+    assert server.valid(source.access_token()) == server.app_user
+    assert source.file.read() is None
+    server.client_secret = "rotated-by-the-admin"  # our secret has expired
+    source.forget()
+    with pytest.raises(TokenFailure) as failure:
+        source.access_token()
+    assert failure.value.refused and "invalid_client" in failure.value.reason
+    assert source.failing is not None

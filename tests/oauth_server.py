@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import secrets
 import ssl
@@ -53,6 +54,8 @@ class OAuthServer:
     access: dict[str, tuple[str, float, Grant | None]] = field(default_factory=dict)
     refresh: dict[str, Grant] = field(default_factory=dict)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    browser_user: str = "support"  # who signs in when a browser opens /authorize
     # Counters: refresh grants answered with tokens, introspections by answer, requests.
     refreshes: int = 0
     introspected: list[tuple[str, bool]] = field(default_factory=list)
@@ -165,6 +168,17 @@ class OAuthServer:
                 grant = Grant(device["user"], secrets.token_urlsafe(24))
                 self.refresh[grant.refresh_token] = grant
                 return 200, self._issue(grant.user, grant)
+            if grant_type == "authorization_code":
+                issued = self.codes.pop(form.get("code", ""), None)
+                verifier = form.get("code_verifier", "")
+                challenge = base64.urlsafe_b64encode(
+                    hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if issued is None or issued["redirect_uri"] != form.get("redirect_uri") \
+                        or issued["challenge"] != challenge:
+                    return 400, {"error": "invalid_grant", "error_description": "bad code"}
+                grant = Grant(issued["user"], secrets.token_urlsafe(24))
+                self.refresh[grant.refresh_token] = grant
+                return 200, self._issue(grant.user, grant)
             if grant_type == "client_credentials":
                 return 200, self._issue(self.app_user, None)
         return 400, {"error": "unsupported_grant_type"}
@@ -179,6 +193,16 @@ class OAuthServer:
         return 200, {"device_code": code, "user_code": user_code,
                      "verification_uri": f"{self.url}/device", "expires_in": 120,
                      "interval": 1, "message": f"Enter {user_code} at {self.url}/device"}
+
+    def authorize(self, query: dict[str, str]) -> str:
+        """The person signs in as BROWSER_USER at once: where the browser is sent back."""
+        if query.get("client_id") != CLIENT_ID or query.get("code_challenge_method") != "S256":
+            raise ValueError("bad authorization request")
+        code = secrets.token_urlsafe(16)
+        with self._lock:
+            self.codes[code] = {"user": self.browser_user, "challenge": query["code_challenge"],
+                                "redirect_uri": query["redirect_uri"]}
+        return f"{query['redirect_uri']}?code={code}&state={query.get('state', '')}"
 
     def openid(self, tenant: str) -> dict[str, Any]:
         base = f"{self.url}/{tenant}"
@@ -229,7 +253,13 @@ def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
             path = urlparse(self.path).path
             server.requests.append(f"GET {path}")
             parts = path.strip("/").split("/")
-            if parts[-2:] == ["well-known", "openid-configuration"] or path.endswith(
+            if path == "/authorize":
+                query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+                self.send_response(302)
+                self.send_header("Location", server.authorize(query))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif parts[-2:] == ["well-known", "openid-configuration"] or path.endswith(
                     "/.well-known/openid-configuration"):
                 self._answer(200, server.openid(parts[0]))
             else:

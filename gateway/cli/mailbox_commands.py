@@ -37,8 +37,11 @@ def cmd_login(args: argparse.Namespace) -> int:
                          open_engine(loaded_settings(args)))
 
     def show(url: str, code: str, message: str) -> None:
-        print(f"To sign {args.name} in, open {url}\nand enter the code {code}", flush=True)
-        if message and code not in message:
+        if code:
+            print(f"To sign {args.name} in, open {url}\nand enter the code {code}", flush=True)
+        else:
+            print(f"To sign {args.name} in, open {url}", flush=True)
+        if message and (not code or code not in message):
             print(message, flush=True)
         print("Waiting for the sign-in to complete ...", flush=True)
 

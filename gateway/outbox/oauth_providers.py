@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msal
 import requests
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
@@ -135,22 +136,24 @@ def _msal_call(function: Callable[[], dict[str, Any] | None],
 # -- everyone else: Authlib --------------------------------------------------------------
 
 
-def _client(settings: OAuthSettings, protocol: Protocol) -> OAuth2Session:
+def authlib_client(settings: OAuthSettings, protocol: Protocol) -> OAuth2Session:
     secret = settings.client_secret.get_secret_value() if settings.client_secret else None
     session = _AuthlibSession(
         client_id=settings.client_id, client_secret=secret,
         scope=" ".join(settings.scopes_for(protocol)),
         # A public client (no secret) names itself in the body, as RFC 8628 expects.
-        token_endpoint_auth_method="client_secret_post" if secret else "none")
+        token_endpoint_auth_method="client_secret_post" if secret else "none",
+        # PKCE (RFC 7636) wherever a code_verifier is given: the authorization-code sign-in.
+        code_challenge_method="S256")
     session.verify = str(settings.token_ca_file) if settings.token_ca_file else True
     return session
 
 
-def _authlib_call(function: Callable[[], dict[str, Any]],
+def authlib_call(function: Callable[[], dict[str, Any]],
                   previous_refresh: str | None = None) -> TokenSet:
     try:
         return _token_set(function(), previous_refresh)
-    except OAuthError as error:
+    except AuthlibBaseError as error:  # the provider's error answer, or a mismatched state
         raise _refusal(error.error or "error", error.description) from error
     except requests.HTTPError as error:
         raise TokenUnavailable(f"token endpoint: HTTP {_status(error)}") from error
@@ -167,8 +170,8 @@ def renew(settings: OAuthSettings, protocol: Protocol, refresh_token: str) -> To
         app = _msal_app(settings)
         return _msal_call(lambda: app.acquire_token_by_refresh_token(
             refresh_token, _msal_scopes(settings, protocol)), refresh_token)
-    with _client(settings, protocol) as client:
-        return _authlib_call(lambda: client.refresh_token(
+    with authlib_client(settings, protocol) as client:
+        return authlib_call(lambda: client.refresh_token(
             settings.token_endpoint(), refresh_token=refresh_token, timeout=HTTP_TIMEOUT_S),
             refresh_token)
 
@@ -180,8 +183,8 @@ def app_token(settings: OAuthSettings, protocol: Protocol) -> TokenSet:
         assert isinstance(app, msal.ConfidentialClientApplication)
         return _msal_call(lambda: app.acquire_token_for_client(
             _msal_scopes(settings, protocol)))
-    with _client(settings, protocol) as client:
-        return _authlib_call(lambda: client.fetch_token(
+    with authlib_client(settings, protocol) as client:
+        return authlib_call(lambda: client.fetch_token(
             settings.token_endpoint(), grant_type="client_credentials", timeout=HTTP_TIMEOUT_S))
 
 
@@ -198,7 +201,7 @@ def device_login(settings: OAuthSettings, protocol: Protocol,
     endpoint = settings.device_endpoint()
     if not endpoint:
         raise TokenRefused("no device_authorization_url configured for this provider")
-    with _client(settings, protocol) as client:
+    with authlib_client(settings, protocol) as client:
         started = _authlib_call_raw(lambda: _device_authorization(client, endpoint, settings,
                                                                   protocol))
         url = started.get("verification_uri_complete") or started.get("verification_uri") \

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import Engine
 
 from gateway.config.oauth_settings import OAuthSettings
+from gateway.outbox.oauth_browser import browser_login
 from gateway.outbox.oauth_providers import (
     Protocol,
     TokenRefused,
@@ -155,7 +156,10 @@ class TokenSource:
         if self.settings.grant == "client_credentials":
             token = app_token(self.settings, self.target.protocol)
         else:
-            token = device_login(self.settings, self.target.protocol, show)
+            if self.settings.grant == "authorization_code":
+                token = browser_login(self.settings, self.target.protocol, show)
+            else:
+                token = device_login(self.settings, self.target.protocol, show)
             if not token.refresh_token:
                 raise TokenRefused("the provider gave no refresh token: add the offline_access "
                                    "scope (Microsoft) or check the application's settings")

@@ -227,3 +227,34 @@ def test_token_server_down_then_back(oauth_server: OAuthServer, oauth_dovecot: D
     assert inputs_count(running.gateway.db.engine) == 1
     [alert] = duty_alerts(relay_sink)
     assert "did not answer" in alert.get_content()
+
+
+def test_browser_sign_in_with_loopback_redirect(oauth_server: OAuthServer,
+                                                oauth_dovecot: Dovecot, tmp_path: Path,
+                                                make_gateway: Callable[..., RunningGateway]
+                                                ) -> None:
+    """grant = "authorization_code" (Google's way): `mailbox login` prints a URL, the browser
+    signs in and is sent back to the command's loopback listener, the code is redeemed with
+    PKCE; the mailbox then logs in with OAUTHBEARER."""
+    keys = oauth_keys(oauth_server, "oauthbearer") + (
+        f'grant = "authorization_code"\nauthorization_url = "{oauth_server.url}/authorize"\n')
+    running = make_gateway(extra=oauth_dovecot.mailbox_config(extra=keys))
+    login = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(tmp_path / "config0.toml"),
+         "mailbox", "login", "support"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    assert login.stdout is not None
+    first = login.stdout.readline()
+    assert first.startswith("To sign support in, open "), first
+    url = first.split()[-1]
+    # What the person's browser does: the provider's page, then back to the loopback.
+    landed = httpx.get(url, follow_redirects=True, timeout=30)
+    assert landed.status_code == 200 and "Signed in" in landed.text
+    out, err = login.communicate(timeout=60)
+    assert login.returncode == 0, err
+    assert "code=" not in out + err  # the one-time code is not echoed anywhere
+    saved = TokenFile(running.state, "mailbox", "support").read()
+    assert saved is not None and saved["refresh_token"] in oauth_server.refresh
+
+    oauth_dovecot.append(make_mail(message_id="<browser@acme.example>"))
+    assert running.call(running.gateway.mailboxes[0].poll_once) == 1

@@ -30,6 +30,8 @@ class MailLogins:
         self._clock = clock
         self._duty_address = duty_address
         self.sources: dict[str, TokenSource] = {}
+        # Failure episodes this process has alerted about (or found alerted): not again.
+        self._alerted: set[str] = set()
         outgoing = settings.outgoing
         self.relay_tokens = (self._source(outgoing, LoginTarget("outgoing", "outgoing", "smtp"))
                              if outgoing.host and outgoing.uses_oauth else None)
@@ -52,6 +54,8 @@ class MailLogins:
     async def alert(self, failure: TokenFailure) -> None:
         """Tell the duty engineer, once per failure episode (across instances too)."""
         target = failure.target
+        if failure.episode in self._alerted:
+            return
         # The relay's own failure cannot be reported through the relay.
         maildir = (MaildirDelivery(self._settings.outgoing.maildir)
                    if target.kind == "outgoing" else None)
@@ -63,6 +67,7 @@ class MailLogins:
         except Exception as error:  # the database may be down too; the next failure retries
             log.error("oauth.alert_failed", error=str(error), login=target.name)
             return
+        self._alerted.add(failure.episode)
         if sent:
             log.warning("oauth.duty_alerted", login=f"{target.kind}:{target.name}",
                         reason=failure.reason)

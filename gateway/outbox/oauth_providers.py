@@ -37,6 +37,7 @@ class TokenSet:
     expires_at: float  # Unix seconds, by the provider's expires_in
     refresh_token: str | None
     scope: str = ""
+    lifetime_s: float = 3600.0  # the provider's expires_in
 
 
 class TokenRefused(Exception):
@@ -79,7 +80,8 @@ def _token_set(answer: dict[str, Any], previous_refresh: str | None = None) -> T
     expires_in = float(answer.get("expires_in") or 3600)
     # A provider that does not rotate refresh tokens sends none back: the old one stays good.
     refresh = answer.get("refresh_token") or previous_refresh
-    return TokenSet(access, time.time() + expires_in, refresh, str(answer.get("scope") or ""))
+    return TokenSet(access, time.time() + expires_in, refresh, str(answer.get("scope") or ""),
+                    expires_in)
 
 
 def _refusal(error: str, description: str | None) -> Exception:

@@ -75,9 +75,16 @@ class TokenSource:
         self.failing: str | None = None
         self.renewals = 0  # renewals this process made (tests, metrics)
 
+    def _margin(self, lifetime_s: float) -> float:
+        # Never more than half a token's life: a provider giving 10-minute tokens with
+        # refresh_before_s = 300 would otherwise have us renew (and reconnect) without pause.
+        return min(self.settings.refresh_before_s, lifetime_s / 2)
+
     @property
     def margin_s(self) -> float:
-        return self.settings.refresh_before_s
+        """How long before the current token's expiry it is renewed (and sessions reopened)."""
+        current = self._current
+        return self._margin(current.lifetime_s if current else self.settings.refresh_before_s)
 
     def expires_at(self) -> float:
         """When the token last handed out expires (Unix seconds; 0 before the first)."""
@@ -93,7 +100,8 @@ class TokenSource:
         """A token good for at least REFRESH_BEFORE_S more, or TokenFailure saying why not."""
         with self._lock:
             current = self._current
-            if current is not None and current.expires_at - self.margin_s > time.time():
+            if current is not None and (current.expires_at - self._margin(current.lifetime_s)
+                                        > time.time()):
                 return current.access_token
             try:
                 token = self._obtain()
@@ -133,9 +141,10 @@ class TokenSource:
                 raise TokenRefused(f"not logged in: run `{self.target.login_command}`")
             # Another process sharing this token may have renewed it while we waited.
             expires_at = float(saved.get("expires_at") or 0)
-            if saved.get("access_token") and expires_at - self.margin_s > time.time():
+            lifetime = float(saved.get("lifetime_s") or 3600)
+            if saved.get("access_token") and expires_at - self._margin(lifetime) > time.time():
                 return TokenSet(str(saved["access_token"]), expires_at,
-                                str(saved["refresh_token"]))
+                                str(saved["refresh_token"]), lifetime_s=lifetime)
             old_refresh = str(saved["refresh_token"])
             token = renew(self.settings, self.target.protocol, old_refresh)
             self.save(token)
@@ -148,7 +157,8 @@ class TokenSource:
         """Write TOKEN to the state directory at once (the caller holds the renewal lock)."""
         self.file.write({"provider": self.settings.provider, "access_token": token.access_token,
                          "expires_at": token.expires_at, "refresh_token": token.refresh_token,
-                         "scope": token.scope, "saved_at": time.time()})
+                         "scope": token.scope, "lifetime_s": token.lifetime_s,
+                         "saved_at": time.time()})
 
     def login(self, show: DeviceCodeShown) -> TokenSet:
         """`mailbox login`: a person signs in (device code) or the app proves itself (client

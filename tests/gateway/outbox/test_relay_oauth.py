@@ -243,7 +243,6 @@ def test_microsoft_device_login_and_renewal_through_msal(tls_oauth_server: OAuth
     """provider = "microsoft" goes through msal: the device-code sign-in, then a renewal with
     the saved refresh token (the provider's metadata read from the authority given)."""
     server = tls_oauth_server
-    server.access_ttl_s = 30  # below refresh_before_s: every ask renews
     server.client_secret = None  # a public client: Entra's device flow takes no secret
     target = LoginTarget("mailbox", "support", "imap")
     source = TokenSource(microsoft_settings(server, tmp_path, "device_code"), target,
@@ -257,9 +256,13 @@ def test_microsoft_device_login_and_renewal_through_msal(tls_oauth_server: OAuth
     login = source.login(show)
     assert shown == [f"{server.url}/device"]
     assert server.valid(login.access_token) == "support@contoso.example"
-    first_refresh = (source.file.read() or {})["refresh_token"]
+    saved = source.file.read() or {}
+    first_refresh = saved["refresh_token"]
     assert first_refresh in server.refresh
 
+    # The access token has run out (as if an hour had passed): renewed through msal.
+    source.file.write({**saved, "expires_at": 0})
+    source.forget()
     renewed = source.access_token()
     assert renewed != login.access_token and server.refreshes == 1
     assert server.valid(renewed) == "support@contoso.example"
@@ -281,3 +284,21 @@ def test_microsoft_client_credentials_through_msal(tls_oauth_server: OAuthServer
         source.access_token()
     assert failure.value.refused and "invalid_client" in failure.value.reason
     assert source.failing is not None
+
+
+def test_short_lived_tokens_are_renewed_at_half_their_life(oauth_server: OAuthServer,
+                                                           tmp_path: Path) -> None:
+    """A provider whose tokens live less than refresh_before_s: renewed at half their life,
+    not on every request (which would hammer it and reopen sessions without pause)."""
+    oauth_server.access_ttl_s = 20
+    TokenFile(tmp_path, "mailbox", "support").write(
+        {"refresh_token": oauth_server.grant_for("support"), "expires_at": 0})
+    source = TokenSource(mailbox_settings(oauth_server),  # refresh_before_s = 60
+                         LoginTarget("mailbox", "support", "imap"), tmp_path, None)
+    first = source.access_token()
+    assert source.access_token() == first and oauth_server.refreshes == 1
+    assert source.margin_s == 10
+    # Another process reading the saved token judges it alike.
+    other = TokenSource(mailbox_settings(oauth_server), LoginTarget("mailbox", "support", "imap"),
+                        tmp_path, None)
+    assert other.access_token() == first and oauth_server.refreshes == 1

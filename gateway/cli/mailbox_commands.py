@@ -13,8 +13,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from gateway.outbox.oauth_failures import LoginTarget
     from gateway.outbox.oauth_providers import TokenRefused, TokenUnavailable
-    from gateway.outbox.oauth_tokens import LoginTarget, TokenSource
+    from gateway.outbox.oauth_tokens import TokenSource
 
     settings = loaded_settings(args).settings
     mailbox = next((m for m in settings.mailboxes if m.name == args.name), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -13,8 +14,11 @@ from gateway.config.oauth_settings import OAuthSettings
 from gateway.config.settings import MailboxSettings, Settings
 from gateway.outbox.duty_alerts import send_duty_alert
 from gateway.outbox.mailer import MaildirDelivery
-from gateway.outbox.oauth_tokens import LoginTarget, TokenFailure, TokenSource
+from gateway.outbox.oauth_failures import LoginTarget, TokenFailure
 from gateway.store.db import Database
+
+if TYPE_CHECKING:
+    from gateway.outbox.oauth_tokens import TokenSource
 
 log = structlog.get_logger("gateway.oauth")
 
@@ -37,6 +41,9 @@ class MailLogins:
                              if outgoing.host and outgoing.uses_oauth else None)
 
     def _source(self, settings: OAuthSettings, target: LoginTarget) -> TokenSource:
+        # Imported here: a daemon without OAuth logins never loads msal and Authlib.
+        from gateway.outbox.oauth_tokens import TokenSource
+
         source = TokenSource(settings, target, self._settings.intake.state_dir, self._db.engine)
         self.sources[f"{target.kind}:{target.name}" if target.kind == "mailbox"
                      else target.kind] = source

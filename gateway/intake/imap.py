@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from imapclient.exceptions import LoginError
@@ -28,9 +28,12 @@ from gateway.clock import Clock
 from gateway.config.settings import MailboxSettings
 from gateway.intake.door import Accepted, IncomingInput, IntakeDoor
 from gateway.intake.imap_session import Fetched, ImapSession, Selected
-from gateway.outbox.oauth_tokens import TokenFailure, TokenSource
+from gateway.outbox.oauth_failures import TokenFailure
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
+
+if TYPE_CHECKING:
+    from gateway.outbox.oauth_tokens import TokenSource
 
 log = structlog.get_logger("gateway.imap")
 T = TypeVar("T")

@@ -11,13 +11,17 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiosmtplib
 import structlog
 
 from gateway.config.settings import OutgoingSettings
-from gateway.outbox.oauth_tokens import TokenFailure, TokenSource
+from gateway.outbox.oauth_failures import TokenFailure
+
+if TYPE_CHECKING:
+    # The token source brings msal and Authlib: only a process that fetches tokens loads them.
+    from gateway.outbox.oauth_tokens import TokenSource
 from parsers.idn import ascii_address
 
 log = structlog.get_logger("gateway.mailer")

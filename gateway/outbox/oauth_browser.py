@@ -11,9 +11,9 @@ from typing import Any
 from authlib.common.security import generate_token
 
 from gateway.config.oauth_settings import OAuthSettings
+from gateway.outbox.oauth_failures import Protocol
 from gateway.outbox.oauth_providers import (
     HTTP_TIMEOUT_S,
-    Protocol,
     TokenRefused,
     TokenSet,
     authlib_call,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msal
 import requests
@@ -18,8 +18,8 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from gateway.config.oauth_settings import OAuthSettings
+from gateway.outbox.oauth_failures import Protocol
 
-Protocol = Literal["imap", "smtp"]
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # What a provider says when the grant itself is gone (consent revoked, secret expired, user
 # disabled): a person has to act. Anything else (5xx, timeouts, slow_down) passes by itself.

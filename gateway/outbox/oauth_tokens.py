@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -17,8 +16,8 @@ from sqlalchemy import Engine
 
 from gateway.config.oauth_settings import OAuthSettings
 from gateway.outbox.oauth_browser import browser_login
+from gateway.outbox.oauth_failures import LoginTarget, TokenFailure
 from gateway.outbox.oauth_providers import (
-    Protocol,
     TokenRefused,
     TokenSet,
     TokenUnavailable,
@@ -31,32 +30,6 @@ from gateway.store.token_files import TokenFile, fingerprint
 log = structlog.get_logger("gateway.oauth")
 # Shows the person logging in where to go and which code to enter: (url, code, message).
 DeviceCodeShown = Callable[[str, str, str], None]
-
-
-@dataclass(frozen=True)
-class LoginTarget:
-    """Whose token: KIND "mailbox" or "outgoing", the mailbox NAME, the PROTOCOL it serves."""
-
-    kind: str
-    name: str
-    protocol: Protocol
-
-    @property
-    def login_command(self) -> str:
-        return f"intake-gateway mailbox login {self.name}"
-
-
-class TokenFailure(Exception):
-    """No usable access token for TARGET. EPISODE names this failure alike in every process
-    sharing the token (one alert per episode); REFUSED: the provider said no, a person must
-    act."""
-
-    def __init__(self, target: LoginTarget, reason: str, episode: str, refused: bool) -> None:
-        super().__init__(reason)
-        self.target = target
-        self.reason = reason
-        self.episode = episode
-        self.refused = refused
 
 
 class TokenSource:

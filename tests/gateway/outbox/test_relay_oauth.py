@@ -19,7 +19,8 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from pydantic import SecretStr
 
 from gateway.config.settings import MailboxSettings, parse_settings
-from gateway.outbox.oauth_tokens import LoginTarget, TokenFailure, TokenSource
+from gateway.outbox.oauth_failures import LoginTarget, TokenFailure
+from gateway.outbox.oauth_tokens import TokenSource
 from gateway.store.db import make_engine
 from gateway.store.token_files import TokenFile
 from rules.config_errors import ConfigError

@@ -9,6 +9,7 @@ instance writes it twice) and the log says so.
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -32,14 +33,16 @@ def alert_text(target: LoginTarget, failure: TokenFailure) -> tuple[str, str]:
     what = ("the outgoing relay" if target.kind == "outgoing"
             else f"the mailbox {target.name}")
     subject = f"[intake-gateway] {what} cannot log in (OAuth 2.0)"
-    action = (f"A person with access to the account signs in again: {target.login_command}"
+    action = (f"A person with access to the account signs in again, on that host as the "
+              f"service user: {target.login_command}"
               if failure.refused else
               "The token server did not answer; the gateway keeps trying with backoff.")
     consequence = ("Acknowledgements and notices wait in the outbox until it can send again."
                    if target.kind == "outgoing" else
                    "New mail in this mailbox is not imported until then; nothing is lost: "
                    "it is imported once the login works again. Other mailboxes go on.")
-    body = (f"The gateway could not get an access token for {what}.\n\n"
+    body = (f"The gateway on {socket.gethostname()} could not get an access token for "
+            f"{what}.\n\n"
             f"Reason: {header_safe(failure.reason, 500)}\n\n{action}\n{consequence}\n\n"
             "This alert is sent once for this failure; /readyz and the metric "
             "intake_oauth_login_failing show the state meanwhile.\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config.oauth_settings import OAuthSettings
 from gateway.outbox.oauth_browser import browser_login
@@ -77,7 +78,7 @@ class TokenSource:
                                         > time.time()):
                 return current.access_token
             try:
-                token = self._obtain()
+                token = self._obtain_safely()
             except (TokenRefused, TokenUnavailable) as error:
                 still_valid = current is not None and current.expires_at > time.time() + 1
                 if current is not None and still_valid and not isinstance(error, TokenRefused):
@@ -96,12 +97,28 @@ class TokenSource:
 
     def _episode(self, current: TokenSet | None) -> str:
         """Same grant and same lost expiry: the same failure, wherever it is seen."""
-        saved = self.file.read() or {}
+        try:
+            saved = self.file.read() or {}
+        except (OSError, ValueError):
+            saved = {}
         grant = fingerprint(saved.get("refresh_token") or (
             self.settings.client_secret.get_secret_value() if self.settings.client_secret
             else None))
         expired = int(float(saved.get("expires_at") or (current.expires_at if current else 0)))
         return f"{self.target.kind}:{self.target.name}:{grant}:{expired}"
+
+    def _obtain_safely(self) -> TokenSet:
+        """`_obtain`, its other failures said as what they mean for the login."""
+        try:
+            return self._obtain()
+        except (OSError, ValueError) as error:
+            # Unreadable token file: most often `mailbox login` run as another user.
+            detail = error.strerror if isinstance(error, OSError) else "not a token file"
+            raise TokenRefused(f"cannot use {self.file.path}: {detail} (run "
+                               f"`{self.target.login_command}` as the service user)") from error
+        except SQLAlchemyError as error:
+            raise TokenUnavailable(f"renewal lock in the database: {type(error).__name__}") \
+                from error
 
     def _obtain(self) -> TokenSet:
         if self.settings.grant == "client_credentials":

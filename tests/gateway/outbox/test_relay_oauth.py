@@ -303,3 +303,20 @@ def test_short_lived_tokens_are_renewed_at_half_their_life(oauth_server: OAuthSe
     other = TokenSource(mailbox_settings(oauth_server), LoginTarget("mailbox", "support", "imap"),
                         tmp_path, None)
     assert other.access_token() == first and oauth_server.refreshes == 1
+
+
+def test_unusable_token_file_is_a_login_failure(oauth_server: OAuthServer,
+                                                tmp_path: Path) -> None:
+    """A token file that cannot be used is reported as the login's failure, with the file and
+    the command that mends it, not as an unexplained crash of the mailbox."""
+    token_file = TokenFile(tmp_path, "mailbox", "support")
+    token_file.directory.mkdir(parents=True)
+    token_file.path.write_text("{half a file", encoding="utf-8")
+    source = TokenSource(mailbox_settings(oauth_server),
+                         LoginTarget("mailbox", "support", "imap"), tmp_path, None)
+    with pytest.raises(TokenFailure) as failure:
+        source.access_token()
+    assert failure.value.refused
+    assert str(token_file.path) in failure.value.reason
+    assert "intake-gateway mailbox login support" in failure.value.reason
+    assert source.failing == failure.value.reason

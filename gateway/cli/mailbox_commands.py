@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.ticket_commands import loaded_settings, open_engine
+
+if TYPE_CHECKING:
+    from gateway.config.settings import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +63,18 @@ def cmd_login(args: argparse.Namespace) -> int:
           f"(readable by this user only). The access token is good for {minutes} min and is "
           "renewed by the daemon, which picks the new login up at its next attempt.")
     return EXIT_OK
+
+
+def logins_not_signed_in(settings: Settings) -> list[str]:
+    """Mailboxes (and "outgoing") that sign in by a person but have no saved token yet."""
+    from gateway.store.token_files import TokenFile
+
+    logins: list[tuple[str, str, Any]] = [("mailbox", m.name, m) for m in settings.mailboxes]
+    if settings.outgoing.host:
+        logins.append(("outgoing", "outgoing", settings.outgoing))
+    return [name for kind, name, login in logins
+            if login.uses_oauth and login.grant != "client_credentials"
+            and not TokenFile(settings.intake.state_dir, kind, name).path.exists()]
 
 
 def add_mailbox_commands(commands: Any) -> None:

@@ -258,3 +258,18 @@ def test_browser_sign_in_with_loopback_redirect(oauth_server: OAuthServer,
 
     oauth_dovecot.append(make_mail(message_id="<browser@acme.example>"))
     assert running.call(running.gateway.mailboxes[0].poll_once) == 1
+
+
+def test_check_config_warns_of_a_mailbox_not_signed_in(oauth_server: OAuthServer,
+                                                       tmp_path: Path) -> None:
+    """check-config accepts an OAuth mailbox nobody has signed in yet, and says what to run."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[intake]\nstate_dir = "{tmp_path / "state"}"\n'
+        '[[mailboxes]]\nname = "support"\nhost = "127.0.0.1"\nusername = "support"\n'
+        + oauth_keys(oauth_server), encoding="utf-8")
+    checked = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config),
+                              "check-config"], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert "support is not signed in: run `intake-gateway mailbox login support`" \
+        in checked.stderr

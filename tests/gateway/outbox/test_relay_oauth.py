@@ -17,14 +17,18 @@ import httpx
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from gateway.config.settings import MailboxSettings, parse_settings
 from gateway.outbox.oauth_failures import LoginTarget, TokenFailure
 from gateway.outbox.oauth_tokens import TokenSource
 from gateway.store.db import make_engine
+from gateway.store.models import OutboxItem
 from gateway.store.token_files import TokenFile
 from rules.config_errors import ConfigError
 from tests.conftest import (
+    START,
     RunningGateway,
     SessionsController,
     SinkHandler,
@@ -320,3 +324,36 @@ def test_unusable_token_file_is_a_login_failure(oauth_server: OAuthServer,
     assert str(token_file.path) in failure.value.reason
     assert "intake-gateway mailbox login support" in failure.value.reason
     assert source.failing == failure.value.reason
+
+
+def test_instances_sharing_a_login_alert_once(database_url: str, tmp_path: Path) -> None:
+    """Two instances sharing the database and the token see the same revoked grant, each
+    retrying: they name the failure alike, and the duty engineer gets one alert."""
+    from gateway.outbox.duty_alerts import send_duty_alert
+    from gateway.store.db import open_migrated
+
+    with running_oauth_server() as server:
+        engine = open_migrated(database_url)
+        TokenFile(tmp_path, "mailbox", "support").write(
+            {"refresh_token": server.grant_for("support"), "expires_at": 0})
+        server.revoke("support")
+        target = LoginTarget("mailbox", "support", "imap")
+        instances = [TokenSource(mailbox_settings(server), target, tmp_path, engine)
+                     for _ in range(2)]
+        sent = []
+        for _ in range(3):  # retries
+            for source in instances:
+                with pytest.raises(TokenFailure) as failure:
+                    source.access_token()
+                sent.append(send_duty_alert(
+                    engine, duty_address=DUTY, sender="Support <support@example.com>",
+                    target=target, failure=failure.value, now=START, maildir=None))
+        rows = [r for r in outbox_rows_of(engine) if r.kind == "duty_alert"]
+        engine.dispose()
+    assert sent.count(True) == 1 and len(rows) == 1
+    assert rows[0].recipient == DUTY and b"invalid_grant" in rows[0].message
+
+
+def outbox_rows_of(engine: Engine) -> list[OutboxItem]:
+    with Session(engine) as session:
+        return list(session.exec(select(OutboxItem)))

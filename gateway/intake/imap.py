@@ -119,17 +119,23 @@ class MailboxWorker:
         try:
             token = await self._call(self.tokens.access_token)
         except TokenFailure as failure:
-            self._log.error("oauth.login_failing", error=failure.reason, refused=failure.refused)
-            if self._on_token_failure is not None:
-                await self._on_token_failure(failure)
+            await self._login_failing(failure)
             raise
         try:
             selected = await self._call(self._session.open, token)
-        except LoginError:
-            self.tokens.forget()  # refused by the server: the next attempt asks for a new one
+        except LoginError as error:
+            refusal = self.tokens.refused_by_server(f"the IMAP server refused the token: {error}")
+            if refusal is not None:
+                await self._login_failing(refusal)
             raise
+        self.tokens.accepted()
         self._logged_in_until = self.tokens.expires_at()
         return selected
+
+    async def _login_failing(self, failure: TokenFailure) -> None:
+        self._log.error("oauth.login_failing", error=failure.reason, refused=failure.refused)
+        if self._on_token_failure is not None:
+            await self._on_token_failure(failure)
 
     async def _import_new(self) -> int:
         s = self.settings

@@ -111,6 +111,7 @@ class SmtpRelay:
             if self._settings.auth == "oauthbearer":
                 await _bearer(client, self._settings.username or "", await self._token())
             self._logged_in_until[client] = self.tokens.expires_at()
+            self.tokens.accepted()
 
     def _stale(self, client: aiosmtplib.SMTP) -> bool:
         """A connection logged in with a token about to expire: the relay may drop it."""
@@ -153,8 +154,12 @@ class SmtpRelay:
                 await _drop(client)
                 if self.tokens is None:
                     raise _classify(error.code, error.message) from error
-                # The relay refused a token the provider gave: ask for a fresh one next time.
-                self.tokens.forget()
+                # The relay refused a token the provider gave: a fresh one next time; refused
+                # as well, the login itself is wrong, and the duty engineer hears of it.
+                refused = self.tokens.refused_by_server(
+                    f"the relay refused the token: {error.code} {error.message}")
+                if refused is not None and self._on_token_failure is not None:
+                    await self._on_token_failure(refused)
                 raise TemporaryFailure(f"relay refused the token: {error.code} "
                                        f"{error.message}") from error
             except aiosmtplib.SMTPResponseException as error:

@@ -6,6 +6,7 @@ thread, the relay in a thread of its own). Tokens never appear in logs or errors
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -45,8 +46,12 @@ class TokenSource:
         self._current: TokenSet | None = None
         self._lock = threading.Lock()
         self._log = log.bind(**{target.kind: target.name})
-        # Why the last attempt left us without a token, until one succeeds (/readyz, metrics).
-        self.failing: str | None = None
+        # Why the provider left us without a token, until it gives one again; and why the
+        # mail server refused the provider's tokens, until it takes one (/readyz, metrics).
+        self._provider_failure: str | None = None
+        self._server_refusal: str | None = None
+        # The access token the mail server refused last: not handed out again.
+        self._refused: str | None = None
         self.renewals = 0  # renewals this process made (tests, metrics)
 
     def _margin(self, lifetime_s: float) -> float:
@@ -65,10 +70,37 @@ class TokenSource:
         current = self._current
         return current.expires_at if current else 0.0
 
+    @property
+    def failing(self) -> str | None:
+        """Why this login does not work now, or None."""
+        return self._provider_failure or self._server_refusal
+
+    def refused_by_server(self, reason: str) -> TokenFailure | None:
+        """The mail server refused the token we hold. The first time, the next call renews it
+        (a token revoked early); a fresh token refused as well means the login itself is
+        wrong (the account, its IMAP/SMTP access, the scopes): returned as the failure."""
+        with self._lock:
+            current, self._current = self._current, None
+            refused_before = self._refused is not None
+            self._refused = current.access_token if current else None
+            if not refused_before:
+                return None
+            self._server_refusal = reason
+            episode = self._episode(None).rsplit(":", 1)[0]  # whatever the expiry
+            return TokenFailure(self.target, reason, f"{episode}:server-refused", True)
+
     def forget(self) -> None:
-        """The server refused the token we hold: the next call gets a fresh one."""
+        """Drop the token in hand: the next call reads the saved one or renews."""
         with self._lock:
             self._current = None
+
+    def accepted(self) -> None:
+        """The mail server took the token."""
+        with self._lock:
+            self._refused = None
+            if self._server_refusal is not None:
+                self._log.info("oauth.recovered", was=self._server_refusal)
+            self._server_refusal = None
 
     def access_token(self) -> str:
         """A token good for at least REFRESH_BEFORE_S more, or TokenFailure saying why not."""
@@ -86,12 +118,12 @@ class TokenSource:
                     self._log.warning("oauth.renewal_postponed", error=str(error),
                                       expires_in_s=round(current.expires_at - time.time()))
                     return current.access_token
-                self.failing = str(error)
+                self._provider_failure = str(error)
                 raise TokenFailure(self.target, str(error), self._episode(current),
                                    isinstance(error, TokenRefused)) from None
-            if self.failing is not None:
-                self._log.info("oauth.recovered", was=self.failing)
-            self.failing = None
+            if self._provider_failure is not None:
+                self._log.info("oauth.recovered", was=self._provider_failure)
+            self._provider_failure = None
             self._current = token
             return token.access_token
 
@@ -101,7 +133,8 @@ class TokenSource:
             saved = self.file.read() or {}
         except (OSError, ValueError):
             saved = {}
-        grant = fingerprint(saved.get("refresh_token") or (
+        # The sign-in's id survives the refresh token's rotation; a new sign-in gets a new one.
+        grant = saved.get("grant_id") or fingerprint(saved.get("refresh_token") or (
             self.settings.client_secret.get_secret_value() if self.settings.client_secret
             else None))
         expired = int(float(saved.get("expires_at") or (current.expires_at if current else 0)))
@@ -132,20 +165,23 @@ class TokenSource:
             # Another process sharing this token may have renewed it while we waited.
             expires_at = float(saved.get("expires_at") or 0)
             lifetime = float(saved.get("lifetime_s") or 3600)
-            if saved.get("access_token") and expires_at - self._margin(lifetime) > time.time():
+            if (saved.get("access_token") and saved["access_token"] != self._refused
+                    and expires_at - self._margin(lifetime) > time.time()):
                 return TokenSet(str(saved["access_token"]), expires_at,
                                 str(saved["refresh_token"]), lifetime_s=lifetime)
             old_refresh = str(saved["refresh_token"])
             token = renew(self.settings, self.target.protocol, old_refresh)
-            self.save(token)
+            self.save(token, str(saved.get("grant_id") or fingerprint(old_refresh)))
             self.renewals += 1
             self._log.info("oauth.renewed", rotated=token.refresh_token != old_refresh,
                            expires_in_s=round(token.expires_at - time.time()))
             return token
 
-    def save(self, token: TokenSet) -> None:
-        """Write TOKEN to the state directory at once (the caller holds the renewal lock)."""
-        self.file.write({"provider": self.settings.provider, "access_token": token.access_token,
+    def save(self, token: TokenSet, grant_id: str) -> None:
+        """Write TOKEN of sign-in GRANT_ID to the state directory at once (the caller holds
+        the renewal lock)."""
+        self.file.write({"grant_id": grant_id, "provider": self.settings.provider,
+                         "access_token": token.access_token,
                          "expires_at": token.expires_at, "refresh_token": token.refresh_token,
                          "scope": token.scope, "lifetime_s": token.lifetime_s,
                          "saved_at": time.time()})
@@ -164,8 +200,8 @@ class TokenSource:
                 raise TokenRefused("the provider gave no refresh token: add the offline_access "
                                    "scope (Microsoft) or check the application's settings")
             with self.file.renewal_lock(self._engine):
-                self.save(token)
+                self.save(token, secrets.token_hex(8))
         with self._lock:
             self._current = token
-            self.failing = None
+            self._provider_failure = self._server_refusal = self._refused = None
         return token

@@ -273,3 +273,28 @@ def test_check_config_warns_of_a_mailbox_not_signed_in(oauth_server: OAuthServer
     assert checked.returncode == 0, checked.stderr
     assert "support is not signed in: run `intake-gateway mailbox login support`" \
         in checked.stderr
+
+
+def test_server_refusing_fresh_tokens_is_a_login_failure(
+        oauth_server: OAuthServer, oauth_dovecot: Dovecot, relay_sink: Sink, tmp_path: Path,
+        make_gateway: Callable[..., RunningGateway]) -> None:
+    """Tokens the provider gives but the IMAP server refuses (signed in as another account):
+    once a fresh token is refused as well the login is failing, with one alert; signing in
+    as the right account mends it."""
+    running = make_gateway(relay_port=relay_sink.port, extra=oauth_dovecot.mailbox_config(
+        extra=oauth_keys(oauth_server)) + policy_with_duty(tmp_path))
+    save_grant(running, oauth_server, user="sales")  # the wrong account
+    running.call(running.gateway.start_mailboxes)
+    worker = running.gateway.mailboxes[0]
+    wait_until(lambda: worker.login_failing is not None and worker.failures >= 5, 60, running)
+    assert "IMAP server refused the token" in str(worker.login_failing)
+    ready = httpx.get(f"{running.http_url}/readyz").json()
+    assert "refused the token" in ready["login_failing"]["mailbox:support"]
+    [alert] = duty_alerts(relay_sink)
+    assert "support" in str(alert["Subject"])
+
+    save_grant(running, oauth_server)  # the right account
+    oauth_dovecot.append(make_mail(message_id="<right@acme.example>"))
+    wait_until(lambda: len(tickets(running)) == 1, 60, running)
+    assert worker.login_failing is None
+    assert len(duty_alerts(relay_sink)) == 1

@@ -38,6 +38,7 @@ from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
+from gateway.store.roles import Role, claim_sqlite
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, pending_ids, process_pending
@@ -89,7 +90,7 @@ class Gateway:
         self.delivery = make_delivery(self.settings.outgoing, self.logins.relay_tokens,
                                       self.logins.alert)
         outgoing = self.settings.outgoing
-        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
@@ -107,6 +108,7 @@ class Gateway:
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report,
                                         login_states=self.logins.states))
+        self.sla_role = Role(self.db.engine, "sla-clock")
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock, self.logins.tokens_for,
             self.logins.alert)
@@ -137,7 +139,8 @@ class Gateway:
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
                             asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
-            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
+                                                self.settings.intake.state_dir / "spool")
         await self.http.start()
         if workers:
             await self.start_mailboxes()
@@ -269,9 +272,12 @@ class Gateway:
         return result.registered + result.escalated + result.at_risk
 
     async def _sla_forever(self) -> None:
+        # Instances sharing a database take turns by a role: one runs the clock, and when it
+        # dies another takes over within an interval (two would alert and escalate twice).
         while True:
             try:
-                await self.sla_once()
+                if await self.db.run(self.sla_role.held):
+                    await self.sla_once()
             except Exception as error:  # the database may be down; keep the clock going
                 log.error("sla.error", error=str(error))
             await asyncio.sleep(SLA_INTERVAL_S)
@@ -335,7 +341,9 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
         await self.webhooks.close()
+        self.journal.remove_if_empty()
         self.journal.close()
+        self.sla_role.release()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
@@ -347,6 +355,7 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     notifier = Notifier()
     notifier.status("starting")
     gateway = Gateway(loaded)
+    claim_sqlite(gateway.db.engine)  # held until the process ends
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

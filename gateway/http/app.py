@@ -71,7 +71,8 @@ def make_app(services: Services) -> FastAPI:
             return JSONResponse({"status": "database cannot commit", "error": failure},
                                 status_code=503)
         failing = {name: why for name, why in services.login_states().items() if why}
-        if down := [m.name for m in services.mailboxes if not m.connected]:
+        # A mailbox another instance reads is not down here.
+        if down := [m.name for m in services.mailboxes if m.owned and not m.connected]:
             body: dict[str, object] = {"status": "mailbox down", "mailboxes": down}
             if failing:
                 body["login_failing"] = failing

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.outbox.compose import header_safe, safe_address, sender_parts
 from gateway.outbox.mailer import MaildirDelivery
 from gateway.outbox.oauth_failures import LoginTarget, TokenFailure
-from gateway.outbox.worker import enqueue
+from gateway.outbox.table import enqueue
 from gateway.store.db import transaction
 from gateway.store.models import SENT
 

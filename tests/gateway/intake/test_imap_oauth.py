@@ -56,9 +56,12 @@ def policy_with_duty(tmp_path: Path) -> str:
 
 def save_grant(running: RunningGateway, server: OAuthServer, name: str = "support",
                user: str = "support") -> None:
-    """What `mailbox login` leaves behind, for a grant the provider made to USER."""
-    TokenFile(running.state, "mailbox", name).write(
-        {"refresh_token": server.grant_for(user), "access_token": "", "expires_at": 0})
+    """What `mailbox login` leaves behind, for a grant the provider made to USER; under the
+    renewal lock, as the command writes it (a renewal under way must not overwrite it)."""
+    token_file = TokenFile(running.state, "mailbox", name)
+    with token_file.renewal_lock(None):
+        token_file.write(
+            {"refresh_token": server.grant_for(user), "access_token": "", "expires_at": 0})
 
 
 def tickets(running: RunningGateway) -> list[dict[str, object]]:

@@ -77,6 +77,13 @@ def logins_not_signed_in(settings: Settings) -> list[str]:
             and not TokenFile(settings.intake.state_dir, kind, name).path.exists()]
 
 
+def warn_not_signed_in(settings: Settings) -> None:
+    """check-config: a valid configuration, but these will not log in yet."""
+    for name in logins_not_signed_in(settings):
+        print(f"warning: {name} is not signed in: run `intake-gateway mailbox login {name}`",
+              file=sys.stderr)
+
+
 def add_mailbox_commands(commands: Any) -> None:
     mailbox = commands.add_parser("mailbox", help="IMAP mailboxes and the relay: OAuth 2.0")
     sub = mailbox.add_subparsers(dest="mailbox_command", required=True)

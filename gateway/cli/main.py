@@ -77,11 +77,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.rules_file import load_rules_file
 
     load_rules_file(loaded.settings.files.rules)
-    from gateway.cli.mailbox_commands import logins_not_signed_in
+    from gateway.cli.mailbox_commands import warn_not_signed_in
 
-    for name in logins_not_signed_in(loaded.settings):  # valid, but it will not log in yet
-        print(f"warning: {name} is not signed in: run `intake-gateway mailbox login {name}`",
-              file=sys.stderr)
+    warn_not_signed_in(loaded.settings)
     where = loaded.path or "embedded defaults"
     print(f"{where}: OK")
     return EXIT_OK

@@ -211,11 +211,12 @@ def make_gateway(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Ru
     running: list[RunningGateway] = []
 
     def start(relay_port: int | None = None, extra: str = "", smtp: str = "",
-              workers: bool = False, http: str = "", intake: str = "") -> RunningGateway:
+              workers: bool = False, http: str = "", intake: str = "",
+              outgoing: str = "") -> RunningGateway:
         state = tmp_path / f"state{len(running)}"
         port = free_port()
         text = config_text(database_url, state, port, relay_port=relay_port, extra=extra,
-                           smtp=smtp, http=http, intake=intake)
+                           smtp=smtp, http=http, intake=intake, outgoing_extra=outgoing)
         config_path = tmp_path / f"config{len(running)}.toml"
         config_path.write_text(text, encoding="utf-8")
         settings = parse_settings(text, config_path)

@@ -45,10 +45,10 @@ mail_location = maildir:{root}/mail/%u
 mailbox_idle_check_interval = 1 secs
 auth_failure_delay = 0
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 ssl = {ssl}
 {ssl_files}
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
 }}
@@ -168,6 +168,9 @@ class Dovecot:
     log_commands: bool = False
     # Dovecot's imap_capability, which replaces its own list; None: Dovecot's own.
     imap_capability: str | None = None
+    # A token introspection endpoint (RFC 7662): users may then log in with XOAUTH2 and
+    # OAUTHBEARER too, Dovecot's oauth2 passdb asking this URL whether a token is good.
+    oauth2_introspection_url: str | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -209,7 +212,7 @@ class Dovecot:
             imaps_port=self.port if self.tls else 0,
             auth_user=pwd.getpwuid(os.getuid()).pw_name, **users, uid=uid, gid=gid,
             ssl="required" if self.tls else "no", ssl_files=ssl_files,
-            extra=self._extra_config())
+            extra=self._extra_config(), **self._oauth2_config())
         (self.root / "dovecot.conf").write_text(config, encoding="utf-8")
         self._process = subprocess.Popen(
             [binary, "-F", "-c", str(self.root / "dovecot.conf")],
@@ -253,6 +256,21 @@ class Dovecot:
                     time.sleep(0.05)
             except OSError:
                 return
+
+    def _oauth2_config(self) -> dict[str, str]:
+        if self.oauth2_introspection_url is None:
+            return {"oauth2_mechanisms": "", "oauth2_passdb": ""}
+        (self.root / "oauth2.conf.ext").write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {self.oauth2_introspection_url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+            "timeout_msecs = 5000\n", encoding="utf-8")
+        passdb = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                  f"  args = {self.root}/oauth2.conf.ext\n}}\n")
+        return {"oauth2_mechanisms": " xoauth2 oauthbearer", "oauth2_passdb": passdb}
 
     def _extra_config(self) -> str:
         lines: list[str] = []
@@ -325,14 +343,16 @@ class Dovecot:
 
 @contextmanager
 def running_dovecot(tls: bool = False, *, without_capabilities: frozenset[str] = frozenset(),
-                    log_commands: bool = False) -> Iterator[Dovecot]:
+                    log_commands: bool = False,
+                    oauth2_introspection_url: str | None = None) -> Iterator[Dovecot]:
     """A Dovecot in a fresh directory of its own (its mail user must reach it, so not under
     pytest's private tmp_path), removed afterwards."""
     dovecot_binary()
     root = Path(tempfile.mkdtemp(prefix="intake-dovecot-"))
     root.chmod(0o755)
     server = Dovecot(root, free_port(), tls=tls, users={"support": "secret", "sales": "secret2"},
-                     without_capabilities=without_capabilities, log_commands=log_commands)
+                     without_capabilities=without_capabilities, log_commands=log_commands,
+                     oauth2_introspection_url=oauth2_introspection_url)
     try:
         server.start()
         yield server

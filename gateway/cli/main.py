@@ -39,32 +39,17 @@ def _settings(args: argparse.Namespace) -> LoadedSettings:
 def cmd_run(args: argparse.Namespace) -> int:
     # Settings (and logging) first: the app's imports then find logging configured.
     loaded = _settings(args)
+    from gateway.daemon.event_loops import loop_factory
     from gateway.daemon.service import run_daemon
     from gateway.store.roles import InstanceRunning
 
-    with asyncio.Runner(loop_factory=_loop_factory(loaded.settings.intake.event_loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(loaded.settings.intake.event_loop)) as runner:
         try:
             runner.run(run_daemon(loaded))
         except InstanceRunning as error:
             print(f"intake-gateway: {error}", file=sys.stderr)
             return EXIT_FAILURE
     return EXIT_OK
-
-
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when configured and installed, else asyncio's (None).
-
-    The daemon's own thread carries every SMTP and HTTP session, the acknowledgements' SMTP
-    client and the intake door's hand-offs; uvloop does their socket and scheduling work in
-    C (SMTP bench, 3,000 messages, back to back on a quiet VM: daemon and worker 4.9 -> 3.8 ms
-    of CPU per message, 245 -> 299 messages/s end to end)."""
-    if name != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -77,6 +62,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.rules_file import load_rules_file
 
     load_rules_file(loaded.settings.files.rules)
+    from gateway.cli.mailbox_commands import warn_not_signed_in
+
+    warn_not_signed_in(loaded.settings)
     where = loaded.path or "embedded defaults"
     print(f"{where}: OK")
     return EXIT_OK
@@ -348,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.token_commands import add_token_commands
 
     add_token_commands(commands)
+    from gateway.cli.mailbox_commands import add_mailbox_commands
+
+    add_mailbox_commands(commands)
     from gateway.cli.rules_commands import add_rules_commands
 
     add_rules_commands(commands)

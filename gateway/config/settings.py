@@ -15,9 +15,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from gateway.config.chat_platforms import ChatPlatformSettings
+from gateway.config.oauth_settings import OAuthSettings
 from gateway.config.portal_settings import PortalSettings
 from gateway.config.report_settings import ReportSettings
 from gateway.config.section import Section
@@ -97,7 +99,7 @@ class HttpSettings(Section):
     _check_listen = field_validator("listen")(_host_port)
 
 
-class MailboxSettings(Section):
+class MailboxSettings(OAuthSettings):
     name: str
     host: str
     port: int = Field(default=993, gt=0, lt=65536)
@@ -127,7 +129,7 @@ class MailboxSettings(Section):
         return value
 
 
-class OutgoingSettings(Section):
+class OutgoingSettings(OAuthSettings):
     sender: str = Field(default="Support <support@localhost>", alias="from")
     host: str | None = None
     port: int = Field(default=587, gt=0, lt=65536)
@@ -145,6 +147,12 @@ class OutgoingSettings(Section):
     lease_s: float = Field(default=300, gt=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _oauth_user(self) -> OutgoingSettings:
+        if self.uses_oauth and not self.username:
+            raise ValueError(f"auth = {self.auth!r} needs username (the mailbox the token is for)")
+        return self
 
 
 class IntakeSettings(Section):
@@ -276,7 +284,7 @@ class LoadedSettings:
 
 
 # Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
-_SECRET_FIELDS = {"password", "admin_token", "secret"}
+_SECRET_FIELDS = {"password", "admin_token", "secret", "client_secret"}
 
 
 def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],

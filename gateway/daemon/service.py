@@ -19,6 +19,7 @@ from gateway.config.rules_file import RulesWatcher, load_rules_file
 from gateway.config.settings import LoadedSettings
 from gateway.daemon.gc_freeze import settle
 from gateway.daemon.logs import configure_process_logging
+from gateway.daemon.mail_logins import MailLogins
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
 from gateway.daemon.worker_batches import PackedContext, worker_ready
 from gateway.daemon.worker_deaths import process_in_worker
@@ -87,8 +88,11 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.context = build_context(loaded, self.clock)
         self.db = Database(self.settings.database_url())
-        self.delivery: Delivery = RoutedDelivery(make_delivery(self.settings.outgoing),
-                                                 ChatReplies(self.settings.chat_platforms))
+        self.logins = MailLogins(self.settings, self.db, self.clock,
+                                 lambda: self.context.policy.escalation.duty_address)
+        self.delivery: Delivery = RoutedDelivery(
+            make_delivery(self.settings.outgoing, self.logins.relay_tokens, self.logins.alert),
+            ChatReplies(self.settings.chat_platforms))
         alerts = self.settings.alerts
         self.alert_delivery = make_delivery(alerts) if alerts is not None else None
         outgoing = self.settings.outgoing
@@ -109,11 +113,13 @@ class Gateway:
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report,
-                                        wake_outbox=self.outbox.wake))
+                                        wake_outbox=self.outbox.wake,
+                                        login_states=self.logins.states))
         self.sla_role = Role(self.db.engine, "sla-clock")
         self.instance = instance_name(self.settings.intake.state_dir)
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
-            self.settings.mailboxes, self.door, self.db, self.clock)
+            self.settings.mailboxes, self.door, self.db, self.clock, self.logins.tokens_for,
+            self.logins.alert)
         self.http.services.mailboxes = self.mailboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()

@@ -73,22 +73,30 @@ def make_app(services: Services) -> FastAPI:
         if failure := services.door.commit_failure:
             return JSONResponse({"status": "database cannot commit", "error": failure},
                                 status_code=503)
+        failing = {name: why for name, why in services.login_states().items() if why}
         # A mailbox another instance reads is not down here.
         if down := [m.name for m in services.mailboxes if m.owned and not m.connected]:
-            return JSONResponse({"status": "mailbox down", "mailboxes": down}, status_code=503)
+            body: dict[str, object] = {"status": "mailbox down", "mailboxes": down}
+            if failing:
+                body["login_failing"] = failing
+            return JSONResponse(body, status_code=503)
+        if failing:
+            return JSONResponse({"status": "login failing", "login_failing": failing},
+                                status_code=503)
         try:
             await asyncio.to_thread(_ping, services)
         except Exception as error:
             log.warning("http.not_ready", error=str(error))
             return JSONResponse({"status": "database unreachable"}, status_code=503)
-        body: dict[str, object] = {"status": "ready"}
+        body = {"status": "ready"}
         if services.context is not None and (warnings := missing_transfers(
                 services.context().policy, services.clock.now().date())):
             body["warnings"] = warnings  # ready still: deadlines are computed, maybe wrong
         return JSONResponse(body)
 
     collector = GatewayCollector(services.db.engine, services.clock.now,
-                                 lambda: services.mailboxes, lambda: dict(services.outcomes))
+                                 lambda: services.mailboxes, lambda: dict(services.outcomes),
+                                 services.login_states)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus text format",
              response_class=PlainTextResponse)

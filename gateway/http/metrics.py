@@ -39,8 +39,10 @@ class GatewayCollector(Collector):
 
     def __init__(self, engine: Engine, now: Callable[[], datetime],
                  mailboxes: Callable[[], Sequence[Any]],
-                 http_outcomes: Callable[[], dict[str, int]]) -> None:
+                 http_outcomes: Callable[[], dict[str, int]],
+                 logins: Callable[[], dict[str, str | None]] = dict) -> None:
         self.engine = engine
+        self.logins = logins
         self.now = now
         self.mailboxes = mailboxes
         self.http_outcomes = http_outcomes
@@ -126,6 +128,12 @@ class GatewayCollector(Collector):
         yield connected
         yield failing
         yield read_here
+        logins = GaugeMetricFamily("intake_oauth_login_failing",
+                                   "1 while an OAuth 2.0 login (mailbox:NAME, outgoing) has no "
+                                   "usable token", labels=["login"])
+        for name, why in sorted(self.logins().items()):
+            logins.add_metric([name], 1 if why else 0)
+        yield logins
 
         http = CounterMetricFamily("intake_http_requests", "HTTP intake requests by outcome",
                                    labels=["outcome"])

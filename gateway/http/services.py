@@ -40,6 +40,9 @@ class Services:
     wake_outbox: Callable[[], None] | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
+    # OAuth 2.0 logins ("mailbox:NAME" or "outgoing") -> why they have no usable token,
+    # or None while they have one.
+    login_states: Callable[[], dict[str, str | None]] = dict
 
     def hook(self, name: str) -> WebhookSettings | None:
         return next((h for h in self.settings.webhooks if h.name == name), None)

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from imapclient.exceptions import LoginError
 from sqlalchemy import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 from tenacity.wait import wait_base
@@ -26,9 +28,13 @@ from gateway.clock import Clock
 from gateway.config.settings import MailboxSettings
 from gateway.intake.door import Accepted, IncomingInput, IntakeDoor
 from gateway.intake.imap_session import Fetched, ImapSession, Selected
+from gateway.outbox.oauth_failures import TokenFailure
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
 from gateway.store.roles import Role
+
+if TYPE_CHECKING:
+    from gateway.outbox.oauth_tokens import TokenSource
 
 log = structlog.get_logger("gateway.imap")
 T = TypeVar("T")
@@ -60,8 +66,15 @@ class MailboxWorker:
     """Imports one mailbox: `poll_once()` catches up; `start()` follows it (IDLE or polling)."""
 
     def __init__(self, settings: MailboxSettings, door: IntakeDoor, db: Database,
-                 clock: Clock) -> None:
+                 clock: Clock, tokens: TokenSource | None = None,
+                 on_token_failure: Callable[[TokenFailure], Awaitable[None]] | None = None,
+                 ) -> None:
         self.settings = settings
+        # OAuth 2.0 (auth = xoauth2 | oauthbearer): the token source, who hears of a login
+        # that no longer works, and until when the open session's token is good.
+        self.tokens = tokens
+        self._on_token_failure = on_token_failure
+        self._logged_in_until = 0.0
         # Instances sharing a database read a mailbox one at a time (each polling it took
         # every message once per instance, and raced on its checkpoint).
         self.role = Role(db.engine, f"mailbox:{settings.name}")
@@ -100,10 +113,47 @@ class MailboxWorker:
                 await self._disconnect(graceful=False)
                 raise
 
+    @property
+    def login_failing(self) -> str | None:
+        """Why no OAuth token can be had for this mailbox (None: fine, or not OAuth)."""
+        return self.tokens.failing if self.tokens is not None else None
+
+    def _token_expiring(self) -> bool:
+        return (self.tokens is not None
+                and self._logged_in_until - self.tokens.margin_s <= time.time())
+
+    async def _open(self) -> Selected:
+        if self.tokens is None:
+            return await self._call(self._session.open)
+        try:
+            token = await self._call(self.tokens.access_token)
+        except TokenFailure as failure:
+            await self._login_failing(failure)
+            raise
+        try:
+            selected = await self._call(self._session.open, token)
+        except LoginError as error:
+            refusal = self.tokens.refused_by_server(f"the IMAP server refused the token: {error}")
+            if refusal is not None:
+                await self._login_failing(refusal)
+            raise
+        self.tokens.accepted()
+        self._logged_in_until = self.tokens.expires_at()
+        return selected
+
+    async def _login_failing(self, failure: TokenFailure) -> None:
+        self._log.error("oauth.login_failing", error=failure.reason, refused=failure.refused)
+        if self._on_token_failure is not None:
+            await self._on_token_failure(failure)
+
     async def _import_new(self) -> int:
         s = self.settings
+        if self._selected is not None and self._session.connected and self._token_expiring():
+            # Log in again with a fresh token before the server drops the session.
+            self._log.info("imap.token_reconnect")
+            await self._disconnect(graceful=True)
         if self._selected is None or not self._session.connected:
-            self._selected = await self._call(self._session.open)
+            self._selected = await self._open()
             self.connected = True
             self._log.info("imap.connected", host=s.host, port=s.port, security=s.security,
                            folder=s.folder, uidvalidity=self._selected.uidvalidity)
@@ -173,10 +223,14 @@ class MailboxWorker:
         """IDLE (re-issued every idle_timeout_s) or sleep poll_interval_s; True on news."""
         s = self.settings
         idle = s.idle and b"IDLE" in self._session.capabilities
+        seconds = s.idle_timeout_s if idle else s.poll_interval_s
+        if self.tokens is not None:
+            # Wake in time to reconnect with a fresh token (the next round does that).
+            left = self._logged_in_until - self.tokens.margin_s - time.time()
+            seconds = max(0.0, min(seconds, left))
         async with self._lock:
             try:
-                return await self._call(self._session.wait_for_news,
-                                        s.idle_timeout_s if idle else s.poll_interval_s)
+                return await self._call(self._session.wait_for_news, seconds)
             except Exception:
                 await self._disconnect(graceful=False)
                 raise
@@ -259,5 +313,8 @@ class MailboxWorker:
 
 
 def mailbox_workers(settings: list[MailboxSettings], door: IntakeDoor, db: Database,
-                    clock: Clock) -> list[MailboxWorker]:
-    return [MailboxWorker(mailbox, door, db, clock) for mailbox in settings]
+                    clock: Clock, tokens: Callable[[MailboxSettings], TokenSource | None],
+                    on_token_failure: Callable[[TokenFailure], Awaitable[None]] | None = None,
+                    ) -> list[MailboxWorker]:
+    return [MailboxWorker(mailbox, door, db, clock, tokens(mailbox), on_token_failure)
+            for mailbox in settings]

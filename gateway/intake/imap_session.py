@@ -59,10 +59,13 @@ class ImapSession:
     def connected(self) -> bool:
         return self._client is not None
 
-    def open(self) -> Selected:
-        """Connect with the configured security, LOGIN, SELECT the folder (read-write)."""
+    def open(self, access_token: str | None = None) -> Selected:
+        """Connect with the configured security, log in (LOGIN, or AUTHENTICATE XOAUTH2 /
+        OAUTHBEARER with ACCESS_TOKEN), SELECT the folder (read-write)."""
         s = self.settings
-        if s.password is None:
+        if s.uses_oauth and access_token is None:
+            raise MailboxError(f"auth = {s.auth!r} but no access token was given")
+        if not s.uses_oauth and s.password is None:
             raise MailboxError("no password configured (password_file or password_env)")
         timeout = SocketTimeout(connect=min(s.timeout_s, 30), read=s.timeout_s)
         if s.security == "tls":
@@ -75,7 +78,13 @@ class ImapSession:
         try:
             if s.security == "starttls":
                 client.starttls(tls_context(s))
-            client.login(s.username, s.password.get_secret_value())
+            if access_token is None:
+                assert s.password is not None
+                client.login(s.username, s.password.get_secret_value())
+            elif s.auth == "oauthbearer":
+                client.oauthbearer_login(s.username, access_token)
+            else:
+                client.oauth2_login(s.username, access_token)
             self.capabilities = frozenset(client.capabilities())
             info = client.select_folder(s.folder)
         except BaseException:

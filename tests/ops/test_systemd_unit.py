@@ -43,8 +43,13 @@ def test_unit_verifies(analyze: str, tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", "--man=no", str(installed_copy(tmp_path))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    # verify reports unknown or misspelt settings as warnings only.
-    assert "Unknown" not in result.stderr and "Failed" not in result.stderr, result.stderr
+    # verify reports unknown or misspelt settings as warnings only. It also loads every unit
+    # installed on the machine and complains of theirs (Debian's request-tracker5.service, which
+    # the tracker tests need): only lines about our unit count.
+    ours = "\n".join(line for line in result.stderr.splitlines()
+                     if not line.startswith(("/lib/systemd/", "/usr/lib/systemd/", "/etc/systemd/"))
+                     or UNIT.name in line)
+    assert "Unknown" not in ours and "Failed" not in ours, result.stderr
 
 
 def test_unit_security_exposure_is_ok(analyze: str, tmp_path: Path) -> None:

@@ -123,6 +123,8 @@ class Gateway:
         self.http.services.mailboxes = self.mailboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
+        self._in_flight: set[asyncio.Task[BatchResult]] = set()  # the processor's batches
+        self._claiming = asyncio.Lock()
         self._pool: WorkerPool | None = None
 
     async def start(self, workers: bool = True) -> None:
@@ -184,9 +186,14 @@ class Gateway:
 
     async def process_once(self) -> int:
         """Process one batch of received inputs here; the number handled (tests, drains)."""
-        ids = await self.db.run(claim_pending, self.db.engine,
-                                self.settings.intake.processing_batch, 0, self.clock.now(),
-                                self.instance)
+        # The processor's batches (and a claim it is making) lock their inputs' rows: a claim
+        # now would pass them by, and "nothing left" would not mean processed.
+        async with self._claiming:
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            ids = await self.db.run(claim_pending, self.db.engine,
+                                    self.settings.intake.processing_batch, 0, self.clock.now(),
+                                    self.instance)
         if not ids:
             return 0
         result = await self._process_batch(ids, in_worker=False)
@@ -243,31 +250,32 @@ class Gateway:
 
     async def _process_forever(self) -> None:
         """Hand batches of received inputs to the workers, a few in flight at a time."""
-        in_flight: set[asyncio.Task[BatchResult]] = set()
+        in_flight = self._in_flight
         most_in_flight = 4 * max(1, self.settings.intake.workers)
         # Inputs up to this id are handed out already; reset to 0 whenever nothing is in
         # flight, so inputs committed out of id order (other writers) are found as well.
         after_id = 0
         while True:
             self._work.clear()
-            try:
-                ids = await self.db.run(claim_pending, self.db.engine,
-                                        self.settings.intake.processing_batch, after_id,
-                                        self.clock.now(), self.instance)
-            except Exception as error:  # the database may be down; keep trying
-                log.error("processor.error", error=str(error))
-                ids = []
+            async with self._claiming:
+                try:
+                    ids = await self.db.run(claim_pending, self.db.engine,
+                                            self.settings.intake.processing_batch, after_id,
+                                            self.clock.now(), self.instance)
+                except Exception as error:  # the database may be down; keep trying
+                    log.error("processor.error", error=str(error))
+                    ids = []
+                if ids:
+                    in_flight.add(asyncio.create_task(self._process_batch(ids)))
             if ids:
                 after_id = ids[-1]
-                in_flight.add(asyncio.create_task(self._process_batch(ids)))
                 if len(in_flight) < most_in_flight:
                     continue
-                done, in_flight = await asyncio.wait(in_flight,
-                                                     return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             else:
-                done, in_flight = (await asyncio.wait(in_flight) if in_flight
-                                   else (set(), set()))
+                done, _ = await asyncio.wait(in_flight) if in_flight else (set(), set())
                 after_id = 0
+            in_flight -= done
             for task in done:
                 if task.exception() is not None:
                     log.error("processor.error", error=str(task.exception()))

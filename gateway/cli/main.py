@@ -232,8 +232,8 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
+    from gateway.daemon.context_files import build_context
     from gateway.daemon.one_pass import deliver_now
-    from gateway.daemon.service import build_context
     from gateway.store.db import open_migrated
     from gateway.tickets.lifecycle import (
         EventInvalid,

@@ -32,8 +32,8 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
 
     A held input retried by an operator is released: it registers even from an unknown sender.
     """
+    from gateway.daemon.context_files import build_context
     from gateway.daemon.one_pass import deliver_now
-    from gateway.daemon.service import build_context
 
     engine = open_migrated(loaded.settings.database_url())
     with read_transaction(engine) as session:

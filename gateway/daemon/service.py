@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import signal
 from datetime import timedelta
-from email.utils import parseaddr
 
 import structlog
-from sqlalchemy import Engine
 
 from gateway.clock import Clock, SystemClock
-from gateway.config.customers import Directory, load_customers
-from gateway.config.rules_file import RulesWatcher, load_rules_file
+from gateway.config.rules_file import RulesWatcher
 from gateway.config.settings import LoadedSettings
+from gateway.daemon.context_files import build_context, sync_customers
 from gateway.daemon.gc_freeze import settle
 from gateway.daemon.logs import configure_process_logging
 from gateway.daemon.mail_logins import MailLogins
@@ -35,14 +32,11 @@ from gateway.outbox.sent_journal import SentJournal
 from gateway.outbox.webhooks import WebhookDispatcher
 from gateway.outbox.worker import OutboxWorker
 from gateway.sla.calendar_check import missing_transfers
-from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, build_report
 from gateway.sla.report_render import render
-from gateway.store.db import Database, migrate, migrate_url, transaction
-from gateway.store.models import Customer
+from gateway.store.db import Database, migrate, migrate_url
 from gateway.store.roles import Role, claim_sqlite
 from gateway.tickets.claims import claim_pending, instance_name, release_claims
-from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, process_pending
 from gateway.tickets.sla_watch import sla_step
@@ -54,29 +48,6 @@ SLA_INTERVAL_S = 15.0
 # Inputs stored by another process (the `ingest` command, a second instance) are noticed
 # within this many seconds even when nothing wakes the processor.
 POLL_INTERVAL_S = 2.0
-
-
-def sync_customers(engine: Engine, directory: Directory) -> None:
-    """Mirror the customers file into the customers table for joins and reports."""
-    with transaction(engine) as session:
-        for entry in directory.customers:
-            session.merge(Customer(
-                id=entry.id, name=entry.name, tier=entry.tier, language=entry.language,
-                emails=json.dumps(entry.emails), domains=json.dumps(entry.domains),
-                phones=json.dumps(entry.phones), engineer=entry.engineer, manager=entry.manager))
-
-
-def build_context(loaded: LoadedSettings, clock: Clock) -> Context:
-    """Policy, customers and addresses from the files; ConfigError when any is bad."""
-    settings = loaded.settings
-    own = {parseaddr(settings.outgoing.sender)[1].lower()}
-    if settings.smtp:
-        own |= {r.lower() for r in settings.smtp.recipients}
-    own |= {m.username.lower() for m in settings.mailboxes if "@" in m.username}
-    policy = load_policy_for(settings)
-    directory = load_customers(settings.files.customers, tuple(policy.tiers))
-    return Context(settings, directory, clock, frozenset(own), policy,
-                   load_rules_file(settings.files.rules))
 
 
 class Gateway:

@@ -20,7 +20,7 @@ import pytest
 from gateway.cli.quarantine import list_quarantine
 from gateway.clock import SystemClock
 from gateway.config.settings import load_settings
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import open_migrated
 from gateway.tickets.processing import process_pending

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.intake.door import IncomingInput, arrival, store_inputs
 from gateway.sla.deadlines import deadlines
 from gateway.tickets.processing import process_pending

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.tickets.lifecycle import apply_event, parse_event
 from parsers.email import parse_email
 from tests.conftest import make_mail

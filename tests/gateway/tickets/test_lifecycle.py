@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
-from gateway.daemon.service import Gateway, build_context
+from gateway.daemon.context_files import build_context
+from gateway.daemon.service import Gateway
 from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import make_engine, migrate, transaction
 from gateway.store.models import OutboxItem

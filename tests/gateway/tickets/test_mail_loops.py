@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from gateway.config.settings import LoopSettings
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.store.db import transaction
 from gateway.store.models import NO_ACKNOWLEDGEMENT, OutboxItem, Ticket
 from gateway.tickets.lifecycle import apply_event, parse_event

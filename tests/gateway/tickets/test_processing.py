@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from gateway.clock import ManualClock
 from gateway.config.settings import LoadedSettings, parse_settings
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.intake.door import IncomingInput, store_inputs
 from gateway.store.db import make_engine, migrate
 from gateway.store.models import Input, OutboxItem

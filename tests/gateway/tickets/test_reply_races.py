@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from gateway.daemon.service import build_context
+from gateway.daemon.context_files import build_context
 from gateway.store.db import transaction
 from gateway.store.models import Ticket
 from gateway.tickets.replies import add_to_ticket

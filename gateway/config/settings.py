@@ -19,6 +19,7 @@ from pydantic import (
 
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
+from gateway.config.tracker_settings import TrackerSettings
 from gateway.config.trust_settings import TrustSettings
 from gateway.config.webhook_settings import WebhookSettings
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
@@ -222,6 +223,7 @@ class Settings(Section):
     outgoing: OutgoingSettings = OutgoingSettings()
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
+    trackers: list[TrackerSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
@@ -244,6 +246,14 @@ class Settings(Section):
             raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
         return subs
 
+    @field_validator("trackers")
+    @classmethod
+    def _unique_trackers(cls, trackers: list[TrackerSettings]) -> list[TrackerSettings]:
+        names = [t.name for t in trackers]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"tracker names must be unique: {', '.join(duplicates)}")
+        return trackers
+
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
@@ -257,7 +267,7 @@ class LoadedSettings:
 
 
 # Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
-_SECRET_FIELDS = {"password", "admin_token", "secret"}
+_SECRET_FIELDS = {"password", "admin_token", "secret", "token"}
 
 
 def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],

@@ -41,6 +41,8 @@ from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, pending_ids, process_pending
 from gateway.tickets.sla_watch import sla_step
+from gateway.trackers.connector import connectors_for
+from gateway.trackers.handover import sync_trackers
 
 log = structlog.get_logger("gateway.app")
 
@@ -105,6 +107,9 @@ class Gateway:
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes
+        self.trackers = connectors_for(self.db, self.settings.trackers, self.clock,
+                                       lambda: self.context, self.outbox.wake)
+        self.http.services.trackers = self.trackers
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._pool: WorkerPool | None = None
@@ -115,6 +120,7 @@ class Gateway:
         await self._migrate(separately=workers and self.settings.intake.workers > 0)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         await self.webhooks.start()
+        await self.db.run(sync_trackers, self.db.engine, self.settings.trackers)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if self.settings.files.rules is not None:
             watcher = RulesWatcher(self.settings.files.rules, self.reload)
@@ -129,7 +135,9 @@ class Gateway:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox"),
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
-                            asyncio.create_task(self._sla_forever(), name="sla")]
+                            asyncio.create_task(self._sla_forever(), name="sla"),
+                            *(asyncio.create_task(t.run(), name=f"tracker-{t.name}")
+                              for t in self.trackers)]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
         await self.http.start()
@@ -288,7 +296,8 @@ class Gateway:
         """Process, register, escalate and send everything that is due now (tests, one-shot
         commands)."""
         while (await self.process_once() or await self.sla_once()
-               or await self.outbox.run_once() or await self.webhooks.run_once()):
+               or await self.outbox.run_once() or await self.webhooks.run_once()
+               or any([await t.run_once() for t in self.trackers])):
             pass
 
     def reload(self) -> bool:
@@ -329,6 +338,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
         await self.webhooks.close()
+        await asyncio.gather(*(t.close() for t in self.trackers), return_exceptions=True)
         self.journal.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

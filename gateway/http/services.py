@@ -37,6 +37,8 @@ class Services:
     sla_report: Callable[[ReportQuery], Awaitable[SlaReport]] | None = None
     # The IMAP mailbox workers (name, connected, failures), for /readyz and /metrics.
     mailboxes: Sequence[Any] = ()
+    # The tracker connectors (name, connected, failures, last_error), for /readyz and /metrics.
+    trackers: Sequence[Any] = ()
 
     def hook(self, name: str) -> WebhookSettings | None:
         return next((h for h in self.settings.webhooks if h.name == name), None)

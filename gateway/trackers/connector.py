@@ -19,7 +19,7 @@ from gateway.config.tracker_settings import TrackerSettings
 from gateway.store.db import Database
 from gateway.store.models import CLOSED, RESOLVED
 from gateway.trackers.handover import Outcome, Owed, Plan, claim, plan, record
-from gateway.trackers.interface import Tracker, TrackerRefused, TrackerUnavailable
+from gateway.trackers.interface import RemoteChange, Tracker, TrackerRefused, TrackerUnavailable
 from gateway.trackers.status_sync import apply_change, cursor_of, save_cursor
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class TrackerConnector:
                                           self.lease)
                 if not owed:
                     break
-                outcome = await self._hand_over(owed[0])
+                outcome = await self.hand_over(owed[0])
                 await self._db.run(record, self._db.engine, self.settings, [outcome],
                                    self._clock.now())
                 done += 1
@@ -99,7 +99,7 @@ class TrackerConnector:
                     break
         return done
 
-    async def _hand_over(self, item: Owed) -> Outcome:
+    async def hand_over(self, item: Owed) -> Outcome:
         if item.ticket_number is None:
             return Outcome(item, None, None)
         wanted = await self._db.run(plan, self._db.engine, self.name, item.ticket_number,
@@ -150,11 +150,27 @@ class TrackerConnector:
         if item.event_type == "ticket.priority_changed":
             await self.tracker.update(remote_id, priority=wanted.ticket.priority)
         if item.event_type == "ticket.status_changed" and item.actor != self.actor:
-            ours_done = wanted.status in (RESOLVED, CLOSED)
-            theirs_done = self.tracker.meaning(progress["remote_status"]) != "active"
-            if ours_done != theirs_done:
-                progress["remote_status"] = await self.tracker.update(
-                    remote_id, status="resolved" if ours_done else "active")
+            await self._carry_status(wanted, progress)
+
+    async def _carry_status(self, wanted: Plan, progress: dict[str, Any]) -> None:
+        """Our status change to the tracker, unless the tracker changed since we last
+        looked (or a change of its waited for our registration): its news wins then."""
+        remote_id = progress["remote_id"]
+        current = await self.tracker.status(remote_id)
+        if current != progress["remote_status"]:
+            change = RemoteChange(remote_id, current, self.tracker.meaning(current), "")
+            applied = await self._db.run(apply_change, self._db.engine, self.name, change,
+                                         self.tracker.meaning, self._context())
+            if applied is not None:
+                progress["remote_status"] = current
+                if applied:
+                    self._on_enqueued()
+            return
+        ours_done = wanted.status in (RESOLVED, CLOSED)
+        theirs_done = self.tracker.meaning(current) != "active"
+        if ours_done != theirs_done:
+            progress["remote_status"] = await self.tracker.update(
+                remote_id, status="resolved" if ours_done else "active")
 
     async def poll_once(self) -> int:
         """Look for the tracker's changes since the last look and apply them; how many
@@ -169,8 +185,9 @@ class TrackerConnector:
         self._succeeded()
         enqueued = 0
         for change in changes.changes:
-            enqueued += await self._db.run(apply_change, self._db.engine, self.name, change,
-                                           self.tracker.meaning, self._context())
+            applied = await self._db.run(apply_change, self._db.engine, self.name, change,
+                                         self.tracker.meaning, self._context())
+            enqueued += applied or 0
         await self._db.run(save_cursor, self._db.engine, self.name, changes)
         if enqueued:
             self._on_enqueued()

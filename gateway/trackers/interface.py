@@ -89,6 +89,9 @@ class Tracker(Protocol):
     async def create(self, ticket: TicketOut) -> tuple[str, str]:
         """Create the tracker ticket; its id and status."""
 
+    async def status(self, remote_id: str) -> str:
+        """The tracker ticket's status now."""
+
     async def has_message(self, remote_id: str, marker: str) -> bool:
         """Whether a message carrying MARKER is on the tracker ticket already."""
 

@@ -123,7 +123,11 @@ class RequestTracker:
     async def find(self, number: str) -> tuple[str, str] | None:
         tag = subject_tag(number)
         found = await self._call("GET", "tickets", params={
-            "query": f"Subject LIKE {_quoted(tag)}", "fields": "Subject,Status",
+            # In our queue only: another gateway (staging, say) may use the same numbers in
+            # its own queue. Only a create whose record was lost is looked for here, within
+            # seconds of it, before anyone could move the ticket.
+            "query": f"Queue = {_quoted(self._settings.queue)} AND Subject LIKE {_quoted(tag)}",
+            "fields": "Subject,Status",
             "orderby": "id", "order": "ASC", "per_page": PER_PAGE})
         for item in found.get("items", []):
             # LIKE is a substring match in any case; ours opens the subject.
@@ -147,8 +151,11 @@ class RequestTracker:
         remote_id = str(created.get("id", ""))
         if not remote_id:
             raise TrackerUnavailable(f"Request Tracker created no ticket: {created}"[:300])
+        return remote_id, await self.status(remote_id)
+
+    async def status(self, remote_id: str) -> str:
         shown = await self._call("GET", f"ticket/{remote_id}")
-        return remote_id, str(shown.get("Status", "new"))
+        return str(shown.get("Status", ""))
 
     async def has_message(self, remote_id: str, marker: str) -> bool:
         for page in range(1, MAX_PAGES + 1):

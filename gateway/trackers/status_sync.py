@@ -14,7 +14,15 @@ from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from gateway.store.db import read_transaction, transaction
-from gateway.store.models import CLOSED, REGISTERED, RESOLVED, Ticket, TrackerCursor, TrackerLink
+from gateway.store.models import (
+    CLOSED,
+    PENDING_REGISTRATION,
+    REGISTERED,
+    RESOLVED,
+    Ticket,
+    TrackerCursor,
+    TrackerLink,
+)
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import EventRefused, TicketEventIn, apply_to
 from gateway.trackers.interface import Changes, RemoteChange, StatusMeaning
@@ -44,8 +52,11 @@ def _event_for(meaning: StatusMeaning, status: str) -> str | None:
 
 
 def apply_change(engine: Engine, tracker: str, change: RemoteChange,
-                 meaning: Callable[[str], StatusMeaning], context: Context) -> int:
-    """Apply one remote change to its linked ticket; the messages the lifecycle queued."""
+                 meaning: Callable[[str], StatusMeaning], context: Context) -> int | None:
+    """Apply one remote change to its linked ticket; the messages the lifecycle queued, or
+    None when it must wait: a ticket still waiting for the intake window cannot be resolved
+    yet, so its link keeps the old status and its registration applies the change (the
+    connector compares then)."""
     actor = f"tracker:{tracker}"
     with transaction(engine) as session:
         link = session.exec(select(TrackerLink).where(TrackerLink.tracker == tracker)
@@ -53,13 +64,17 @@ def apply_change(engine: Engine, tracker: str, change: RemoteChange,
                             .with_for_update()).first()
         if link is None or link.remote_status == change.status:
             return 0
+        ticket = session.exec(select(Ticket).where(Ticket.number == link.ticket_number)
+                              .with_for_update()).first()
+        if ticket is not None and ticket.status == PENDING_REGISTRATION:
+            log.info("tracker.change_waits", tracker=tracker, ticket=ticket.number,
+                     remote_status=change.status)
+            return None
         before = meaning(link.remote_status)
         link.remote_status, link.updated_at = change.status, context.clock.now()
         session.add(link)
         if before == change.meaning:
             return 0  # new -> open, say: nothing for our ticket
-        ticket = session.exec(select(Ticket).where(Ticket.number == link.ticket_number)
-                              .with_for_update()).first()
         event_type = _event_for(change.meaning, ticket.status) if ticket else None
         if ticket is None or event_type is None:
             return 0
@@ -75,7 +90,7 @@ def apply_change(engine: Engine, tracker: str, change: RemoteChange,
                         remote_status=change.status, error=str(error))
             return 0
         log.info("tracker.change_applied", tracker=tracker, ticket=ticket.number,
-                 remote_id=change.remote_id, remote_status=change.status, event=event_type)
+                 remote_id=change.remote_id, remote_status=change.status, applied=event_type)
         return enqueued
 
 

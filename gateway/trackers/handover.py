@@ -169,6 +169,7 @@ def plan(engine: Engine, tracker: str, number: str, messages_as: str) -> Plan | 
         out = TicketOut(
             number=ticket.number, subject=ticket.subject or "", priority=ticket.priority,
             requester_email=ticket.requester_email, requester_name=ticket.requester_name,
+            requester_phone=ticket.requester_phone,
             text=first.body if first is not None else "",
             reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
             attachments=_files_of(session, first) if first is not None else [])

@@ -1,7 +1,7 @@
 """What a ticket tracker must do for the gateway: find, create, add messages, update, report.
 
 Request Tracker is one module implementing `Tracker`; another tracker (Jira Service
-Management, Redmine, a Russian service desk) is another module with the same five methods,
+Management, Redmine, a Russian service desk) is another module with the same methods,
 chosen by `[[trackers]] kind`. Every method is idempotent from the caller's side: the
 connector asks `find` before `create` and `has_message` before `add_message` when an earlier
 attempt may have done the work already.
@@ -41,6 +41,7 @@ class TicketOut:
     subject: str
     requester_email: str | None
     requester_name: str | None
+    requester_phone: str | None
     text: str
     priority: str
     reaction_due: datetime | None

@@ -64,6 +64,8 @@ def describe(ticket: TicketOut) -> str:
         facts.append("Requester: " + " ".join(
             p for p in (ticket.requester_name, f"<{ticket.requester_email}>"
                         if ticket.requester_email else None) if p))
+    if ticket.requester_phone:
+        facts.append(f"Phone: {ticket.requester_phone}")
     if ticket.reaction_due:
         facts.append(f"Reaction due: {iso_utc(ticket.reaction_due)}")
     if ticket.resolution_due:

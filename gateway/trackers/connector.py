@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -175,23 +175,24 @@ class TrackerConnector:
     async def poll_once(self) -> int:
         """Look for the tracker's changes since the last look and apply them; how many
         tracker tickets were seen changed."""
-        since, earliest = await self._db.run(cursor_of, self._db.engine, self.name,
-                                             self._clock.now())
+        # Real time (not the injected clock): the tracker's own now is what counts.
+        began = datetime.now(UTC)
+        since = await self._db.run(cursor_of, self._db.engine, self.name, began)
         try:
-            changes = await self.tracker.changes(since, earliest)
+            changes = await self.tracker.changes(since)
         except (TrackerUnavailable, TrackerRefused) as error:
             self._failed(error)
             return 0
         self._succeeded()
         enqueued = 0
-        for change in changes.changes:
+        for change in changes:
             applied = await self._db.run(apply_change, self._db.engine, self.name, change,
                                          self.tracker.meaning, self._context())
             enqueued += applied or 0
-        await self._db.run(save_cursor, self._db.engine, self.name, changes)
+        await self._db.run(save_cursor, self._db.engine, self.name, began)
         if enqueued:
             self._on_enqueued()
-        return len(changes.changes)
+        return len(changes)
 
     async def run(self) -> None:
         next_poll = 0.0

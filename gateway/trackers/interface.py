@@ -71,13 +71,6 @@ class RemoteChange:
     changed_at: str
 
 
-@dataclass(frozen=True)
-class Changes:
-    changes: list[RemoteChange]
-    # Where the next look starts (the tracker's own clock, opaque to us).
-    next_since: str
-
-
 class Tracker(Protocol):
     name: str
 
@@ -103,8 +96,9 @@ class Tracker(Protocol):
                      status: StatusMeaning | None = None) -> str | None:
         """Set the mapped priority and/or a status of that meaning; the new status, if set."""
 
-    async def changes(self, since: str | None, earliest: datetime) -> Changes:
-        """Tickets changed since SINCE (the last look's `next_since`; None: since EARLIEST)."""
+    async def changes(self, since: datetime) -> list[RemoteChange]:
+        """Tickets changed since the real-time instant SINCE (more is harmless: the
+        connector compares each with what it last saw)."""
 
     async def close(self) -> None:
         """Release connections."""

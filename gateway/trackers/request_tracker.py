@@ -8,13 +8,13 @@ marker in its subject for the same reason.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import iso_utc
 from gateway.config.tracker_settings import TrackerSettings
 from gateway.trackers.interface import (
-    Changes,
     FileOut,
     MessageOut,
     RemoteChange,
@@ -33,6 +33,9 @@ _MEANINGS: dict[str, StatusMeaning] = {"resolved": "resolved", "rejected": "reje
                                        "deleted": "rejected"}
 _STATUS_FOR: dict[StatusMeaning, str] = {"resolved": "resolved", "rejected": "rejected",
                                          "active": "open"}
+# A look reaches this much further back than the last one began: the requests' own time
+# and a late commit in RT are covered.
+OVERLAP_S = 60
 PER_PAGE = 100
 # One look reads at most this many pages; the rest comes at the next look.
 MAX_PAGES = 20
@@ -187,25 +190,24 @@ class RequestTracker:
             await self._call("PUT", f"ticket/{remote_id}", json=body)
         return _STATUS_FOR[status] if status is not None else None
 
-    async def changes(self, since: str | None, earliest: datetime) -> Changes:
-        start = since or iso_utc(earliest)
-        assert start is not None
+    async def changes(self, since: datetime) -> list[RemoteChange]:
+        # TicketSQL reads an absolute time in the token user's time zone whatever zone it
+        # names; a relative one ("N seconds ago") is RT's own now, in any zone and without
+        # comparing our clock with RT's.
+        age_s = max(0, math.ceil((datetime.now(UTC) - since).total_seconds())) + OVERLAP_S
         seen: list[RemoteChange] = []
-        latest = start
         for page in range(1, MAX_PAGES + 1):
-            # ">=": a ticket changed later in the very second of the last look is not
-            # missed; seeing one again is harmless (the connector compares statuses).
             found = await self._call("GET", "tickets", params={
-                "query": f"LastUpdated >= {_quoted(start)}", "fields": "Status,LastUpdated",
-                "orderby": "LastUpdated", "order": "ASC", "per_page": PER_PAGE, "page": page})
+                "query": f"LastUpdated >= '{age_s} seconds ago'",
+                "fields": "Status,LastUpdated", "orderby": "LastUpdated", "order": "ASC",
+                "per_page": PER_PAGE, "page": page})
             for item in found.get("items", []):
                 status = str(item.get("Status", ""))
-                changed_at = str(item.get("LastUpdated", ""))
-                seen.append(RemoteChange(str(item["id"]), status, meaning_of(status), changed_at))
-                latest = max(latest, changed_at)
+                seen.append(RemoteChange(str(item["id"]), status, meaning_of(status),
+                                         str(item.get("LastUpdated", ""))))
             if page >= int(found.get("pages") or 1):
                 break
-        return Changes(seen, latest)
+        return seen
 
     async def close(self) -> None:
         if self._client is not None:

@@ -25,19 +25,21 @@ from gateway.store.models import (
 )
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import EventRefused, TicketEventIn, apply_to
-from gateway.trackers.interface import Changes, RemoteChange, StatusMeaning
+from gateway.trackers.interface import RemoteChange, StatusMeaning
 
 log = structlog.get_logger("gateway.trackers")
 
 
-def cursor_of(engine: Engine, tracker: str, now: datetime) -> tuple[str | None, datetime]:
-    """Where the next look starts: the last look's end, else the first link's creation (now
-    when there is none)."""
+def cursor_of(engine: Engine, tracker: str, now: datetime) -> datetime:
+    """Where the next look starts: when the last one began, else the first link's creation
+    (NOW when there is none)."""
     with read_transaction(engine) as session:
         cursor = session.get(TrackerCursor, tracker)
+        if cursor is not None:
+            return datetime.fromisoformat(cursor.changed_since)
         first = session.exec(select(func.min(TrackerLink.created_at))
                              .where(TrackerLink.tracker == tracker)).first()
-    return (cursor.changed_since if cursor else None), (first or now)
+    return first or now
 
 
 def _event_for(meaning: StatusMeaning, status: str) -> str | None:
@@ -94,6 +96,6 @@ def apply_change(engine: Engine, tracker: str, change: RemoteChange,
         return enqueued
 
 
-def save_cursor(engine: Engine, tracker: str, changes: Changes) -> None:
+def save_cursor(engine: Engine, tracker: str, look_began: datetime) -> None:
     with transaction(engine, flush_to_disk=False) as session:
-        session.merge(TrackerCursor(tracker=tracker, changed_since=changes.next_since))
+        session.merge(TrackerCursor(tracker=tracker, changed_since=look_began.isoformat()))

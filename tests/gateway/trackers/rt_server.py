@@ -36,7 +36,8 @@ Set($WebDomain, '127.0.0.1');
 Set($WebPort, {port});
 Set($WebPath, '');
 Set($WebBaseURL, 'http://127.0.0.1:{port}');
-Set($Timezone, 'UTC');
+# Not UTC: TicketSQL reads absolute times in this zone, which the connector must not trip on.
+Set($Timezone, 'America/New_York');
 Set($MailCommand, 'testfile');
 Set($LogToSyslog, undef);
 Set($LogToSTDERR, 'warning');

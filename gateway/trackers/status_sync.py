@@ -42,7 +42,7 @@ def cursor_of(engine: Engine, tracker: str, now: datetime) -> datetime:
     return first or now
 
 
-def _event_for(meaning: StatusMeaning, status: str) -> str | None:
+def event_for(meaning: StatusMeaning, status: str) -> str | None:
     """The lifecycle event that brings a ticket in STATUS to the tracker's MEANING."""
     if meaning == "resolved" and status == REGISTERED:
         return "resolved"
@@ -77,7 +77,7 @@ def apply_change(engine: Engine, tracker: str, change: RemoteChange,
         session.add(link)
         if before == change.meaning:
             return 0  # new -> open, say: nothing for our ticket
-        event_type = _event_for(change.meaning, ticket.status) if ticket else None
+        event_type = event_for(change.meaning, ticket.status) if ticket else None
         if ticket is None or event_type is None:
             return 0
         event = TicketEventIn.model_validate({

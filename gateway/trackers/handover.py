@@ -172,7 +172,8 @@ def plan(engine: Engine, tracker: str, number: str, messages_as: str) -> Plan | 
             requester_phone=ticket.requester_phone,
             text=first.body if first is not None else "",
             reaction_due=ticket.reaction_due, resolution_due=ticket.resolution_due,
-            attachments=_files_of(session, first) if first is not None else [])
+            # The first message's files are read only while the ticket is still to create.
+            attachments=_files_of(session, first) if first is not None and link is None else [])
         done = max(first_id, link.last_message_id if link else 0)
         later: list[tuple[int, MessageOut | None]] = []
         for message in rows:

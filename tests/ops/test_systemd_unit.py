@@ -43,8 +43,12 @@ def test_unit_verifies(analyze: str, tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", "--man=no", str(installed_copy(tmp_path))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    # verify reports unknown or misspelt settings as warnings only.
-    assert "Unknown" not in result.stderr and "Failed" not in result.stderr, result.stderr
+    # verify reports unknown or misspelt settings as warnings only. It also loads the units
+    # the system enables beside ours (request-tracker5.service, installed for the tracker
+    # tests, names database services that are not there): their complaints are not ours.
+    ours = [line for line in result.stderr.splitlines()
+            if not re.match(r"/(usr/)?lib/systemd/system/|/etc/systemd/system/", line)]
+    assert not any("Unknown" in line or "Failed" in line for line in ours), result.stderr
 
 
 def test_unit_security_exposure_is_ok(analyze: str, tmp_path: Path) -> None:

@@ -32,11 +32,14 @@ LOG_BYTES = b"2026-11-25 07:59:58 queue stuck: 1200 messages deferred\n"
 
 
 def tracker_config(tmp_path: Path, rt: RtServer, queue: str, token: str | None = None,
-                   **extra: object) -> str:
+                   timeout_s: float = 15, **extra: object) -> str:
+    """The [[trackers]] table. A generous timeout: a fresh RT worker's first answer takes a
+    few seconds on a busy machine (a timeout after RT did the work is retried and adopted,
+    as the crash test shows, but the tests here want the first attempt to go through)."""
     token_file = tmp_path / "rt.token"
     token_file.write_text((token or rt.token) + "\n", encoding="utf-8")
     lines = ["[[trackers]]", 'name = "rt"', f'url = "{rt.url}"', f'queue = "{queue}"',
-             f'token_file = "{token_file}"', "timeout_s = 2", "retry_base_s = 1",
+             f'token_file = "{token_file}"', f"timeout_s = {timeout_s}", "retry_base_s = 1",
              "retry_cap_s = 2", "poll_interval_s = 1"]
     for key, value in extra.items():
         shown = ("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}"
@@ -285,7 +288,10 @@ def test_rt_down_and_daemon_killed_lose_nothing(database_url: str, rt_server: Rt
     path.write_text(config_text(database_url, tmp_path / "state", smtp_port,
                                 http_port=http_port, intake="workers = 0\n",
                                 extra=f'[files]\ncustomers = "{tmp_path / "customers.toml"}"\n')
-                    + tracker_config(tmp_path, rt_server, queue), encoding="utf-8")
+                    # A short timeout keeps the lease (10 x timeout + 5 s) of a handover
+                    # interrupted by the kill within the test's patience.
+                    + tracker_config(tmp_path, rt_server, queue, timeout_s=5),
+                    encoding="utf-8")
     log = tmp_path / "daemon.log"
     base = f"http://127.0.0.1:{http_port}"
     rt_server.stop()

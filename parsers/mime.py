@@ -324,13 +324,30 @@ _BOUNDARY_PARAM = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1
                              re.IGNORECASE)
 # Types flanker's parser does not know: a digest's parts default to message/rfc822, and a
 # fragment of a message/partial is no whole message.
-_STDLIB_TYPES = re.compile(rb"multipart/digest|message/partial", re.IGNORECASE)
+# Found by their "/" (a literal the regex engine skips to in C; the case-insensitive
+# alternation was tried at every byte, 0.27 ms per bench mail), the type checked before it.
+_STDLIB_SUBTYPE = re.compile(rb"/(?i:digest|partial)")
+_STDLIB_SCAN_BYTES = 1_000_000
+
+
+def _has_stdlib_type(raw: bytes) -> bool:
+    """Whether RAW names multipart/digest or message/partial (any case) in its first MB."""
+    for found in _STDLIB_SUBTYPE.finditer(raw, 0, _STDLIB_SCAN_BYTES):
+        before = raw[max(0, found.start() - 9):found.start()].lower()
+        if before.endswith(b"multipart" if found.group().lower() == b"/digest" else b"message"):
+            return True
+    return False
+
+
+# A line that begins with "--" and ends in a blank: what _tidy_boundaries mends. Found by
+# its literal start in C, so the usual message (no such line) costs one fast pass.
+_DASH_LINE_WITH_TRAILING_BLANK = re.compile(rb"\n--[^\r\n]*[ \t]\r?(?=\n|\Z)")
 
 
 def _tidy_boundaries(raw: bytes) -> bytes:
     """RAW with trailing white space removed from its boundary lines (RFC 2046 allows it,
     flanker does not recognise such a line). Only those lines change."""
-    if b"--" not in raw:
+    if _DASH_LINE_WITH_TRAILING_BLANK.search(raw) is None:
         return raw
     for match in _BOUNDARY_PARAM.finditer(raw[:1_000_000]):
         boundary = match.group(1) or match.group(2)
@@ -344,7 +361,7 @@ def flatten(raw: bytes) -> Flattened:
     """Headers and leaves of `raw`; never raises (an empty result carries a defect)."""
     raw = _tidy_boundaries(raw)
     try:
-        if _STDLIB_TYPES.search(raw[:1_000_000]):
+        if _has_stdlib_type(raw):
             flat = _with_stdlib(raw)
             flat.defects += _partial_notes(flat)
             return _with_headers(flat, raw)

@@ -40,9 +40,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Settings (and logging) first: the app's imports then find logging configured.
     loaded = _settings(args)
     from gateway.daemon.service import run_daemon
+    from gateway.store.roles import InstanceRunning
 
     with asyncio.Runner(loop_factory=_loop_factory(loaded.settings.intake.event_loop)) as runner:
-        runner.run(run_daemon(loaded))
+        try:
+            runner.run(run_daemon(loaded))
+        except InstanceRunning as error:
+            print(f"intake-gateway: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -37,12 +37,12 @@ from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
+from gateway.store.roles import Role, claim_sqlite
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, pending_ids, process_pending
 from gateway.tickets.sla_watch import sla_step
-from gateway.trackers.connector import connectors_for
-from gateway.trackers.handover import sync_trackers
+from gateway.trackers.connector import connectors_for, prepare_trackers
 
 log = structlog.get_logger("gateway.app")
 
@@ -87,7 +87,7 @@ class Gateway:
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
         outgoing = self.settings.outgoing
-        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
@@ -104,12 +104,12 @@ class Gateway:
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report))
+        self.sla_role = Role(self.db.engine, "sla-clock")
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes
-        self.trackers = connectors_for(self.db, self.settings.trackers, self.clock,
-                                       lambda: self.context, self.outbox.wake)
-        self.http.services.trackers = self.trackers
+        self.http.services.trackers = self.trackers = connectors_for(
+            self.db, self.settings.trackers, self.clock, lambda: self.context, self.outbox.wake)
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._pool: WorkerPool | None = None
@@ -120,7 +120,7 @@ class Gateway:
         await self._migrate(separately=workers and self.settings.intake.workers > 0)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         await self.webhooks.start()
-        await self.db.run(sync_trackers, self.db.engine, self.settings.trackers)
+        await prepare_trackers(self.db, self.settings.trackers)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if self.settings.files.rules is not None:
             watcher = RulesWatcher(self.settings.files.rules, self.reload)
@@ -139,7 +139,8 @@ class Gateway:
                             *(asyncio.create_task(t.run(), name=f"tracker-{t.name}")
                               for t in self.trackers)]
         if self.settings.smtp:
-            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
+                                                self.settings.intake.state_dir / "spool")
         await self.http.start()
         if workers:
             await self.start_mailboxes()
@@ -271,9 +272,12 @@ class Gateway:
         return result.registered + result.escalated + result.at_risk
 
     async def _sla_forever(self) -> None:
+        # Instances sharing a database take turns by a role: one runs the clock, and when it
+        # dies another takes over within an interval (two would alert and escalate twice).
         while True:
             try:
-                await self.sla_once()
+                if await self.db.run(self.sla_role.held):
+                    await self.sla_once()
             except Exception as error:  # the database may be down; keep the clock going
                 log.error("sla.error", error=str(error))
             await asyncio.sleep(SLA_INTERVAL_S)
@@ -339,7 +343,9 @@ class Gateway:
         await self.delivery.close()
         await self.webhooks.close()
         await asyncio.gather(*(t.close() for t in self.trackers), return_exceptions=True)
+        self.journal.remove_if_empty()
         self.journal.close()
+        self.sla_role.release()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
@@ -351,6 +357,7 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     notifier = Notifier()
     notifier.status("starting")
     gateway = Gateway(loaded)
+    claim_sqlite(gateway.db.engine)  # held until the process ends
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ class _Compiled:
     processors: dict[str, Processor]
     # Values the statement carries itself (literals, scalar column defaults of an insert).
     fixed: dict[str, Any]
+    # For rows(): a select's rows as named tuples, each value through its type's processor.
+    row_type: Any
+    result_processors: tuple[Processor | None, ...]
 
 
 class Prepared:
@@ -74,6 +78,18 @@ class Prepared:
             cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
 
 
+    def rows(self, connection: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """A select's rows with each value as SQLAlchemy would give it (datetimes, JSON ...),
+        read by attribute like SQLAlchemy's rows."""
+        params = params or {}
+        compiled = self._compile(connection.dialect, tuple(params))
+        processors = compiled.result_processors
+        make = compiled.row_type._make
+        return [make(value if process is None else process(value)
+                     for process, value in zip(processors, row, strict=True))
+                for row in self.execute(connection, params).fetchall()]
+
+
 class PreparedIn:
     """A statement with one `IN (...)` of values, Prepared once per number of values.
 
@@ -122,4 +138,9 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) 
         if process is not None:
             processors[name] = process
     order = tuple(compiled.positiontup) if compiled.positional else None
-    return _Compiled(compiled.string, order, processors, fixed)
+    columns = getattr(compiled, "_result_columns", None) or []
+    row_type = namedtuple("Row", [column.keyname for column in columns],  # type: ignore[misc]
+                          rename=True)
+    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for column in columns)
+    return _Compiled(compiled.string, order, processors, fixed, row_type, results)

@@ -18,7 +18,7 @@ from gateway.clock import Clock
 from gateway.config.tracker_settings import TrackerSettings
 from gateway.store.db import Database
 from gateway.store.models import CLOSED, RESOLVED
-from gateway.trackers.handover import Outcome, Owed, Plan, claim, plan, record
+from gateway.trackers.handover import Outcome, Owed, Plan, claim, plan, record, sync_trackers
 from gateway.trackers.interface import RemoteChange, Tracker, TrackerRefused, TrackerUnavailable
 from gateway.trackers.status_sync import apply_change, cursor_of, save_cursor
 
@@ -37,6 +37,11 @@ def make_tracker(settings: TrackerSettings) -> Tracker:
     from gateway.trackers.request_tracker import RequestTracker
 
     return RequestTracker(settings)
+
+
+async def prepare_trackers(db: Database, trackers: Sequence[TrackerSettings]) -> None:
+    """Mirror the configured trackers as feed subscriptions, before the first event."""
+    await db.run(sync_trackers, db.engine, trackers)
 
 
 def connectors_for(db: Database, trackers: Sequence[TrackerSettings], clock: Clock,

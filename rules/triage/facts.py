@@ -90,11 +90,16 @@ class Text(list[Segment]):
 
     @cached_property
     def by_label(self) -> dict[str, tuple[str, ...]]:
-        gathered: dict[str, dict[str, None]] = {}
+        gathered: dict[str, list[str]] = {}
         for seg in self:
             for label, words in seg.phrases.items():
-                gathered.setdefault(label, {}).update(dict.fromkeys(words))
-        return {label: tuple(words) for label, words in gathered.items()}
+                known = gathered.get(label)
+                if known is None:
+                    gathered[label] = [*words]
+                else:
+                    known += words
+        # In order of appearance, each once.
+        return {label: tuple(dict.fromkeys(words)) for label, words in gathered.items()}
 
 
 def _words(segs: Iterable[Segment], *labels: str) -> tuple[str, ...]:
@@ -217,9 +222,7 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...],
                     for w in seg.words_of("detail.generic"))
     specific = own or ([] if gate and (universal or _scope([seg]) in ("all", "many"))
                        else borrowed)
-    words = tuple(dict.fromkeys(seg.evidence + _words(
-        [seg], *[f"function.{f}" for f in specific[:1]], "system.access", "system.down",
-        "system.noun", "severity.cosmetic")))
+    words = _failure_words(seg, specific[0] if specific else None)
     if seg.has("severity.cosmetic") and (specific[:1] or ["cosmetic"])[0] != "documentation":
         return Failure("cosmetic", "slight", scope, words)
     if specific:
@@ -237,6 +240,18 @@ def _failure(seg: Segment, siblings: list[Segment], order: tuple[str, ...],
     if any("client" in _functions(s, order) for s in (seg, *siblings)):
         return Failure("client", severity, scope, words)
     return None
+
+
+def _failure_words(seg: Segment, function: str | None) -> tuple[str, ...]:
+    """The words that say SEG fails: its evidence, the FUNCTION named and the system words.
+    Remembered on the clause (shared by every mail that has it), as the functions are."""
+    key = ("words", function)
+    known = seg.clause.said.get(key)
+    if known is None:
+        known = seg.clause.said[key] = tuple(dict.fromkeys(seg.evidence + _words(
+            [seg], *([f"function.{function}"] if function else []), "system.access",
+            "system.down", "system.noun", "severity.cosmetic")))
+    return known
 
 
 _SCOPE_ORDER = ("individual", "all", "many", "some")
@@ -338,10 +353,8 @@ def _declared(segs: list[Segment], subject: str | None, body: str, lexicon: Lexi
     stated: dict[str, tuple[str, ...]] = {}
     for line in head:
         line_words = tokens(line)
-        for label, matches in lexicon.find(line_words).items():
-            if label.startswith("declared."):
-                stated.setdefault(label, tuple(" ".join(line_words[m.start:m.end])
-                                               for m in matches))
+        for label, matches in lexicon.declarations.find(line_words).items():
+            stated.setdefault(label, tuple(" ".join(line_words[m.start:m.end]) for m in matches))
     for name in ("low", "critical", "high", "medium"):
         said = _words(segs, f"declared.{name}") or stated.get(f"declared.{name}", ())
         if said:

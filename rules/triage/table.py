@@ -27,19 +27,27 @@ class Row:
     reason_ru: str = ""
 
     def holds(self, facts: TriageFacts, failure: Failure | None) -> bool:
-        values = {
-            "kind": failure.kind if failure else "none",
-            "affected": failure.affected if failure else facts.affected.value,
-            "severity": failure.severity if failure else "none",
-            "scope": failure.scope if failure else facts.scope.value,
-            "workaround": facts.workaround.value, "detail": facts.detail.value,
-            "type": facts.request_type.value, "impact": facts.impact.value,
-            "failure": "yes" if failure else "no", "overall_scope": facts.scope.value,
-        }
+        return self.holds_for(values_of(facts, failure))
+
+    def holds_for(self, values: Mapping[str, str]) -> bool:
+        """Whether every condition holds for VALUES (see values_of)."""
         return all(values[key] in allowed for key, allowed in self.when.items())
 
     def describe(self) -> str:
         return " and ".join(f"{k} = {'|'.join(v)}" for k, v in self.when.items()) or "always"
+
+
+def values_of(facts: TriageFacts, failure: Failure | None) -> dict[str, str]:
+    """What each of KEYS is for FAILURE (None: the request as a whole) of FACTS."""
+    return {
+        "kind": failure.kind if failure else "none",
+        "affected": failure.affected if failure else facts.affected.value,
+        "severity": failure.severity if failure else "none",
+        "scope": failure.scope if failure else facts.scope.value,
+        "workaround": facts.workaround.value, "detail": facts.detail.value,
+        "type": facts.request_type.value, "impact": facts.impact.value,
+        "failure": "yes" if failure else "no", "overall_scope": facts.scope.value,
+    }
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,9 @@ def decide(table: tuple[Row, ...], facts: TriageFacts) -> Verdict | None:
     distinct = {(f.affected, f.severity, f.scope): f for f in facts.failures}
     tried: list[Failure | None] = [*distinct.values()] or [None]
     for failure in tried:
+        values = values_of(facts, failure)
         for row in table:
-            if row.holds(facts, failure):
+            if row.holds_for(values):
                 verdicts.append(Verdict(row, failure))
                 break
     if not verdicts:

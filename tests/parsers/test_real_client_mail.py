@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from parsers.email import parse_email
 from parsers.html import enriched_to_text, html_to_text
 
@@ -19,9 +21,10 @@ def test_one_invalid_byte_in_utf8_keeps_the_text_and_notes_the_defect() -> None:
     assert "с утра, помогите" in undeclared.text
 
 
-def test_boundary_lines_with_trailing_white_space() -> None:
+@pytest.mark.parametrize("blanks", [b"  ", b"\t", b" \t "])
+def test_boundary_lines_with_trailing_white_space(blanks: bytes) -> None:
     raw = (HEAD + b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\npreamble\r\n'
-           b"--XX  \r\nContent-Type: text/plain\r\n\r\nThe export fails.\r\n--XX\t\r\n"
+           b"--XX" + blanks + b"\r\nContent-Type: text/plain\r\n\r\nThe export fails.\r\n--XX\t\r\n"
            b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="a.pdf"'
            b"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--XX-- \r\n")
     request = parse_email(raw)
@@ -30,8 +33,9 @@ def test_boundary_lines_with_trailing_white_space() -> None:
         ("a.pdf", "application/pdf", 9)]
 
 
-def test_digest_members_are_messages_with_their_text_and_attachments() -> None:
-    raw = (HEAD + b'Content-Type: multipart/digest; boundary="D"\r\n\r\n--D\r\n\r\n'
+@pytest.mark.parametrize("digest", [b"multipart/digest", b"Multipart/DIGEST"])
+def test_digest_members_are_messages_with_their_text_and_attachments(digest: bytes) -> None:
+    raw = (HEAD + b"Content-Type: " + digest + b'; boundary="D"\r\n\r\n--D\r\n\r\n'
            b"From: b@x.example\r\nSubject: one\r\n\r\nfirst digest message\r\n--D\r\n\r\n"
            b'From: c@x.example\r\nSubject: two\r\nContent-Type: multipart/mixed; boundary="E"'
            b"\r\n\r\n--E\r\nContent-Type: text/plain\r\n\r\nsecond message text\r\n--E\r\n"

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.intake.smtp_data import IntakeSMTP
+from gateway.intake.smtp_data import MAX_LINE, IntakeSMTP, has_long_line
 from tests.conftest import free_port, stop_controller
 
 LIMIT = 4096
@@ -166,3 +166,31 @@ def address_outcome(smtp_class: type[SMTP], arg: str) -> object:
                                  "<иван@пример.рф>", "<>", "a@b.c"])
 def test_common_addresses(arg: str) -> None:
     assert address_outcome(IntakeSMTP, arg) == address_outcome(SMTP, arg)
+
+
+def _longest_line(content: bytes) -> int:
+    return max(len(line) for line in content.split(b"\n"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.sampled_from([0, 1, 999, 1000, 1001, 1002, 4000]), min_size=1,
+                        max_size=6),
+       crlf=st.booleans())
+def test_long_line_check_agrees_with_counting(lengths: list[int], crlf: bool) -> None:
+    """has_long_line is "some line has MAX_LINE bytes before its LF", first and last line
+    included, CRs counted, whatever the mix of lengths."""
+    ending = b"\r\n" if crlf else b"\n"
+    content = ending.join(b"q" * n for n in lengths)
+    assert has_long_line(content) == (_longest_line(content) >= MAX_LINE)
+
+
+@pytest.mark.parametrize("shift", [-2, -1, 0, 1, 2, 1000, 1001, 1002])
+def test_long_line_found_across_the_search_window(shift: int) -> None:
+    """A long line that straddles a window's edge is found, and lines just short of the
+    limit across the edge are not mistaken for one."""
+    window = 1 << 20
+    short = b"a" * (MAX_LINE - 1) + b"\n"
+    head = b"b\n" * ((window - shift) // 2)
+    assert not has_long_line(head + short * 3)
+    assert has_long_line(head + b"c" * MAX_LINE + b"\n" + short)
+    assert has_long_line(head + short + b"d" * (MAX_LINE + 5))

@@ -62,6 +62,24 @@ def test_prepared_statements_with_repeated_and_many_parameters(database_url: str
     engine.dispose()
 
 
+def test_prepared_rows_read_as_sqlalchemy_reads_them(database_url: str) -> None:
+    """rows() gives each value as SQLAlchemy's own select does (timezone-aware datetimes,
+    bytes, integers, NULLs), by attribute, in the statement's order."""
+    engine = open_migrated(database_url)
+    with transaction(engine) as session:
+        Prepared(insert(_OUTBOX)).executemany(session.connection(), [_row("x"), _row("y")])
+    statement = select(_OUTBOX).where(_OUTBOX.c.created_at <= bindparam("at")).order_by(
+        _OUTBOX.c.dedup_key)
+    with transaction(engine) as session:
+        fast = Prepared(statement).rows(session.connection(), {"at": AT})
+        core = session.connection().execute(statement, {"at": AT}).all()
+    assert [tuple(r) for r in fast] == [tuple(r) for r in core] and len(fast) == 2
+    assert fast[0].dedup_key == "x" and fast[1].created_at == AT
+    assert fast[0].created_at.tzinfo is not None and fast[0].sent_at is None
+    assert fast[0].message == b"data\r\n"
+    engine.dispose()
+
+
 def test_driver_errors_reach_callers_as_sqlalchemy_errors(database_url: str) -> None:
     """A duplicate key on the driver's cursor raises SQLAlchemy's IntegrityError, which the
     door and processing catch to redo their work one input at a time."""

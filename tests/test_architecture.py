@@ -11,8 +11,8 @@ MAX_LINES = 400
 # The folders of gateway/, lowest first: a module imports only from its own folder or from
 # those before it. `clock` is one module everything below the command line may use;
 # `__main__` runs the command line.
-LAYERS = ["clock", "store", "config", "sla", "outbox", "intake", "portal", "tickets", "http",
-          "daemon", "cli", "__main__"]
+LAYERS = ["clock", "store", "config", "sla", "outbox", "intake", "portal", "tickets", "trackers",
+          "http", "daemon", "cli", "__main__"]
 
 
 @dataclass(frozen=True)

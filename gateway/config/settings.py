@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +25,7 @@ from gateway.config.portal_settings import PortalSettings
 from gateway.config.report_settings import ReportSettings
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
+from gateway.config.tracker_settings import TrackerSettings
 from gateway.config.trust_settings import TrustSettings
 from gateway.config.webhook_settings import WebhookSettings
 from rules.config_errors import ConfigError, ConfigProblem, problem_of, syntax_problem
@@ -239,6 +241,7 @@ class Settings(Section):
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     chat_platforms: list[ChatPlatformSettings] = Field(default_factory=list)
+    trackers: list[TrackerSettings] = Field(default_factory=list)
     intake: IntakeSettings = IntakeSettings()
     loops: LoopSettings = LoopSettings()
     limits: LimitSettings = LimitSettings()
@@ -247,29 +250,16 @@ class Settings(Section):
     portal: PortalSettings | None = None
     reports: list[ReportSettings] = Field(default_factory=list)
 
-    @field_validator("webhooks")
+    @field_validator("webhooks", "subscriptions", "chat_platforms", "trackers")
     @classmethod
-    def _unique_hooks(cls, hooks: list[WebhookSettings]) -> list[WebhookSettings]:
-        names = [h.name for h in hooks]
+    def _unique_names(cls, entries: list[Any], info: ValidationInfo) -> list[Any]:
+        """Each [[webhooks]], [[subscriptions]], [[chat_platforms]], [[trackers]] by its name."""
+        names = [entry.name for entry in entries]
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"webhook names must be unique: {', '.join(duplicates)}")
-        return hooks
-
-    @field_validator("subscriptions")
-    @classmethod
-    def _unique_subscriptions(cls, subs: list[SubscriptionSettings]) -> list[SubscriptionSettings]:
-        names = [s.name for s in subs]
-        if duplicates := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
-        return subs
-
-    @field_validator("chat_platforms")
-    @classmethod
-    def _unique_platforms(cls, chats: list[ChatPlatformSettings]) -> list[ChatPlatformSettings]:
-        names = [c.name for c in chats]
-        if duplicates := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"chat platform names must be unique: {', '.join(duplicates)}")
-        return chats
+            what = {"chat_platforms": "chat platform"}.get(str(info.field_name),
+                                                           str(info.field_name).rstrip("s"))
+            raise ValueError(f"{what} names must be unique: {', '.join(duplicates)}")
+        return entries
 
     def database_url(self) -> str:
         if self.database.url:
@@ -284,7 +274,7 @@ class LoadedSettings:
 
 
 # Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
-_SECRET_FIELDS = {"password", "admin_token", "secret", "client_secret"}
+_SECRET_FIELDS = {"password", "admin_token", "secret", "client_secret", "token"}
 
 
 def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],

@@ -40,6 +40,7 @@ from gateway.tickets.claims import claim_pending, instance_name, release_claims
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
 from gateway.tickets.processing import BatchResult, process_pending
 from gateway.tickets.sla_watch import sla_step
+from gateway.trackers.connector import connectors_for, prepare_trackers
 
 log = structlog.get_logger("gateway.app")
 
@@ -92,6 +93,8 @@ class Gateway:
             self.settings.mailboxes, self.door, self.db, self.clock, self.logins.tokens_for,
             self.logins.alert)
         self.http.services.mailboxes = self.mailboxes
+        self.http.services.trackers = self.trackers = connectors_for(
+            self.db, self.settings.trackers, self.clock, lambda: self.context, self.outbox.wake)
         self._tasks: list[asyncio.Task[None]] = []
         self._processing = asyncio.Lock()
         self._in_flight: set[asyncio.Task[BatchResult]] = set()  # the processor's batches
@@ -104,6 +107,7 @@ class Gateway:
         await self._migrate(separately=workers and self.settings.intake.workers > 0)
         await self.db.run(sync_customers, self.db.engine, self.context.directory)
         await self.webhooks.start()
+        await prepare_trackers(self.db, self.settings.trackers)
         self._tasks = [asyncio.create_task(self.door.run(), name="intake")]
         if self.settings.files.rules is not None:
             watcher = RulesWatcher(self.settings.files.rules, self.reload)
@@ -118,7 +122,9 @@ class Gateway:
             self._tasks += [asyncio.create_task(self._process_forever(), name="processor"),
                             asyncio.create_task(self.outbox.run(), name="outbox"),
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
-                            asyncio.create_task(self._sla_forever(), name="sla")]
+                            asyncio.create_task(self._sla_forever(), name="sla"),
+                            *(asyncio.create_task(t.run(), name=f"tracker-{t.name}")
+                              for t in self.trackers)]
         if self.settings.smtp:
             self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
                                                 self.settings.intake.state_dir / "spool")
@@ -294,7 +300,8 @@ class Gateway:
         """Process, register, escalate and send everything that is due now (tests, one-shot
         commands)."""
         while (await self.process_once() or await self.sla_once()
-               or await self.outbox.run_once() or await self.webhooks.run_once()):
+               or await self.outbox.run_once() or await self.webhooks.run_once()
+               or any([await t.run_once() for t in self.trackers])):
             pass
 
     def reload(self) -> bool:
@@ -337,6 +344,7 @@ class Gateway:
         if self.alert_delivery is not None:
             await self.alert_delivery.close()
         await self.webhooks.close()
+        await asyncio.gather(*(t.close() for t in self.trackers), return_exceptions=True)
         self.journal.remove_if_empty()
         self.journal.close()
         self.sla_role.release()

@@ -89,14 +89,24 @@ def make_app(services: Services) -> FastAPI:
             log.warning("http.not_ready", error=str(error))
             return JSONResponse({"status": "database unreachable"}, status_code=503)
         body = {"status": "ready"}
+        if services.trackers:
+            body["trackers"] = [{"name": t.name, "connected": t.connected,
+                                 "failures": t.failures, "error": t.last_error}
+                                for t in services.trackers]
+        # A tracker that is down does not stop intake (its handovers wait, nothing is
+        # lost): ready still, with the failing tracker named.
+        if tracker_warnings := [f"tracker {t.name} failing: {t.last_error}"
+                                for t in services.trackers if not t.connected]:
+            body["warnings"] = tracker_warnings
         if services.context is not None and (warnings := missing_transfers(
                 services.context().policy, services.clock.now().date())):
-            body["warnings"] = warnings  # ready still: deadlines are computed, maybe wrong
+            # Ready still: deadlines are computed, maybe wrong.
+            body["warnings"] = [*failing, *warnings]
         return JSONResponse(body)
 
     collector = GatewayCollector(services.db.engine, services.clock.now,
                                  lambda: services.mailboxes, lambda: dict(services.outcomes),
-                                 services.login_states)
+                                 services.login_states, lambda: services.trackers)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus text format",
              response_class=PlainTextResponse)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 from gateway.intake.refusals import REFUSALS
 from gateway.store.db import read_transaction
 from gateway.store.models import FAILED, PENDING, SENDING, Input, OutboxItem, Ticket
+from gateway.trackers.handover import backlog
 
 # The classic text format every Prometheus and agent reads (what generate_latest writes).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -40,9 +41,11 @@ class GatewayCollector(Collector):
     def __init__(self, engine: Engine, now: Callable[[], datetime],
                  mailboxes: Callable[[], Sequence[Any]],
                  http_outcomes: Callable[[], dict[str, int]],
-                 logins: Callable[[], dict[str, str | None]] = dict) -> None:
+                 logins: Callable[[], dict[str, str | None]] = dict,
+                 trackers: Callable[[], Sequence[Any]] = tuple) -> None:
         self.engine = engine
         self.logins = logins
+        self.trackers = trackers
         self.now = now
         self.mailboxes = mailboxes
         self.http_outcomes = http_outcomes
@@ -135,6 +138,8 @@ class GatewayCollector(Collector):
             logins.add_metric([name], 1 if why else 0)
         yield logins
 
+        yield from self._trackers()
+
         http = CounterMetricFamily("intake_http_requests", "HTTP intake requests by outcome",
                                    labels=["outcome"])
         for outcome, n in sorted(self.http_outcomes().items()):
@@ -148,6 +153,31 @@ class GatewayCollector(Collector):
         for limit, n in sorted(REFUSALS.items()):
             refused.add_metric([limit], n)
         yield refused
+
+
+    def _trackers(self) -> Iterator[Metric]:
+        connectors = self.trackers()
+        if not connectors:
+            return
+        owed = backlog(self.engine)
+        connected = GaugeMetricFamily("intake_tracker_connected",
+                                      "1 while the last exchange with the tracker went through",
+                                      labels=["tracker"])
+        failing = GaugeMetricFamily("intake_tracker_consecutive_failures",
+                                    "Failed exchanges since the last good one",
+                                    labels=["tracker"])
+        waiting = GaugeMetricFamily("intake_tracker_backlog",
+                                    "Ticket events not yet handed over to the tracker "
+                                    "(retrying: failed at least once)", labels=["tracker", "kind"])
+        for tracker in connectors:
+            connected.add_metric([tracker.name], 1 if tracker.connected else 0)
+            failing.add_metric([tracker.name], tracker.failures)
+            total, retrying = owed.get(tracker.name, (0, 0))
+            waiting.add_metric([tracker.name, "all"], total)
+            waiting.add_metric([tracker.name, "retrying"], retrying)
+        yield connected
+        yield failing
+        yield waiting
 
 
 def _histogram(name: str, documentation: str, values: Iterable[float],

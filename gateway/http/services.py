@@ -43,6 +43,8 @@ class Services:
     # OAuth 2.0 logins ("mailbox:NAME" or "outgoing") -> why they have no usable token,
     # or None while they have one.
     login_states: Callable[[], dict[str, str | None]] = dict
+    # The tracker connectors (name, connected, failures, last_error), for /readyz and /metrics.
+    trackers: Sequence[Any] = ()
 
     def hook(self, name: str) -> WebhookSettings | None:
         return next((h for h in self.settings.webhooks if h.name == name), None)

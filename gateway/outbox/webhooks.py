@@ -57,7 +57,8 @@ def sync_subscriptions(engine: Engine, subscriptions: Sequence[SubscriptionSetti
     configured = {s.name: s for s in subscriptions}
     with transaction(engine) as session:
         for row in session.exec(select(Subscription)):
-            if row.name not in configured:
+            # A name with ":" is a tracker's ("tracker:rt"), kept by the trackers.
+            if row.name not in configured and ":" not in row.name:
                 row.active = False
                 session.add(row)
         for sub in subscriptions:

@@ -1,4 +1,4 @@
-"""Database tables: inputs as received, tickets, their messages and history, the outbox."""
+"""Database tables: inputs as received, tickets, their messages and history, the outbox, links."""
 
 from __future__ import annotations
 
@@ -339,3 +339,30 @@ class PortalSignIn(SQLModel, table=True):
     customer_id: str = Field(max_length=64)
     created_at: datetime
     used_at: datetime | None = None
+
+
+class TrackerLink(SQLModel, table=True):
+    """Our ticket's counterpart in a tracker, written in the commit that records the handover,
+    so a retry finds it and never creates a second one."""
+
+    __tablename__ = "tracker_links"
+    __table_args__ = (UniqueConstraint("tracker", "remote_id", name="uq_tracker_remote"),)
+
+    tracker: str = Field(primary_key=True, max_length=64)
+    ticket_number: str = Field(primary_key=True, max_length=32)
+    remote_id: str = Field(max_length=64)
+    # The tracker's status as we last saw or set it (a change from it is news).
+    remote_status: str = Field(max_length=32)
+    # Our messages up to this row id are in the tracker (or were not for it).
+    last_message_id: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrackerCursor(SQLModel, table=True):
+    """Where the last look for the tracker's changes ended, in the tracker's own clock."""
+
+    __tablename__ = "tracker_cursors"
+
+    tracker: str = Field(primary_key=True, max_length=64)
+    changed_since: str = Field(max_length=64)

@@ -43,13 +43,12 @@ def test_unit_verifies(analyze: str, tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", "--man=no", str(installed_copy(tmp_path))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    # verify reports unknown or misspelt settings as warnings only. It also loads every unit
-    # installed on the machine and complains of theirs (Debian's request-tracker5.service, which
-    # the tracker tests need): only lines about our unit count.
-    ours = "\n".join(line for line in result.stderr.splitlines()
-                     if not line.startswith(("/lib/systemd/", "/usr/lib/systemd/", "/etc/systemd/"))
-                     or UNIT.name in line)
-    assert "Unknown" not in ours and "Failed" not in ours, result.stderr
+    # verify reports unknown or misspelt settings as warnings only. It also loads the units
+    # the system enables beside ours (request-tracker5.service, installed for the tracker
+    # tests, names database services that are not there): their complaints are not ours.
+    ours = [line for line in result.stderr.splitlines()
+            if not re.match(r"/(usr/)?lib/systemd/system/|/etc/systemd/system/", line)]
+    assert not any("Unknown" in line or "Failed" in line for line in ours), result.stderr
 
 
 def test_unit_security_exposure_is_ok(analyze: str, tmp_path: Path) -> None:

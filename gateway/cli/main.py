@@ -119,23 +119,6 @@ def _engine(args: argparse.Namespace) -> Any:
     return open_migrated(_settings(args).settings.database_url())
 
 
-def cmd_tickets_list(args: argparse.Namespace) -> int:
-    from gateway.tickets.view import list_tickets
-
-    since = _instant(args.since, "--since") if args.since else None
-    if args.since and since is None:
-        return EXIT_USAGE
-    tickets = list_tickets(_engine(args), status=args.status, customer=args.customer,
-                           since=since, limit=args.limit)
-    if args.json:
-        _print_json(tickets)
-        return EXIT_OK
-    for t in tickets:
-        print(f"{t['number']}  {t['status']:<21} {t['priority']:<8} {t['customer'] or '-':<12} "
-              f"{t['received_at']}  {t['subject']}")
-    return EXIT_OK
-
-
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
     from gateway.cli.quarantine import list_quarantine
 
@@ -302,12 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = commands.add_parser("tickets", help="list or show tickets")
     tickets_commands = tickets.add_subparsers(dest="tickets_command", required=True)
-    listing = add("list", cmd_tickets_list, "newest first", tickets_commands)
-    listing.add_argument("--json", action="store_true")
-    listing.add_argument("--status")
-    listing.add_argument("--customer")
-    listing.add_argument("--since", help="ISO 8601 instant with a zone")
-    listing.add_argument("--limit", type=int)
     from gateway.cli.ticket_commands import add_ticket_commands
 
     add_ticket_commands(tickets_commands)

@@ -197,6 +197,27 @@ def test_tickets_filters_and_show(config: Path, tmp_path: Path) -> None:
     assert bad_since.returncode == 2
 
 
+def test_tickets_list_for_people(config: Path, tmp_path: Path) -> None:
+    """`tickets list` has a header row and shows times in Moscow (the policy's report zone)
+    unless --tz names another; an unknown --status is an error naming the valid ones."""
+    eml = tmp_path / "dated.eml"
+    eml.write_bytes(make_mail("Dated", headers={"Date": "Wed, 25 Nov 2026 07:00:00 +0000"}))
+    cli("ingest", str(eml), config=config)
+    header, row = cli("tickets", "list", config=config).stdout.splitlines()
+    assert header.split() == ["NUMBER", "STATUS", "PRIORITY", "CUSTOMER", "RECEIVED", "SUBJECT"]
+    assert row.startswith("SUP-000001") and "2026-11-25 10:00 MSK" in row
+    assert row.endswith("Dated")
+    utc = cli("tickets", "list", "--tz", "UTC", config=config).stdout.splitlines()[1]
+    assert "2026-11-25 07:00 UTC" in utc
+    bogus = cli("tickets", "list", "--status", "bogus", config=config, check=False)
+    assert bogus.returncode == 2 and bogus.stdout == ""
+    assert "invalid choice: 'bogus'" in bogus.stderr
+    for status in ("pending_registration", "registered", "resolved", "closed", "merged"):
+        assert status in bogus.stderr
+    unknown_zone = cli("tickets", "list", "--tz", "Mars/Olympus", config=config, check=False)
+    assert unknown_zone.returncode == 2 and "unknown time zone" in unknown_zone.stderr
+
+
 def test_quarantine_list_and_retry(tmp_path: Path, database_url: str) -> None:
     """Held mail shows in `quarantine list`; `quarantine retry` releases and registers it."""
     path = tmp_path / "config.toml"

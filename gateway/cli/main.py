@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.settings import LoadedSettings, load_settings
+from gateway.store.existing import NoDatabase
 from rules.config_errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -114,9 +115,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
 
-    return open_migrated(_settings(args).settings.database_url())
+    return open_existing(_settings(args).settings.database_url())
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
@@ -201,7 +202,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from gateway.sla.policy import load_policy_for
     from gateway.sla.report import ReportQuery, build_report
     from gateway.sla.report_format import render
-    from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
 
     try:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -213,7 +214,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     loaded = _settings(args)
     policy = load_policy_for(loaded.settings)
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     report = build_report(engine, policy, ReportQuery(start, end, args.customer),
                           SystemClock().now())
     sys.stdout.write(render(report, args.format))
@@ -223,7 +224,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
     from gateway.daemon.service import build_context, deliver_now
-    from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
     from gateway.tickets.lifecycle import (
         EventInvalid,
         EventRefused,
@@ -240,7 +241,7 @@ def cmd_tickets_event(args: argparse.Namespace) -> int:
         print(f"intake-gateway: {error}", file=sys.stderr)
         return EXIT_USAGE
     loaded = _settings(args)
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     try:
         applied = apply_event(engine, build_context(loaded, SystemClock()), args.number, event)
     except TicketNotFound:
@@ -354,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    except NoDatabase as error:
+        print(f"intake-gateway: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except BrokenPipeError:

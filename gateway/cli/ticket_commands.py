@@ -24,10 +24,13 @@ def loaded_settings(args: argparse.Namespace) -> LoadedSettings:
     return loaded
 
 
-def open_engine(loaded: LoadedSettings) -> Any:
+def open_engine(loaded: LoadedSettings, create: bool = False) -> Any:
+    """The database of LOADED; unless CREATE, one that exists already (NoDatabase)."""
     from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
 
-    return open_migrated(loaded.settings.database_url())
+    url = loaded.settings.database_url()
+    return open_migrated(url) if create else open_existing(url)
 
 
 def display_zone(loaded: LoadedSettings, tz: str | None) -> ZoneInfo | None:

@@ -64,17 +64,13 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.config.customers import load_customers
-    from gateway.sla.policy import load_policy_for
+    from gateway.cli.config_check import config_problems
 
-    loaded = load_settings(args.config)
-    policy = load_policy_for(loaded.settings)
-    load_customers(loaded.settings.files.customers, tuple(policy.tiers))
-    from gateway.config.rules_file import load_rules_file
-
-    load_rules_file(loaded.settings.files.rules)
-    where = loaded.path or "embedded defaults"
-    print(f"{where}: OK")
+    loaded, problems = config_problems(args.config)
+    if problems:
+        raise ConfigError(problems)
+    assert loaded is not None
+    print(f"{loaded.path or 'embedded defaults'}: OK")
     return EXIT_OK
 
 

@@ -104,10 +104,13 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.cli.ingest import ingest_paths
 
+    # Progress bars only for a person watching: not into a log, a pipe or a script's capture.
+    watched = sys.stdout.isatty() and sys.stderr.isatty()
     summary = ingest_paths(_settings(args), [Path(p) for p in args.paths],
-                           acknowledge=args.acknowledge)
+                           acknowledge=args.acknowledge, show_progress=watched)
     print(summary.describe())
-    return EXIT_OK if not summary.unreadable else EXIT_FAILURE
+    # A script importing mail learns from the exit status that something needs a look.
+    return EXIT_OK if not summary.unreadable and not summary.quarantined else EXIT_FAILURE
 
 
 def _engine(args: argparse.Namespace) -> Any:

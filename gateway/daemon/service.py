@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import signal
+from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -360,8 +361,10 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     notifier.close()
 
 
-def deliver_now(loaded: LoadedSettings) -> int:
-    """Process what is waiting and send what is due, once, without listening (CLI commands).
+def deliver_now(loaded: LoadedSettings,
+                progress: Callable[[int], object] | None = None) -> int:
+    """Process what is waiting and send what is due, once, without listening (CLI commands);
+    PROGRESS is told how many inputs each batch handled.
 
     Safe beside a running daemon: outbox items are leased, so nothing is sent twice. The
     callers (`ingest`, `quarantine retry`) have brought the schema up to date already.
@@ -371,8 +374,9 @@ def deliver_now(loaded: LoadedSettings) -> int:
         gateway = Gateway(loaded)
         sent = 0
         try:
-            while await gateway.process_once():
-                pass
+            while handled := await gateway.process_once():
+                if progress is not None:
+                    progress(handled)
             while claimed := await gateway.outbox.run_once():
                 sent += claimed
         finally:

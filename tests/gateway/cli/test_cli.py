@@ -245,10 +245,38 @@ def test_ingest_shows_a_progress_bar_on_a_terminal(config: Path, tmp_path: Path)
     command = [*CLI, "--config", str(config), "ingest", str(tmp_path / "archive.mbox")]
     with in_terminal(command) as terminal:
         assert terminal.finish(timeout_s=120) == 0, terminal.text
-    redraws = re.split(r"[\r\n]", terminal.text)
-    assert any(re.fullmatch(r"storing: 30msg \[\d\d:\d\d, .*msg/s\]", r) for r in redraws), (
-        terminal.text)
+    redraws = [r.strip() for r in re.split(r"[\r\n]", terminal.text)]
+    for step in ("storing", "processing"):
+        assert any(re.fullmatch(rf"{step}: 100%\|█+\| 30/30 \[.*msg/s\]", r)
+                   for r in redraws), terminal.text
     assert any(r.startswith("stored 30 new input(s), 0 already known, ") for r in redraws)
+    assert "30 registered" in redraws
+
+
+def test_ingest_summary_by_outcome_and_exit_status(tmp_path: Path, database_url: str) -> None:
+    """Not on a terminal, `ingest` draws no bar; its summary counts the outcomes, and a
+    message quarantined makes the exit status 1."""
+    strict, _relaxed = configs(tmp_path, database_url)
+    files = {"request.eml": make_mail("A request", message_id="<req@acme.example>"),
+             "reply.eml": make_mail("Re: A request",
+                                    headers={"In-Reply-To": "<req@acme.example>"}),
+             "auto.eml": make_mail("Out of office", headers={"Auto-Submitted": "auto-replied"}),
+             "heavy.eml": with_attachments(3)}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+    result = cli("ingest", *(str(tmp_path / name) for name in files), config=strict,
+                 check=False)
+    assert result.returncode == 1, result.stderr
+    assert "storing:" not in result.stderr and "msg/s" not in result.stderr
+    assert result.stdout.splitlines() == [
+        "stored 4 new input(s), 0 already known, 0 message(s) sent",
+        "       1 registered",
+        "       1 added to a ticket",
+        "       1 stored, not registered (auto-replies, bounces, lists)",
+        "       1 quarantined as failed (intake-gateway quarantine list)"]
+    again = cli("ingest", str(tmp_path / "request.eml"), config=strict)
+    assert again.stdout.splitlines() == [
+        "stored 0 new input(s), 1 already known, 0 message(s) sent"]
 
 
 def stored_and_processed(config: Path, *raws: bytes) -> None:

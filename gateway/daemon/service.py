@@ -18,8 +18,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.config.customers import Directory, load_customers
 from gateway.config.rules_file import RulesWatcher, load_rules_file
 from gateway.config.settings import LoadedSettings
+from gateway.daemon.child_start import start_child
 from gateway.daemon.gc_freeze import settle
-from gateway.daemon.logs import configure_process_logging
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
 from gateway.daemon.worker_batches import PackedContext, worker_ready
 from gateway.daemon.worker_deaths import process_in_worker
@@ -216,8 +216,7 @@ class Gateway:
         # more interpreter (see WorkerPool). Workers run at a lower priority: when the cores
         # are busy, the daemon's answers to senders and callers go first, and processing,
         # which nobody waits on, takes what is left.
-        return WorkerPool(workers or self.settings.intake.workers,
-                          configure_process_logging,
+        return WorkerPool(workers or self.settings.intake.workers, start_child,
                           (logging_settings.level, logging_settings.format),
                           niceness=self.settings.intake.worker_niceness)
 

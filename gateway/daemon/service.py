@@ -19,6 +19,7 @@ from gateway.config.customers import Directory, load_customers
 from gateway.config.rules_file import RulesWatcher, load_rules_file
 from gateway.config.settings import LoadedSettings
 from gateway.daemon.child_start import start_child
+from gateway.daemon.config_reload import reread
 from gateway.daemon.gc_freeze import settle
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
 from gateway.daemon.worker_batches import PackedContext, worker_ready
@@ -292,15 +293,21 @@ class Gateway:
             pass
 
     def reload(self) -> bool:
-        """Re-read the policy and customers files; a bad file keeps the previous ones."""
+        """Re-read the config file (what can change safely, daemon/config_reload.py) and the
+        policy, customers and rules files; a bad file keeps the previous ones."""
         try:
-            self.context = build_context(self.loaded, self.clock)
+            config = reread(self.loaded)
+            self.context = build_context(config.loaded, self.clock)
             self._packed_context = None
         except Exception as error:
             log.error("reload.failed", error=str(error))
             return False
+        self.loaded, self.settings = config.loaded, config.loaded.settings
+        if config.need_restart:
+            log.warning("reload.needs_restart", keys=config.need_restart)
         settle()
-        log.info("reload.done", customers=len(self.context.directory.customers),
+        log.info("reload.done", config=config.applied,
+                 customers=len(self.context.directory.customers),
                  policy=self.context.policy.source, rules=len(self.context.ruleset.rules),
                  rules_source=self.context.ruleset.source)
         return True

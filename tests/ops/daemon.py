@@ -106,7 +106,7 @@ def supervised(config: Path, tmp_path: Path, watchdog_usec: int | None = None
         listener.close()
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -20,7 +20,7 @@ def test_ctrl_c_stops_the_daemon_and_its_workers_without_a_traceback(tmp_path: P
     smtp_port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(config_text(f"sqlite:///{tmp_path / 'intake.db'}", tmp_path / "state",
-                                  smtp_port, intake="workers = 2"), encoding="utf-8")
+                                  smtp_port), encoding="utf-8")
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
         daemon = subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(config),

@@ -43,8 +43,11 @@ def test_unit_verifies(analyze: str, tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", "--man=no", str(installed_copy(tmp_path))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    # verify reports unknown or misspelt settings as warnings only.
-    assert "Unknown" not in result.stderr and "Failed" not in result.stderr, result.stderr
+    # verify reports unknown or misspelt settings as warnings only. It also loads the units
+    # the machine has installed and warns about theirs (a request-tracker5.service naming
+    # mysql did): only what it says of this unit counts.
+    ours = [line for line in result.stderr.splitlines() if UNIT.name in line]
+    assert not any("Unknown" in line or "Failed" in line for line in ours), result.stderr
 
 
 def test_unit_security_exposure_is_ok(analyze: str, tmp_path: Path) -> None:

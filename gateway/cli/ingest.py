@@ -145,7 +145,7 @@ def ingest_paths(loaded: LoadedSettings, paths: list[Path], acknowledge: bool = 
 
     Each message arrived at its Date header when that is sane (DATE_MAX_AGE), else now; none
     is acknowledged unless ACKNOWLEDGE (a bulk import is history, not fresh requests)."""
-    from gateway.daemon.service import deliver_now
+    from gateway.daemon.one_round import deliver_now
 
     engine = open_migrated(loaded.settings.database_url())
     summary = IngestSummary()

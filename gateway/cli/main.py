@@ -41,9 +41,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Settings (and logging) first: the app's imports then find logging configured.
     loaded = _settings(args)
     from gateway.daemon.service import run_daemon
+    from gateway.store.roles import InstanceRunning
 
     with asyncio.Runner(loop_factory=_loop_factory(loaded.settings.intake.event_loop)) as runner:
-        runner.run(run_daemon(loaded))
+        try:
+            runner.run(run_daemon(loaded))
+        except InstanceRunning as error:
+            print(f"intake-gateway: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -222,7 +227,8 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
-    from gateway.daemon.service import build_context, deliver_now
+    from gateway.daemon.one_round import deliver_now
+    from gateway.daemon.service import build_context
     from gateway.store.existing import open_existing
     from gateway.tickets.lifecycle import (
         EventInvalid,

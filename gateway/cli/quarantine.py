@@ -33,7 +33,8 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
 
     A held input retried by an operator is released: it registers even from an unknown sender.
     """
-    from gateway.daemon.service import build_context, deliver_now
+    from gateway.daemon.one_round import deliver_now
+    from gateway.daemon.service import build_context
 
     engine = open_existing(loaded.settings.database_url())
     with read_transaction(engine) as session:

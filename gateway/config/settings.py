@@ -88,6 +88,8 @@ class HttpSettings(Section):
     # its first request and between requests.
     connections_per_peer: int = Field(default=100, ge=1)
     idle_timeout_s: float = Field(default=10.0, ge=1)
+    # A request's head and body must arrive whole within this long of its first byte (408).
+    request_timeout_s: float = Field(default=60.0, ge=1)
 
     _check_listen = field_validator("listen")(_host_port)
 

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import signal
-from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -39,9 +38,11 @@ from gateway.sla.policy import load_policy_for
 from gateway.sla.report import ReportQuery, SlaReport, build_report
 from gateway.store.db import Database, migrate, migrate_url, transaction
 from gateway.store.models import Customer
+from gateway.store.roles import Role, claim_sqlite
+from gateway.tickets.claims import claim_pending, instance_name, release_claims
 from gateway.tickets.context import Context
 from gateway.tickets.lifecycle import Applied, apply_event, parse_event
-from gateway.tickets.processing import BatchResult, pending_ids, process_pending
+from gateway.tickets.processing import BatchResult, process_pending
 from gateway.tickets.sla_watch import sla_step
 
 log = structlog.get_logger("gateway.app")
@@ -87,7 +88,7 @@ class Gateway:
         self.db = Database(self.settings.database_url())
         self.delivery = make_delivery(self.settings.outgoing)
         outgoing = self.settings.outgoing
-        self.journal = SentJournal(self.settings.intake.state_dir / "outbox-sent.journal")
+        self.journal = SentJournal.of_process(self.settings.intake.state_dir)
         self.outbox = OutboxWorker(self.db, self.delivery, self.clock, outgoing.max_attempts,
                                    retry_base_s=outgoing.retry_base_s,
                                    lease=timedelta(seconds=outgoing.lease_s),
@@ -104,6 +105,8 @@ class Gateway:
                                         context=lambda: self.context,
                                         ticket_event=self.ticket_event,
                                         sla_report=self.sla_report))
+        self.sla_role = Role(self.db.engine, "sla-clock")
+        self.instance = instance_name(self.settings.intake.state_dir)
         self.mailboxes: list[MailboxWorker] = mailbox_workers(
             self.settings.mailboxes, self.door, self.db, self.clock)
         self.http.services.mailboxes = self.mailboxes
@@ -133,7 +136,8 @@ class Gateway:
                             asyncio.create_task(self.webhooks.run(), name="webhooks"),
                             asyncio.create_task(self._sla_forever(), name="sla")]
         if self.settings.smtp:
-            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp)
+            self.smtp_server = await start_smtp(self.smtp_handler, self.settings.smtp,
+                                                self.settings.intake.state_dir / "spool")
         await self.http.start()
         if workers:
             await self.start_mailboxes()
@@ -169,8 +173,9 @@ class Gateway:
 
     async def process_once(self) -> int:
         """Process one batch of received inputs here; the number handled (tests, drains)."""
-        ids = await self.db.run(pending_ids, self.db.engine,
-                                self.settings.intake.processing_batch, 0)
+        ids = await self.db.run(claim_pending, self.db.engine,
+                                self.settings.intake.processing_batch, 0, self.clock.now(),
+                                self.instance)
         if not ids:
             return 0
         result = await self._process_batch(ids, in_worker=False)
@@ -182,12 +187,15 @@ class Gateway:
         The workers open their own database connections, so this process keeps its core for
         SMTP, the intake door and the outbox.
         """
-        if in_worker and self._pool is not None:
-            result = await process_in_worker(self, ids)
-        else:
-            async with self._processing:
-                result = await self.db.run(process_pending, self.db.engine, self.context,
-                                           len(ids), ids)
+        try:
+            if in_worker and self._pool is not None:
+                result = await process_in_worker(self, ids)
+            else:
+                async with self._processing:
+                    result = await self.db.run(process_pending, self.db.engine, self.context,
+                                               len(ids), ids)
+        finally:
+            await self.db.run(release_claims, self.db.engine, ids)
         if result.enqueued:
             self.outbox.wake()
         return result
@@ -231,8 +239,9 @@ class Gateway:
         while True:
             self._work.clear()
             try:
-                ids = await self.db.run(pending_ids, self.db.engine,
-                                        self.settings.intake.processing_batch, after_id)
+                ids = await self.db.run(claim_pending, self.db.engine,
+                                        self.settings.intake.processing_batch, after_id,
+                                        self.clock.now(), self.instance)
             except Exception as error:  # the database may be down; keep trying
                 log.error("processor.error", error=str(error))
                 ids = []
@@ -264,9 +273,12 @@ class Gateway:
         return result.registered + result.escalated + result.at_risk
 
     async def _sla_forever(self) -> None:
+        # Instances sharing a database take turns by a role: one runs the clock, and when it
+        # dies another takes over within an interval (two would alert and escalate twice).
         while True:
             try:
-                await self.sla_once()
+                if await self.db.run(self.sla_role.held):
+                    await self.sla_once()
             except Exception as error:  # the database may be down; keep the clock going
                 log.error("sla.error", error=str(error))
             await asyncio.sleep(SLA_INTERVAL_S)
@@ -336,7 +348,9 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.delivery.close()
         await self.webhooks.close()
+        self.journal.remove_if_empty()
         self.journal.close()
+        self.sla_role.release()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
@@ -348,6 +362,7 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     notifier = Notifier()
     notifier.status("starting")
     gateway = Gateway(loaded)
+    claim_sqlite(gateway.db.engine)  # held until the process ends
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -365,29 +380,3 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     await gateway.stop()
     watchdog.cancel()
     notifier.close()
-
-
-def deliver_now(loaded: LoadedSettings,
-                progress: Callable[[int], object] | None = None) -> int:
-    """Process what is waiting and send what is due, once, without listening (CLI commands);
-    PROGRESS is told how many inputs each batch handled.
-
-    Safe beside a running daemon: outbox items are leased, so nothing is sent twice. The
-    callers (`ingest`, `quarantine retry`) have brought the schema up to date already.
-    """
-
-    async def once() -> int:
-        gateway = Gateway(loaded)
-        sent = 0
-        try:
-            while handled := await gateway.process_once():
-                if progress is not None:
-                    progress(handled)
-            while claimed := await gateway.outbox.run_once():
-                sent += claimed
-        finally:
-            await gateway.delivery.close()
-            gateway.db.close()
-        return sent
-
-    return asyncio.run(once())

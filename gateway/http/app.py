@@ -70,7 +70,8 @@ def make_app(services: Services) -> FastAPI:
         if failure := services.door.commit_failure:
             return JSONResponse({"status": "database cannot commit", "error": failure},
                                 status_code=503)
-        if down := [m.name for m in services.mailboxes if not m.connected]:
+        # A mailbox another instance reads is not down here.
+        if down := [m.name for m in services.mailboxes if m.owned and not m.connected]:
             return JSONResponse({"status": "mailbox down", "mailboxes": down}, status_code=503)
         try:
             await asyncio.to_thread(_ping, services)

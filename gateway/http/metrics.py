@@ -118,11 +118,17 @@ class GatewayCollector(Collector):
                                       "1 while the IMAP mailbox is connected", labels=["mailbox"])
         failing = GaugeMetricFamily("intake_mailbox_consecutive_failures",
                                     "Failed rounds since the last good one", labels=["mailbox"])
+        read_here = GaugeMetricFamily(
+            "intake_mailbox_read_here",
+            "1 while this instance reads the mailbox (instances sharing a database take turns)",
+            labels=["mailbox"])
         for mailbox in self.mailboxes():
             connected.add_metric([mailbox.name], 1 if mailbox.connected else 0)
             failing.add_metric([mailbox.name], mailbox.failures)
+            read_here.add_metric([mailbox.name], 1 if mailbox.owned else 0)
         yield connected
         yield failing
+        yield read_here
 
         http = CounterMetricFamily("intake_http_requests", "HTTP intake requests by outcome",
                                    labels=["outcome"])

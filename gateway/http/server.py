@@ -59,7 +59,7 @@ class HttpServer:
                                 lifespan="off", log_config=None, access_log=False,
                                 http=guarded_protocol(
                                     PeerConnections(http.connections_per_peer),
-                                    http.idle_timeout_s),
+                                    http.idle_timeout_s, http.request_timeout_s),
                                 timeout_keep_alive=int(http.idle_timeout_s),
                                 server_header=False,
                                 timeout_graceful_shutdown=5, backlog=1024)

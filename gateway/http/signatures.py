@@ -112,13 +112,3 @@ def check_source(allow_from: list[str], peer: str | None) -> None:
     if not any(address in ipaddress.ip_network(net, strict=False) for net in allow_from):
         raise Refused(401, "source address not allowed")
 
-
-def check_bearer(token: str | None, authorization: str | None) -> None:
-    """Authorization: Bearer <admin token>."""
-    if token is None:
-        raise Refused(401, "admin API disabled: no admin token configured")
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Refused(401, "missing bearer token")
-    if not hmac.compare_digest(token.encode(), given.strip().encode()):
-        raise Refused(401, "bad bearer token")

@@ -28,6 +28,7 @@ from gateway.intake.door import Accepted, IncomingInput, IntakeDoor
 from gateway.intake.imap_session import Fetched, ImapSession, Selected
 from gateway.store.db import Database, read_transaction, transaction
 from gateway.store.models import MailboxCheckpoint
+from gateway.store.roles import Role
 
 log = structlog.get_logger("gateway.imap")
 T = TypeVar("T")
@@ -51,12 +52,20 @@ def reconnect_wait(settings: MailboxSettings) -> wait_base:
     return wait_random_exponential(multiplier=0.5, max=settings.reconnect_max_s)
 
 
+# How often an instance that does not read a mailbox asks whether its reader is gone.
+ROLE_RETRY_S = 5.0
+
+
 class MailboxWorker:
     """Imports one mailbox: `poll_once()` catches up; `start()` follows it (IDLE or polling)."""
 
     def __init__(self, settings: MailboxSettings, door: IntakeDoor, db: Database,
                  clock: Clock) -> None:
         self.settings = settings
+        # Instances sharing a database read a mailbox one at a time (each polling it took
+        # every message once per instance, and raced on its checkpoint).
+        self.role = Role(db.engine, f"mailbox:{settings.name}")
+        self.owned = False
         self.name = settings.name
         self._door = door
         self._db = db
@@ -185,8 +194,10 @@ class MailboxWorker:
             self._task = asyncio.create_task(self.run(), name=f"imap:{self.name}")
 
     async def run(self) -> None:
-        """Catch up, then follow the mailbox; on any failure reconnect with backoff, forever."""
+        """Catch up, then follow the mailbox; on any failure reconnect with backoff, forever.
+        Only while this instance holds the mailbox's role: otherwise it waits its turn."""
         while not self._stopping.is_set():
+            await self._own()
             retrying = AsyncRetrying(
                 wait=reconnect_wait(self.settings), retry=retry_if_exception_type(Exception),
                 before_sleep=self._log_retry)
@@ -194,13 +205,31 @@ class MailboxWorker:
                 with attempt:
                     await self.poll_once()
             try:
-                while not self._stopping.is_set():
+                while not self._stopping.is_set() and await self._still_own():
                     await self.wait_for_news()
                     await self.poll_once()
             except Exception as error:
                 self._note_failure(error)
                 self._log.warning("imap.connection_lost", error=self.last_error)
                 await asyncio.sleep(min(1.0, self.settings.reconnect_max_s))
+
+    async def _own(self) -> None:
+        """Wait until the mailbox's role is ours (another instance reading it may die)."""
+        while not await self._still_own():
+            await asyncio.sleep(ROLE_RETRY_S)
+
+    async def _still_own(self) -> bool:
+        try:
+            owned = await self._db.run(self.role.held)
+        except Exception as error:  # the database is down: whoever reads on may double
+            self._log.warning("imap.role_unknown", error=str(error))
+            owned = False
+        if owned != self.owned:
+            self._log.info("imap.role_taken" if owned else "imap.role_elsewhere")
+            self.owned = owned
+            if not owned:
+                await self._disconnect(graceful=True)
+        return owned
 
     def _note_failure(self, error: BaseException) -> None:
         self.failures += 1
@@ -225,6 +254,7 @@ class MailboxWorker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._disconnect(graceful=True), 15)
         self._executor.shutdown(wait=False)
+        self.role.release()  # closes its connection, if it holds one: quick
         self._log.info("imap.disconnected", reason="stopping")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import structlog
 
@@ -22,12 +23,16 @@ class LargeSessions:
     """At most MOST sessions at a time may hold more than LARGE_BYTES of DATA in memory.
 
     Every SMTP session buffers its message; without this, two dozen 23 MB messages at once
-    took a gigabyte. Memory for DATA is then bounded by
-    sessions x LARGE_BYTES + MOST x max_message_bytes (docs/hostile-input.md)."""
+    took a gigabyte. Past LARGE_BYTES a message goes on arriving in a spool file, so memory
+    for DATA is bounded by sessions x LARGE_BYTES + MOST x max_message_bytes at the end of
+    data, when a message is read back to be checked and stored (docs/hostile-input.md)."""
 
-    def __init__(self, large_bytes: int, most: int) -> None:
+    def __init__(self, large_bytes: int, most: int, spool_dir: Path | None = None) -> None:
         self.large_bytes, self.most = large_bytes, most
         self.holding = 0
+        # Where the rest of a large message waits while it arrives (None: the system's
+        # temporary directory): a slow sender holds disk, not memory.
+        self.spool_dir = spool_dir
 
     def take(self) -> bool:
         """A slot for one large message, or False when all are taken (never waits)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -73,12 +74,13 @@ class IntakeHandler:
         return f"250 2.0.0 OK stored as input {accepted.input_id}"
 
 
-async def start_smtp(handler: IntakeHandler, settings: SmtpSettings) -> asyncio.Server:
-    """Listen on settings.listen inside the running loop."""
+async def start_smtp(handler: IntakeHandler, settings: SmtpSettings,
+                     spool_dir: Path | None = None) -> asyncio.Server:
+    """Listen on settings.listen inside the running loop; large messages arrive in SPOOL_DIR."""
     host, port = split_host_port(settings.listen)
     loop = asyncio.get_running_loop()
     large = handler.large = LargeSessions(settings.large_message_bytes,
-                                          settings.large_sessions)
+                                          settings.large_sessions, spool_dir)
     peers = handler.peers = PeerConnections(settings.connections_per_peer)
 
     def factory() -> Any:

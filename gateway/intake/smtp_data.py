@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
+import structlog
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from gateway.intake.refusals import LargeSessions, PeerConnections, limit_bit
 
+log = structlog.get_logger("gateway.smtp")
 T = TypeVar("T")
 END = b"\r\n.\r\n"
 # Longest line RFC 5321 allows, CRLF included (aiosmtpd's own line_length_limit).
@@ -82,7 +85,7 @@ class IntakeSMTP(SMTP):
                  peers: PeerConnections | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._large = large
-        self._holding_large = self._refused_large = False
+        self._holding_large = self._refused_large = self._spool_failed = False
         self._peers = peers
         self._counted_peer: str | None = None
         self._turned_away = False
@@ -156,6 +159,11 @@ class IntakeSMTP(SMTP):
         except asyncio.CancelledError:
             self._writer.close()
             raise
+        if too_much and self._spool_failed:
+            # Temporary: our disk is full or failing (RFC 3463 4.3.1, mail system full).
+            await self.push("452 4.3.1 Insufficient system storage, try again later")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
         if too_much and self._large is not None and self._refused_large:
             # Temporary: the client keeps the message and tries again later (RFC 3463 4.3.1).
             await self.push("452 4.3.1 Too many large messages at once, try again later")
@@ -198,30 +206,67 @@ class IntakeSMTP(SMTP):
         # empty message (".\r\n" at once) ends like any other.
         data = bytearray(b"\r\n")
         received, too_much = 0, False
-        self._refused_large = False
-        while True:
-            partial = _partial_end(data)
-            try:
-                # Never read past the mark: a pipelining client may have sent more after it.
-                # Where the data ends in the mark's first bytes, read just the rest of it.
-                chunk = await (reader.readexactly(len(END) - partial) if partial
-                               else reader.readuntil(END))
-            except asyncio.LimitOverrunError as error:
-                # No mark within the reader's limit: take what it holds (it keeps back what
-                # could be the start of the mark).
-                chunk = await reader.readexactly(error.consumed)
-            searched = max(0, len(data) - len(END) + 1)
-            data += chunk
-            received += len(chunk)
-            at = data.find(END, searched)
-            if at >= 0:
-                # The last line's ".\r\n" is the mark's own; the CRLF before it is data.
-                too_much = too_much or bool(limit and received - 3 > limit)
-                return (b"" if too_much else bytes(data[2:at + 2])), too_much
-            if limit and received > limit:
-                too_much = True
-            if not too_much and not self._take_large(received):
-                too_much = self._refused_large = True
-            if too_much:
-                # Only what could still begin the mark matters now.
-                del data[:-(len(END) - 1)]
+        self._refused_large = self._spool_failed = False
+        spool: IO[bytes] | None = None
+        try:
+            while True:
+                partial = _partial_end(data)
+                try:
+                    # Never read past the mark: a pipelining client may have sent more after
+                    # it. Where the data ends in the mark's first bytes, read just the rest.
+                    chunk = await (reader.readexactly(len(END) - partial) if partial
+                                   else reader.readuntil(END))
+                except asyncio.LimitOverrunError as error:
+                    # No mark within the reader's limit: take what it holds (it keeps back
+                    # what could be the start of the mark).
+                    chunk = await reader.readexactly(error.consumed)
+                searched = max(0, len(data) - len(END) + 1)
+                data += chunk
+                received += len(chunk)
+                at = data.find(END, searched)
+                if at >= 0:
+                    # The last line's ".\r\n" is the mark's own; the CRLF before it is data.
+                    too_much = too_much or bool(limit and received - 3 > limit)
+                    if too_much:
+                        return b"", True
+                    if spool is None:
+                        return bytes(data[2:at + 2]), False
+                    return self._unspooled(spool, data[:at + 2]), False
+                if limit and received > limit:
+                    too_much = True
+                if not too_much and not self._take_large(received):
+                    too_much = self._refused_large = True
+                if too_much:
+                    # Only what could still begin the mark matters now.
+                    del data[:-(len(END) - 1)]
+                elif self._large is not None and len(data) > self._large.large_bytes:
+                    spool = self._spooled(spool, data)
+                    too_much = self._spool_failed
+        finally:
+            if spool is not None:
+                spool.close()
+
+    def _spooled(self, spool: IO[bytes] | None, data: bytearray) -> IO[bytes] | None:
+        """DATA moved to the spool file (made on first use), all but what could begin the
+        mark: a large message goes on arriving on disk, so a slow sender holds no memory."""
+        assert self._large is not None
+        try:
+            if spool is None:
+                directory = self._large.spool_dir
+                if directory is not None:
+                    directory.mkdir(parents=True, exist_ok=True)
+                # Unlinked at once: nothing is left behind by a crash.
+                spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by the caller)
+            spool.write(data[:-(len(END) - 1)])
+        except OSError as error:
+            log.error("smtp.spool_failed", error=str(error))
+            self._spool_failed = True
+        del data[:-(len(END) - 1)]
+        return spool
+
+    @staticmethod
+    def _unspooled(spool: IO[bytes], tail: bytearray) -> bytes:
+        """The whole message back from SPOOL and TAIL, without the leading CRLF, read once."""
+        spool.write(tail)
+        spool.seek(2)
+        return spool.read()

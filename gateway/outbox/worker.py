@@ -4,193 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+import time
+from datetime import timedelta
 
 import structlog
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, update
-from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
 
 from gateway.clock import Clock
 from gateway.outbox.mailer import Delivery, PermanentFailure, TemporaryFailure
 from gateway.outbox.sent_journal import SentJournal, Taken
-from gateway.store.db import Database, read_transaction, transaction
-from gateway.store.feed import publish
-from gateway.store.models import (
-    FAILED,
-    PENDING,
-    REACTION_DECIDED,
-    REACTION_LATE,
-    REACTION_MET,
-    SENDING,
-    SENT,
-    OutboxItem,
-    Ticket,
+from gateway.outbox.table import (
+    BACKOFF_BASE_S,
+    LEASE,
+    Claimed,
+    Outcome,
+    claim_due,
+    next_due,
+    record_outcomes,
 )
-from gateway.store.prepared import Prepared
+from gateway.store.db import Database
 
 log = structlog.get_logger("gateway.outbox")
 
-LEASE = timedelta(minutes=5)
-BACKOFF_BASE_S = 15.0
-BACKOFF_CAP_S = 3600.0
 # Sends recorded together at most, and how long a record waits for more to finish.
 RECORD_GROUP = 32
 RECORD_WAIT_S = 0.05
-
-
-_OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
-# On the driver's cursor: they run for every acknowledgement.
-_INSERT_OUTBOX = Prepared(insert(_OUTBOX))
-_OUTBOX_KEY_EXISTS = Prepared(select(_OUTBOX.c.id).where(_OUTBOX.c.dedup_key == bindparam("key")))
-
-
-def enqueue(session: Session, values: dict[str, Any], look_first: bool = True) -> bool:
-    """Add an outbox row unless one with its dedup key exists; True when added.
-
-    Without LOOK_FIRST a duplicate key raises IntegrityError (the unique constraint), for
-    callers that redo their work with LOOK_FIRST when that happens.
-    """
-    connection = session.connection()
-    if look_first:
-        exists = _OUTBOX_KEY_EXISTS.execute(connection, {"key": values["dedup_key"]}).fetchone()
-        if exists is not None:
-            return False
-    _INSERT_OUTBOX.execute(connection, {"status": PENDING, "attempts": 0, **values})
-    return True
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    ticket_id: int | None
-    kind: str
-    sender: str
-    recipient: str
-    data: bytes
-    attempts: int  # including this one
-
-
-@dataclass(frozen=True)
-class Outcome:
-    item: Claimed
-    error: str | None = None
-    permanent: bool = False
-    # When the relay took it (a send); None: the time of the record.
-    at: datetime | None = None
-
-
-def claim_due(engine: Engine, now: datetime, limit: int,
-              lease: timedelta = LEASE) -> list[Claimed]:
-    """Lease up to LIMIT due items to this worker; an expired lease (a crash) is due again."""
-    table = _OUTBOX
-    with transaction(engine, flush_to_disk=False) as session:
-        connection = session.connection()
-        rows = connection.execute(
-            sa_select(table.c.id, table.c.ticket_id, table.c.kind, table.c.sender,
-                   table.c.recipient, table.c.message, table.c.attempts)
-            .where(or_(table.c.status == PENDING,
-                       (table.c.status == SENDING) & (table.c.lease_until < now)))
-            .where(table.c.next_attempt_at <= now)
-            # Earliest deadline first: acknowledgements by their ticket's reaction_due.
-            .order_by(func.coalesce(table.c.send_by, table.c.next_attempt_at), table.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)).all()
-        if not rows:
-            return []
-        connection.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
-                           .values(status=SENDING, lease_until=now + lease,
-                                   attempts=table.c.attempts + 1))
-        return [Claimed(r.id, r.ticket_id, r.kind, r.sender, r.recipient, r.message,
-                        r.attempts + 1) for r in rows]
-
-
-def next_due(engine: Engine) -> datetime | None:
-    """When the earliest pending item is due, for the worker's sleep."""
-    with read_transaction(engine) as session:
-        return session.exec(
-            select(OutboxItem.next_attempt_at).where(OutboxItem.status == PENDING)
-            .order_by(col(OutboxItem.next_attempt_at)).limit(1)).first()
-
-
-def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
-    """Exponential with full jitter, capped: 15 s, 30 s, 1 min ... 1 h (for a 15 s base)."""
-    ceiling = min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
-
-
-_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
-_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id"))
-              .values(status=SENT, sent_at=bindparam("at"), last_error=None, lease_until=None))
-# The reaction is decided when the relay takes the acknowledgement: met, or late (a miss in
-# the SLA report); a ticket acknowledged before keeps its first time.
-_MARK_ACKNOWLEDGED = (
-    update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket"))
-    .where(_TICKETS.c.acknowledged_at.is_(None))
-    .values(acknowledged_at=bindparam("at"), sla_outcome=case(
-        (_TICKETS.c.sla_outcome.op("&")(REACTION_DECIDED) == 0,
-         _TICKETS.c.sla_outcome.op("|")(case(
-             (_TICKETS.c.reaction_due >= bindparam("at"), REACTION_MET), else_=REACTION_LATE))),
-        else_=_TICKETS.c.sla_outcome)))
-
-
-def record_outcomes(engine: Engine, outcomes: Sequence[Outcome], now: datetime,
-                    max_attempts: int, retry_base_s: float = BACKOFF_BASE_S) -> None:
-    """Mark each claimed item sent (at the time the relay took it), due again later, or
-    failed for good; one transaction, one statement per kind of change."""
-    sent = [{"item_id": o.item.id, "at": o.at or now} for o in outcomes if o.error is None]
-    acknowledged = [{"ticket": o.item.ticket_id, "at": o.at or now} for o in outcomes
-                    if o.error is None and o.item.kind == "acknowledgement"
-                    and o.item.ticket_id is not None]
-    with transaction(engine, flush_to_disk=False) as session:
-        connection = session.connection()
-        if sent:
-            connection.execute(_MARK_SENT, sent)
-        for outcome in outcomes:
-            if outcome.error is None:
-                continue
-            if outcome.permanent or outcome.item.attempts >= max_attempts:
-                values: dict[str, Any] = {"status": FAILED}
-            else:
-                values = {"status": PENDING,
-                          "next_attempt_at": now + backoff(outcome.item.attempts, retry_base_s)}
-            connection.execute(update(_OUTBOX).where(_OUTBOX.c.id == outcome.item.id).values(
-                last_error=outcome.error, lease_until=None, **values))
-            if values["status"] == FAILED and outcome.item.ticket_id is not None:
-                _note_not_sent(connection, outcome, now)
-        if acknowledged:
-            # Only a ticket's first acknowledgement is news for the feed.
-            first = set(connection.execute(
-                sa_select(_TICKETS.c.id)
-                .where(_TICKETS.c.id.in_([a["ticket"] for a in acknowledged]))
-                .where(_TICKETS.c.acknowledged_at.is_(None))).scalars())
-            connection.execute(_MARK_ACKNOWLEDGED, acknowledged)
-            for outcome in outcomes:
-                ticket_id = outcome.item.ticket_id
-                if (ticket_id in first and outcome.error is None
-                        and outcome.item.kind == "acknowledgement"):
-                    first.discard(ticket_id)
-                    publish(session, "sla.acknowledged", now, ticket_id=ticket_id,
-                            acknowledged_at=outcome.at or now)
-
-
-def _note_not_sent(connection: Connection, outcome: Outcome, now: datetime) -> None:
-    """Say in the ticket's notes that its mail failed for good, and why (a relay without
-    SMTPUTF8 for an internationalised address, say): the outbox is not where people look."""
-    notes = connection.execute(sa_select(_TICKETS.c.notes).where(
-        _TICKETS.c.id == outcome.item.ticket_id)).scalar_one_or_none()
-    listed = json.loads(notes or "[]")
-    listed.append(f"{now.isoformat()}: {outcome.item.kind} to {outcome.item.recipient} "
-                  f"not sent: {outcome.error}")
-    connection.execute(update(_TICKETS).where(_TICKETS.c.id == outcome.item.ticket_id)
-                       .values(notes=json.dumps(listed, ensure_ascii=False)))
-
-
 async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstanding: int) -> None:
     """Wait up to RECORD_WAIT_S while FINISHED holds fewer than RECORD_GROUP outcomes and
     fewer than the OUTSTANDING ones still to record; ARRIVED is set as each one finishes."""
@@ -202,6 +39,10 @@ async def _gather_more(finished: list[Outcome], arrived: asyncio.Event, outstand
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(arrived.wait(), left)
         arrived.clear()
+
+
+# How often the outbox looks for journals that dead processes left.
+ORPHAN_LOOK_S = 60.0
 
 
 class OutboxWorker:
@@ -225,6 +66,9 @@ class OutboxWorker:
         # as well as in the journal: with the disk full, neither the journal line nor the
         # record could be written, and each retry sent the acknowledgement once more.
         self._unrecorded: dict[int, Taken] = {}
+        # When to look next for journals of dead processes (at the first batch, then now
+        # and then: an `ingest` killed beside the daemon leaves one).
+        self._next_orphan_look = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -238,6 +82,8 @@ class OutboxWorker:
                 await self._record_taken(list(self._unrecorded.values()))
             if self._journal is not None and self._journal.has_entries():
                 await self._record_journal()
+            if self._journal is not None and time.monotonic() >= self._next_orphan_look:
+                await self._record_orphans()
             claimed = await self._db.run(claim_due, self._db.engine, self._clock.now(),
                                          self._batch, self._lease)
             if not claimed:
@@ -261,14 +107,29 @@ class OutboxWorker:
         """Record as sent what the journal says the relay took (a kill came before the
         database record), each at the time it was taken."""
         assert self._journal is not None
-        taken = self._journal.entries()
+        await self._record_entries(self._journal.entries())
+        self._journal.clear()
+
+    async def _record_orphans(self) -> None:
+        """Record what the journals of dead processes (a killed daemon or `ingest`) say the
+        relay took, then delete them; looked for at start and every ORPHAN_LOOK_S."""
+        assert self._journal is not None
+        self._next_orphan_look = time.monotonic() + ORPHAN_LOOK_S
+        for orphan in self._journal.orphans():
+            try:
+                await self._record_entries(orphan.entries)
+            except BaseException:
+                orphan.let_go()  # kept for the next look
+                raise
+            orphan.forget()
+
+    async def _record_entries(self, taken: list[Taken]) -> None:
         if taken:
             await self._db.run(record_outcomes, self._db.engine, [
                 Outcome(Claimed(entry.outbox_id, entry.ticket_id, entry.kind, "", "", b"", 0),
                         at=entry.at) for entry in taken],
                 self._clock.now(), self._max_attempts, self._retry_base_s)
             log.info("outbox.journal_recorded", count=len(taken))
-        self._journal.clear()
 
     async def _send_and_record(self, claimed: list[Claimed]) -> int:
         """Send CLAIMED concurrently; record each outcome as soon as the database can take it.

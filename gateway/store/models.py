@@ -72,6 +72,9 @@ class Input(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
     # SPF, DKIM and DMARC of an e-mail as JSON (gateway/intake/sender_auth.py), found once.
     authentication: str | None = Field(default=None, sa_column=Column(Text))
+    # Until when, and by which instance, it is claimed for processing (tickets/claims.py).
+    claimed_until: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=200)
 
 
 class InputBody(SQLModel, table=True):

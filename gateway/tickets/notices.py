@@ -13,7 +13,7 @@ from gateway.clock import iso_utc
 from gateway.config.customers import CustomerEntry
 from gateway.config.settings import LoopSettings
 from gateway.outbox.compose import TicketFacts, render_mail, safe_address, sender_parts
-from gateway.outbox.worker import enqueue
+from gateway.outbox.table import enqueue
 from gateway.store.models import NO_ACKNOWLEDGEMENT, Ticket, TicketEvent, TicketMessage
 from gateway.tickets.mail_loops import customer_mail_blocked
 from gateway.tickets.registration import NO_ACKNOWLEDGEMENT_NOTE, add_messages, message_row

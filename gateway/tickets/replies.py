@@ -39,6 +39,7 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
     why the reply may not change the ticket ([trust]): it is then kept as a note only.
     """
     ticket_id = int(ticket.id or 0)
+    lock_ticket(session, ticket)
     kind = "reply" if request.kind == "normal" else request.kind
     add_messages(session, [message_row(
         ticket_id, direction="in", kind=kind, message_id=request.message_id, at=received_at,
@@ -65,6 +66,16 @@ def add_to_ticket(session: Session, ticket: Ticket, request: Request, *, input_i
     session.add(ticket)
     log.info("input.threaded", kind=kind, ticket=ticket.number)
     return outcome
+
+
+def lock_ticket(session: Session, ticket: Ticket) -> None:
+    """Lock TICKET's row for this transaction and re-read it (PostgreSQL; SQLite has one
+    writer at a time). Two replies to one ticket processed at once, by two workers or two
+    instances, read the same priority: a "high" reply then overwrote a "critical" raise
+    committed meanwhile and moved the deadline later. Now the second waits for the first and
+    decides on what it committed; notes and reasons are not lost either."""
+    session.exec(select(Ticket).where(Ticket.id == ticket.id).with_for_update()
+                 .execution_options(populate_existing=True)).one()
 
 
 def _maybe_raise(session: Session, ticket: Ticket, decision: Decision, context: Context) -> str:

@@ -15,7 +15,7 @@ from gateway.outbox.compose import (
     safe_address,
     sender_parts,
 )
-from gateway.outbox.worker import enqueue
+from gateway.outbox.table import enqueue
 from gateway.sla.deadlines import DEFAULT_CALENDAR
 from gateway.sla.working_calendar import is_working_time
 from gateway.store.models import PENDING_REGISTRATION, PROCESSED, RECEIVED

@@ -28,7 +28,7 @@ def _morph() -> object:
     return pymorphy3.MorphAnalyzer(lang="ru")
 
 
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=32768)  # ~15 MB at most: unique tokens (numbers, hosts) churn
 def keys(token: str) -> frozenset[str]:
     """The forms a token may be matched by: itself, and its lemmas (Russian: every dictionary
     reading pymorphy3 gives, so "пришли" is both "прийти" and "прислать") or English stem."""
@@ -157,7 +157,7 @@ class PhraseBook:
                 for end in range(1, min(len(form), self._longest_prefix) + 1):
                     numbers |= self._prefix.get(form[:end], set())
             found = frozenset(numbers)
-            if len(self._token_terms) > 200_000:  # a bound on memory for odd inputs
+            if len(self._token_terms) > 50_000:  # a bound on memory (~10 MB) for odd inputs
                 self._token_terms.clear()
             self._token_terms[token] = found
         return found

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import smtplib
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -121,6 +124,18 @@ def test_a_line_over_1000_bytes_is_still_refused_with_500(make_gateway) -> None:
     assert inputs(running) == {}
 
 
+def _open_data(port: int) -> tuple[socket.socket, Any]:
+    """A session up to DATA's 354, for sending the message by hand."""
+    holder = socket.create_connection(("127.0.0.1", port), timeout=30)
+    reader = holder.makefile("rb")
+    for command in (b"", b"EHLO holder.example\r\n", b"MAIL FROM:<ivan@acme.example>\r\n",
+                    b"RCPT TO:<support@example.com>\r\n", b"DATA\r\n"):
+        holder.sendall(command)
+        while reader.readline()[3:4] == b"-":
+            pass
+    return holder, reader
+
+
 def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None:
     """With one large slot held by an unfinished DATA, a second large message gets 452 4.3.1
     (the sender keeps it and retries), logged and counted; small mail still passes; once the
@@ -128,13 +143,8 @@ def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None
     running: RunningGateway = make_gateway(
         smtp="large_message_bytes = 100000\nlarge_sessions = 1\n")
     large = make_mail(body="The printer on floor 3 does not print. " * 6000)
-    with socket.create_connection(("127.0.0.1", running.smtp_port), timeout=30) as holder:
-        reader = holder.makefile("rb")
-        for command in (b"", b"EHLO holder.example\r\n", b"MAIL FROM:<ivan@acme.example>\r\n",
-                        b"RCPT TO:<support@example.com>\r\n", b"DATA\r\n"):
-            holder.sendall(command)
-            while reader.readline()[3:4] == b"-":
-                pass
+    holder, reader = _open_data(running.smtp_port)
+    with holder:
         holder.sendall(large[:150_000])  # over the large threshold, and not finished
         wait_until(lambda: _slots_held(running) == 1,
                    30, "the first session holding the large slot")
@@ -145,6 +155,61 @@ def test_large_sessions_over_the_cap_are_told_to_try_later(make_gateway) -> None
         assert reader.readline().startswith(b"250 ")
     wait_until(lambda: _slots_held(running) == 0, 30, "the slot given back")
     assert send(running.smtp_port, large)[0] == 250
+
+
+def _spool_files() -> list[str]:
+    """Deleted files under a spool directory that this process holds open."""
+    found = []
+    for descriptor in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{descriptor}")
+            if "/spool/" in target:
+                found.append(target)
+    return found
+
+
+@pytest.mark.parametrize("body", [
+    "The printer on floor 3 does not print. " * 9000,
+    # Lines that begin with dots on both sides of every spool write, and a CRLF . CRLF look-alike.
+    "\n".join(f".{'.' * (i % 3)}line {i} \r.\r" for i in range(20_000)),
+], ids=["prose", "dot lines"])
+def test_large_data_arrives_in_a_spool_file_and_is_stored_byte_for_byte(
+        make_gateway, body: str) -> None:
+    """Past large_message_bytes a message goes on arriving in an unlinked file under the state
+    directory's spool/ (a slow sender holds disk, not memory); what is stored is exactly what
+    was sent, and the spool file is gone after the answer."""
+    running: RunningGateway = make_gateway(smtp="large_message_bytes = 65536\n")
+    large = make_mail(body=body)
+    assert len(large) > 300_000
+    stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line
+                            for line in large.split(b"\r\n"))
+    holder, reader = _open_data(running.smtp_port)
+    with holder:
+        holder.sendall(stuffed[:200_000])
+        wait_until(lambda: len(_spool_files()) == 1, 30, "the large message spooled")
+        assert all(path.endswith("(deleted)") for path in _spool_files())
+        holder.sendall(stuffed[200_000:] + b".\r\n")
+        answer = reader.readline()
+        assert answer.startswith(b"250 "), answer
+    assert _spool_files() == []
+    input_id = int(answer.split()[-1])
+    with running.gateway.db.engine.connect() as connection:
+        stored = connection.execute(text("SELECT raw FROM input_bodies WHERE input_id = :i"),
+                                    {"i": input_id}).scalar_one()
+    assert bytes(stored) == large
+
+
+def test_a_spool_that_cannot_be_written_gets_452_and_small_mail_still_passes(
+        make_gateway) -> None:
+    """When the spool cannot be made (disk full, a file where the directory should be), the
+    large message is answered 452 4.3.1 (the sender keeps it and retries), logged; a small
+    message is still stored."""
+    running: RunningGateway = make_gateway(smtp="large_message_bytes = 65536\n")
+    running.state.mkdir(parents=True, exist_ok=True)
+    (running.state / "spool").write_text("not a directory")
+    code, message = send(running.smtp_port, make_mail(body="The VPN is down for all. " * 8000))
+    assert (code, message[:6]) == (452, b"4.3.1 "), message
+    assert send(running.smtp_port, make_mail())[0] == 250
 
 
 def test_one_address_cannot_take_every_connection(make_gateway) -> None:
@@ -188,3 +253,45 @@ def test_http_connections_that_never_ask_are_closed_and_limited_per_address(
     finally:
         for connection in held:
             connection.close()
+
+
+def _read_answer(connection: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    while chunk := connection.recv(4096):
+        answer += chunk
+    return answer
+
+
+_SLOW_TOKEN = "slow-request-test-token-0123456789"
+_AUTH = f"Authorization: Bearer {_SLOW_TOKEN}\r\n".encode()
+
+
+@pytest.mark.parametrize("sent", [
+    # The head dribbled out and never finished (slowloris).
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+    # A whole head that declares a body that never comes.
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\n" + _AUTH + b"Content-Type: "
+    b"application/json\r\nContent-Length: 5000\r\n\r\n{\"subject\": \"slow",
+    # A chunked body that stops between chunks.
+    b"POST /api/v1/requests HTTP/1.1\r\nHost: x\r\n" + _AUTH + b"Content-Type: "
+    b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n",
+], ids=["head", "declared body", "chunked body"])
+def test_http_request_not_received_whole_in_time_gets_408_and_is_closed(
+        make_gateway, sent: bytes) -> None:
+    """A request begun and then sent too slowly (head or body) is answered 408 and closed at
+    http.request_timeout_s, and the daemon serves others meanwhile and after."""
+    running: RunningGateway = make_gateway(
+        http=f'request_timeout_s = 2\nadmin_token = "{_SLOW_TOKEN}"\n')
+    port = int(running.http_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:
+        slow.sendall(sent)
+        started = time.monotonic()
+        # Others are answered while the slow one waits.
+        with urllib.request.urlopen(f"{running.http_url}/healthz", timeout=30) as response:
+            assert response.status == 200
+        answer = _read_answer(slow)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert 1.5 <= time.monotonic() - started < 40
+    with urllib.request.urlopen(f"{running.http_url}/healthz", timeout=30) as response:
+        assert response.status == 200

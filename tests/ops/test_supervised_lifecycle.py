@@ -117,3 +117,22 @@ def test_sigterm_refuses_new_mail_and_finishes_requests_in_flight(tmp_path: Path
         client.close()
         slow.close()
     assert list(ticket_customers(config)) == ["Sent while stopping"]
+
+
+def test_a_second_daemon_on_the_same_sqlite_file_stops_with_a_reason(tmp_path: Path) -> None:
+    """`run` twice on one SQLite database: the second exits non-zero at once, naming the
+    first's pid and PostgreSQL as the way to run several; the first goes on serving."""
+    config = write_config(tmp_path, free_port(), free_port())
+    with supervised(config, tmp_path) as (daemon, notify, _log):
+        notify.wait_for("READY=1")
+        other = tmp_path / "other"
+        other.mkdir()
+        second = write_config(other, free_port(), free_port())
+        # The same database file as the first, other ports and state.
+        second.write_text(second.read_text(encoding="utf-8").replace(
+            str(other / "intake.db"), str(tmp_path / "intake.db")), encoding="utf-8")
+        refused = subprocess.run([sys.executable, "-m", "gateway", "--config", str(second),
+                                  "run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1, refused.stderr
+        assert f"(pid {daemon.pid})" in refused.stderr and "PostgreSQL" in refused.stderr
+        assert daemon.poll() is None

@@ -277,3 +277,20 @@ def test_a_rule_set_used_in_the_daemon_travels_to_workers_without_its_caches() -
     copy = pickle.loads(pickle.dumps(ruleset))
     decision = evaluate(Request(channel="email", subject="x", text=text, reply_text=text), copy)
     assert (decision.priority, decision.tags) == ("critical", ["all"])
+
+
+def test_remembered_clauses_stay_bounded_and_recurring_ones_stay(monkeypatch) -> None:
+    """A stream of unique texts (numbers, hosts) never grows the clause memory past its
+    bound, and a phrase that recurs in every mail is kept while the unique ones go."""
+    from rules.triage import reading
+    from rules.triage.lexicon import parse_lexicon, shipped_data
+
+    monkeypatch.setattr(reading, "CLAUSE_CACHE", 40)
+    lexicon = parse_lexicon(shipped_data())  # a lexicon of this test's own
+    greeting = "Добрый день"
+    for n in range(300):
+        reading.segments(None, f"{greeting}, сервер srv-{n} недоступен с {n}:00, код E{n}.",
+                         lexicon)
+        assert len(lexicon.clauses) <= 40
+    assert greeting in lexicon.clauses
+    assert "сервер srv-0 недоступен с 0" not in str(list(lexicon.clauses))

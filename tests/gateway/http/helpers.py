@@ -45,6 +45,13 @@ def hook_config(tmp_path: Path, hooks: str = "", customers: str = CUSTOMERS,
     return extra, http
 
 
+def secret_file(tmp_path: Path, name: str, value: str) -> str:
+    """VALUE written to a file in TMP_PATH, as a hook's `secret_file = ...` line."""
+    path = tmp_path / f"{name}.secret"
+    path.write_text(value, encoding="utf-8")
+    return f'secret_file = "{path}"\n'
+
+
 def signed_headers(body: bytes, at: datetime, secret: str = SECRET) -> dict[str, str]:
     timestamp = str(int(at.timestamp()))
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)

@@ -14,32 +14,27 @@ from twilio.request_validator import RequestValidator
 from gateway.tickets.call_backs import CALL_BACK_NOTE
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
-from tests.gateway.http.helpers import call, hook_config, post_call
+from tests.gateway.http.helpers import call, hook_config, post_call, secret_file
 
 TOKEN = "pbx-path-token-77"
 ZADARMA_SECRET = "zadarma-api-secret"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
 
 
-def _secret(tmp_path: Path, name: str, value: str) -> str:
-    path = tmp_path / f"{name}.secret"
-    path.write_text(value, encoding="utf-8")
-    return f'secret_file = "{path}"\n'
-
-
 def pbx_hooks(tmp_path: Path) -> str:
     return (
-        f'[[webhooks]]\nname = "pbx"\nprovider = "zammad-cti"\n{_secret(tmp_path, "pbx", TOKEN)}\n'
+        f'[[webhooks]]\nname = "pbx"\nprovider = "zammad-cti"\n'
+        f'{secret_file(tmp_path, "pbx", TOKEN)}\n'
         f'[[webhooks]]\nname = "zd"\nprovider = "zadarma"\n'
-        f'{_secret(tmp_path, "zd", ZADARMA_SECRET)}\n'
+        f'{secret_file(tmp_path, "zd", ZADARMA_SECRET)}\n'
         f'[[webhooks]]\nname = "tw"\nprovider = "twilio"\n'
-        f'{_secret(tmp_path, "tw", TWILIO_TOKEN)}\n'
+        f'{secret_file(tmp_path, "tw", TWILIO_TOKEN)}\n'
         f'[[webhooks]]\nname = "uis"\nprovider = "mapped"\nallow_from = ["127.0.0.0/8"]\n'
-        f'{_secret(tmp_path, "uis", TOKEN)}'
+        f'{secret_file(tmp_path, "uis", TOKEN)}'
         'mapping = { call_id = "call_session_id", caller = "contact_phone_number", '
         'subject = "comment", contact_email = "email" }\n\n'
         f'[[webhooks]]\nname = "far"\nprovider = "mapped"\nallow_from = ["10.0.0.0/8"]\n'
-        f'{_secret(tmp_path, "far", TOKEN)}\n')
+        f'{secret_file(tmp_path, "far", TOKEN)}\n')
 
 
 @pytest.fixture

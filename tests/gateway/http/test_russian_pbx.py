@@ -15,7 +15,7 @@ from gateway.config.settings import ConfigError, parse_settings
 from gateway.tickets.view import list_tickets
 from tests.conftest import START, RunningGateway, Sink
 from tests.gateway.cli.test_cli import cli
-from tests.gateway.http.helpers import admin, call, hook_config, post_call
+from tests.gateway.http.helpers import admin, call, hook_config, post_call, secret_file
 
 CRM_TOKEN = "megafon-crm-token-5f2c"
 MANGO_KEY = "mango-vpbx-api-key-0a1b"
@@ -24,30 +24,24 @@ SIPUNI_KEY = "sipuni-key-77aa"
 ATS_TOKEN = "ats-token-1234"
 
 
-def _secret(tmp_path: Path, name: str, value: str) -> str:
-    path = tmp_path / f"{name}.secret"
-    path.write_text(value, encoding="utf-8")
-    return f'secret_file = "{path}"\n'
-
-
 def russian_hooks(tmp_path: Path) -> str:
     return (
         f'[[webhooks]]\nname = "megafon"\nprovider = "megafon"\n'
-        f'{_secret(tmp_path, "megafon", CRM_TOKEN)}\n'
+        f'{secret_file(tmp_path, "megafon", CRM_TOKEN)}\n'
         f'[[webhooks]]\nname = "mango"\nprovider = "mango"\napi_key = "{MANGO_KEY}"\n'
-        f'{_secret(tmp_path, "mango", MANGO_SALT)}\n'
+        f'{secret_file(tmp_path, "mango", MANGO_SALT)}\n'
         f'[[webhooks]]\nname = "sipuni"\nprovider = "sipuni"\n'
-        f'{_secret(tmp_path, "sipuni", SIPUNI_KEY)}\n'
+        f'{secret_file(tmp_path, "sipuni", SIPUNI_KEY)}\n'
         # The MegaFon history record through `mapped`: the case the issue found read wrongly.
         f'[[webhooks]]\nname = "ats"\nprovider = "mapped"\ntoken_field = "crm_token"\n'
         f'methods = ["GET", "POST"]\nsuccess_answer = {{ ok = true }}\n'
-        f'{_secret(tmp_path, "ats", ATS_TOKEN)}'
+        f'{secret_file(tmp_path, "ats", ATS_TOKEN)}'
         'mapping = { call_id = "callid", caller = "phone", duration_s = "duration", '
         'answered = { field = "status", yes = ["Success", "ANSWER"] }, '
         'inbound = { field = "type", yes = ["in", "missed"] } }\n\n'
         # A Mango-like sender: JSON in a form field, nested fields, sub-paths, token in query.
         f'[[webhooks]]\nname = "nested"\nprovider = "mapped"\ntoken_field = "token"\n'
-        f'json_field = "json"\n{_secret(tmp_path, "nested", ATS_TOKEN)}'
+        f'json_field = "json"\n{secret_file(tmp_path, "nested", ATS_TOKEN)}'
         'mapping = { call_id = "entry_id", caller = "from.number", event = "_path", '
         'answered = { field = "entry_result", yes = ["1"], no = ["0"] } }\n')
 

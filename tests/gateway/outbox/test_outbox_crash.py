@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 import gateway.outbox.worker
 from gateway.outbox.mailer import Delivery
 from gateway.outbox.sent_journal import SentJournal
-from gateway.outbox.worker import OutboxWorker, Outcome
+from gateway.outbox.table import Outcome
+from gateway.outbox.worker import OutboxWorker
 from gateway.tickets.view import list_tickets
 from tests.conftest import RunningGateway, Sink, make_mail
 from tests.gateway.outbox.test_outbox import outbox_rows, submit
@@ -105,7 +106,8 @@ def test_sends_taken_before_a_kill_are_recorded_from_the_journal(
     assert [item.status for item in outbox_rows(running)] == ["sending"] * 5
 
     gateway = running.gateway
-    journal = SentJournal(gateway.settings.intake.state_dir / "outbox-sent.journal")
+    gateway.journal.close()  # as the kill would: its lines stay, its lock goes
+    journal = SentJournal.of_process(gateway.settings.intake.state_dir)
     gateway.outbox = OutboxWorker(gateway.db, gateway.delivery, running.clock,
                                   gateway.settings.outgoing.max_attempts, journal=journal)
     running.clock.advance(timedelta(minutes=6))
@@ -115,6 +117,7 @@ def test_sends_taken_before_a_kill_are_recorded_from_the_journal(
     acknowledged = {t["acknowledged_at"] for t in list_tickets(gateway.db.engine)}
     assert acknowledged == {"2026-11-25T08:00:00Z"}
     assert journal.entries() == []
+    assert list(gateway.settings.intake.state_dir.glob("outbox-sent*.journal")) == [journal.path]
 
 
 def test_journal_closes_once(tmp_path: Path) -> None:

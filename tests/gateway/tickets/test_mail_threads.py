@@ -11,18 +11,14 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from gateway.config.settings import LoopSettings
-from gateway.sla.policy import seed_policy
 from gateway.store.db import transaction
 from gateway.store.models import OutboxItem, Ticket, Undeliverable
 from gateway.tickets.mail_loops import ticket_limit_reached
-from gateway.tickets.mail_threads import find_ticket, link_ids, thread_ids
-from gateway.tickets.registration import register
-from gateway.tickets.replies import add_to_ticket
 from gateway.tickets.view import list_tickets, show_ticket
 from parsers.email import parse_email
-from rules.engine import Decision
 from tests.conftest import CORPORA, START, make_mail
 from tests.gateway.tickets.test_processing import _dispose_engines, ingest, setup
+from tests.gateway.tickets.test_thread_merges import group
 
 __all__ = ["_dispose_engines"]
 
@@ -50,26 +46,7 @@ def test_corpus_threads_group_as_expected(database_url: str, tmp_path: Path, cor
     expected = json.loads((folder / "threads.json").read_text())["threads"]
     requests = {p.name: parse_email(p.read_bytes()) for p in folder.glob("*.eml")}
     order = sorted(requests, key=lambda n: (requests[n].date or START, n))
-    ticket_of: dict[str, int] = {}
-    decision = Decision("incident", "medium", [])
-    for name in order:
-        request = requests[name]
-        with transaction(engine) as session:
-            found = find_ticket(session, request, "SUP-")
-            if found is None:
-                new = register(session, request=request, customer=None, decision=decision,
-                               prefix="SUP-", received_at=START, now=START, default_tier="8/5",
-                               notes=[], policy=seed_policy())
-                link_ids(session, new.id, thread_ids(request))
-                ticket_of[name] = new.id
-            else:
-                add_to_ticket(session, found, request, input_id=None, received_at=START,
-                              now=START, decision=None, context=None)
-                ticket_of[name] = int(found.id or 0)
-    groups: dict[int, list[str]] = {}
-    for name, ticket in ticket_of.items():
-        groups.setdefault(ticket, []).append(name)
-    assert sorted(sorted(g) for g in groups.values()) == sorted(sorted(g) for g in expected)
+    assert group(engine, requests, order) == sorted(sorted(g) for g in expected)
 
 
 def test_reply_to_our_acknowledgement_joins_the_ticket(database_url: str, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from gateway.outbox.worker import claim_due, enqueue
+from gateway.outbox.table import claim_due, enqueue
 from gateway.sla.policy import DEFAULT_POLICY
 from gateway.sla.report import ReportQuery, build_report
 from gateway.store.db import make_engine, migrate, transaction

@@ -55,6 +55,14 @@ class _Bad(Exception):
         self.message = message
 
 
+class _Bads(Exception):
+    """Every problem found in one rule."""
+
+    def __init__(self, bads: list[_Bad]) -> None:
+        super().__init__("; ".join(bad.message for bad in bads))
+        self.bads = bads
+
+
 CONDITION_KEYS = (
     "all", "any", "not", "channel", "customer", "tier", "sender", "sender_domain",
     "known_customer", "declared_priority", "priority", "type",
@@ -224,24 +232,36 @@ def actions(table: object, path: tuple[str | int, ...]) -> tuple[Actions, str]:
 
 
 def _rule(table: object, index: int) -> Rule:
+    """One [[rule]]; _Bads with a problem for each of its parts that is wrong (its keys, name,
+    description, conditions and actions), so one run of `rules check` shows them all."""
     path: tuple[str | int, ...] = ("rule", index)
     if not isinstance(table, dict):
-        raise _Bad(path, "expected a table")
-    for key in table:
-        if key not in RULE_KEYS:
-            raise _Bad((*path, key), f"unknown key {key!r}; a rule has "
-                       "name, description, when, then")
+        raise _Bads([_Bad(path, "expected a table")])
+    bads = [_Bad((*path, key), f"unknown key {key!r}; a rule has name, description, when, then")
+            for key in table if key not in RULE_KEYS]
     name = table.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise _Bad((*path, "name"), "expected a name: letters, digits, '-', '_', '.'")
+        bads.append(_Bad((*path, "name"), "expected a name: letters, digits, '-', '_', '.'"))
     description = table.get("description", "")
     if not isinstance(description, str):
-        raise _Bad((*path, "description"), "expected a string")
-    when: Condition = All(()) if "when" not in table else condition(table["when"],
-                                                                      (*path, "when"))
+        bads.append(_Bad((*path, "description"), "expected a string"))
+    when: Condition = All(())
+    if "when" in table:
+        try:
+            when = condition(table["when"], (*path, "when"))
+        except _Bad as bad:
+            bads.append(bad)
+    then, reason = Actions(), ""
     if "then" not in table:
-        raise _Bad((*path, "name"), "a rule needs a [rule.then] table of actions")
-    then, reason = actions(table["then"], (*path, "then"))
+        bads.append(_Bad((*path, "name"), "a rule needs a [rule.then] table of actions"))
+    else:
+        try:
+            then, reason = actions(table["then"], (*path, "then"))
+        except _Bad as bad:
+            bads.append(bad)
+    if bads:
+        raise _Bads(bads)
+    assert isinstance(name, str) and isinstance(description, str)
     return Rule(name, description, when, then, reason)
 
 
@@ -266,9 +286,9 @@ def parse_rules(text: str, source: str) -> RuleSet:
     for index, table in enumerate(tables):
         try:
             rule = _rule(table, index)
-        except _Bad as bad:
-            problems.append(RuleProblem(source, lines.find(bad.path), dotted(bad.path),
-                                        bad.message))
+        except _Bads as bads:
+            problems += [RuleProblem(source, lines.find(bad.path), dotted(bad.path), bad.message)
+                         for bad in bads.bads]
             continue
         line = lines.rule_start(index)
         if rule.name in first_seen:

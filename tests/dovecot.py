@@ -217,7 +217,8 @@ class Dovecot:
         self._process = subprocess.Popen(
             [binary, "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 15
+        # Generous: on a busy machine Dovecot's master and imap-login start slowly.
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 error = self._process.stderr.read() if self._process.stderr else b""

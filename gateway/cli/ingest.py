@@ -5,17 +5,21 @@ from __future__ import annotations
 import email.utils
 import mailbox
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine, select
 from tqdm import tqdm
 
 from gateway.clock import SystemClock
 from gateway.config.settings import LoadedSettings
 from gateway.intake.door import IncomingInput, store_inputs
-from gateway.store.db import open_migrated
+from gateway.store.db import open_migrated, read_transaction
+from gateway.store.models import Input
+from gateway.store.outcomes import outcome_kind
 
 BATCH = 200
 # An imported message's Date header is its arrival when it lies within a year before the
@@ -39,16 +43,33 @@ def date_header(raw: bytes) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# How `ingest`'s summary names each kind of outcome (gateway/store/outcomes.py).
+_OUTCOME_WORDS = {"registered": "registered", "added_to_ticket": "added to a ticket",
+                  "stored": "stored, not registered (auto-replies, bounces, lists)",
+                  "held": "held for a human (intake-gateway quarantine list)",
+                  "failed": "quarantined as failed (intake-gateway quarantine list)",
+                  "received": "not processed yet (another process has them)",
+                  "other": "other"}
+
+
 @dataclass
 class IngestSummary:
     stored: int = 0
     duplicates: int = 0
     sent: int = 0
     unreadable: list[str] = field(default_factory=list)
+    # The inputs this run stored, by kind of outcome once processed.
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def quarantined(self) -> int:
+        return self.outcomes["failed"]
 
     def describe(self) -> str:
         lines = [f"stored {self.stored} new input(s), {self.duplicates} already known, "
                  f"{self.sent} message(s) sent"]
+        lines += [f"  {self.outcomes[kind]:>6} {words}" for kind, words in _OUTCOME_WORDS.items()
+                  if self.outcomes[kind]]
         lines += [f"unreadable: {problem}" for problem in self.unreadable]
         return "\n".join(lines)
 
@@ -86,18 +107,51 @@ def messages_in(path: Path, problems: list[str]) -> Iterator[tuple[bytes, str]]:
         problems.append(f"{path}: no such file or directory")
 
 
-def ingest_paths(loaded: LoadedSettings, paths: list[Path],
-                 acknowledge: bool = False) -> IngestSummary:
-    """Store every message, then process and deliver as the daemon would.
+def count_messages(paths: list[Path]) -> int:
+    """How many messages `messages_in` will find under PATHS (for the progress bar: an mbox
+    is read once more for it)."""
+    total = 0
+    for path in paths:
+        if path.is_dir() and all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            total += len(mailbox.Maildir(path, factory=None, create=False))
+        elif path.is_dir():
+            total += sum(1 for _ in path.rglob("*.eml"))
+        elif path.is_file() and _is_mbox(path):
+            mbox = mailbox.mbox(path, create=False)
+            total += len(mbox)
+            mbox.close()
+        elif path.is_file():
+            total += 1
+    return total
+
+
+def outcome_counts(engine: Engine, input_ids: list[int]) -> Counter[str]:
+    """The inputs INPUT_IDS by kind of outcome."""
+    counts: Counter[str] = Counter()
+    table = Input.__table__  # type: ignore[attr-defined]
+    with read_transaction(engine) as session:
+        for start in range(0, len(input_ids), 500):
+            chunk = input_ids[start:start + 500]
+            rows = session.connection().execute(
+                select(table.c.status, table.c.outcome).where(table.c.id.in_(chunk)))
+            counts.update(outcome_kind(status, outcome) for status, outcome in rows)
+    return counts
+
+
+def ingest_paths(loaded: LoadedSettings, paths: list[Path], acknowledge: bool = False,
+                 show_progress: bool = False) -> IngestSummary:
+    """Store every message, then process and deliver as the daemon would; SHOW_PROGRESS
+    draws a bar for each (on stderr).
 
     Each message arrived at its Date header when that is sane (DATE_MAX_AGE), else now; none
     is acknowledged unless ACKNOWLEDGE (a bulk import is history, not fresh requests)."""
-    from gateway.daemon.one_pass import deliver_now
+    from gateway.daemon.one_round import deliver_now
 
     engine = open_migrated(loaded.settings.database_url())
     summary = IngestSummary()
     clock = SystemClock()
     batch: list[IncomingInput] = []
+    stored_ids: list[int] = []
 
     def flush() -> None:
         for accepted in store_inputs(engine, batch, clock):
@@ -105,9 +159,11 @@ def ingest_paths(loaded: LoadedSettings, paths: list[Path],
                 summary.duplicates += 1
             else:
                 summary.stored += 1
+                stored_ids.append(accepted.input_id)
         batch.clear()
 
-    with tqdm(desc="storing", unit="msg", disable=None) as progress:
+    total = count_messages(paths) if show_progress else None
+    with tqdm(desc="storing", unit="msg", total=total, disable=not show_progress) as progress:
         for path in paths:
             for raw, origin in messages_in(path, summary.unreadable):
                 batch.append(IncomingInput(
@@ -118,6 +174,9 @@ def ingest_paths(loaded: LoadedSettings, paths: list[Path],
                     flush()
         if batch:
             flush()
+    with tqdm(desc="processing", unit="msg", total=len(stored_ids),
+              disable=not show_progress or not stored_ids) as progress:
+        summary.sent = deliver_now(loaded, progress=progress.update)
+    summary.outcomes = outcome_counts(engine, stored_ids)
     engine.dispose()
-    summary.sent = deliver_now(loaded)
     return summary

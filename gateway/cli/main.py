@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.settings import LoadedSettings, load_settings
+from gateway.store.existing import NoDatabase
 from rules.config_errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -53,20 +54,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.config.customers import load_customers
-    from gateway.sla.policy import load_policy_for
+    from gateway.cli.config_check import config_problems
 
-    loaded = load_settings(args.config)
-    policy = load_policy_for(loaded.settings)
-    load_customers(loaded.settings.files.customers, tuple(policy.tiers))
-    from gateway.config.rules_file import load_rules_file
-
-    load_rules_file(loaded.settings.files.rules)
+    loaded, problems = config_problems(args.config)
+    if problems:
+        raise ConfigError(problems)
+    assert loaded is not None
     from gateway.cli.mailbox_commands import warn_not_signed_in
 
     warn_not_signed_in(loaded.settings)
-    where = loaded.path or "embedded defaults"
-    print(f"{where}: OK")
+    print(f"{loaded.path or 'embedded defaults'}: OK")
     return EXIT_OK
 
 
@@ -100,33 +97,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.cli.ingest import ingest_paths
 
+    # Progress bars only for a person watching: not into a log, a pipe or a script's capture.
+    watched = sys.stdout.isatty() and sys.stderr.isatty()
     summary = ingest_paths(_settings(args), [Path(p) for p in args.paths],
-                           acknowledge=args.acknowledge)
+                           acknowledge=args.acknowledge, show_progress=watched)
     print(summary.describe())
-    return EXIT_OK if not summary.unreadable else EXIT_FAILURE
+    # A script importing mail learns from the exit status that something needs a look.
+    return EXIT_OK if not summary.unreadable and not summary.quarantined else EXIT_FAILURE
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
 
-    return open_migrated(_settings(args).settings.database_url())
-
-
-def cmd_tickets_list(args: argparse.Namespace) -> int:
-    from gateway.tickets.view import list_tickets
-
-    since = _instant(args.since, "--since") if args.since else None
-    if args.since and since is None:
-        return EXIT_USAGE
-    tickets = list_tickets(_engine(args), status=args.status, customer=args.customer,
-                           since=since, limit=args.limit)
-    if args.json:
-        _print_json(tickets)
-        return EXIT_OK
-    for t in tickets:
-        print(f"{t['number']}  {t['status']:<21} {t['priority']:<8} {t['customer'] or '-':<12} "
-              f"{t['received_at']}  {t['subject']}")
-    return EXIT_OK
+    return open_existing(_settings(args).settings.database_url())
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
@@ -209,7 +192,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
     from gateway.sla.policy import load_policy_for
     from gateway.sla.report import ReportQuery, build_report, period_of
     from gateway.sla.report_render import render
-    from gateway.store.db import open_migrated
+    from gateway.store.existing import open_existing
 
     now = SystemClock().now()
     try:
@@ -219,7 +202,7 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     loaded = _settings(args)
     policy = load_policy_for(loaded.settings)
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     report = build_report(engine, policy, ReportQuery(start, end, args.customer), now)
     data = render(report, args.format)
     if args.out:
@@ -233,8 +216,8 @@ def cmd_report_sla(args: argparse.Namespace) -> int:
 def cmd_tickets_event(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
     from gateway.daemon.context_files import build_context
-    from gateway.daemon.one_pass import deliver_now
-    from gateway.store.db import open_migrated
+    from gateway.daemon.one_round import deliver_now
+    from gateway.store.existing import open_existing
     from gateway.tickets.lifecycle import (
         EventInvalid,
         EventRefused,
@@ -251,7 +234,7 @@ def cmd_tickets_event(args: argparse.Namespace) -> int:
         print(f"intake-gateway: {error}", file=sys.stderr)
         return EXIT_USAGE
     loaded = _settings(args)
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     try:
         applied = apply_event(engine, build_context(loaded, SystemClock()), args.number, event)
     except TicketNotFound:
@@ -296,12 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = commands.add_parser("tickets", help="list or show tickets")
     tickets_commands = tickets.add_subparsers(dest="tickets_command", required=True)
-    listing = add("list", cmd_tickets_list, "newest first", tickets_commands)
-    listing.add_argument("--json", action="store_true")
-    listing.add_argument("--status")
-    listing.add_argument("--customer")
-    listing.add_argument("--since", help="ISO 8601 instant with a zone")
-    listing.add_argument("--limit", type=int)
     from gateway.cli.ticket_commands import add_ticket_commands
 
     add_ticket_commands(tickets_commands)
@@ -378,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    except NoDatabase as error:
+        print(f"intake-gateway: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except BrokenPipeError:

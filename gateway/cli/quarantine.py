@@ -10,7 +10,8 @@ from sqlmodel import col, select
 
 from gateway.clock import SystemClock, iso_utc
 from gateway.config.settings import LoadedSettings
-from gateway.store.db import open_migrated, read_transaction
+from gateway.store.db import read_transaction
+from gateway.store.existing import open_existing
 from gateway.store.models import FAILED, HELD, Input
 from gateway.tickets.processing import process_pending
 
@@ -33,9 +34,9 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
     A held input retried by an operator is released: it registers even from an unknown sender.
     """
     from gateway.daemon.context_files import build_context
-    from gateway.daemon.one_pass import deliver_now
+    from gateway.daemon.one_round import deliver_now
 
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     with read_transaction(engine) as session:
         query = select(Input.id).where(col(Input.status).in_([FAILED, HELD]))
         if ids is not None:
@@ -57,7 +58,7 @@ def retry(loaded: LoadedSettings, ids: list[int] | None) -> str:
 def release(loaded: LoadedSettings, input_id: int) -> tuple[int, str]:
     """Register the held input INPUT_ID after a human looked (as its customer, with the
     acknowledgement); exit code and what to print. Only a held input can be released."""
-    engine = open_migrated(loaded.settings.database_url())
+    engine = open_existing(loaded.settings.database_url())
     with read_transaction(engine) as session:
         row = session.get(Input, input_id)
         status = None if row is None else row.status

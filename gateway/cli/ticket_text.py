@@ -19,6 +19,16 @@ def local_time(value: str | None, zone: ZoneInfo) -> str:
     return f"{instant:%Y-%m-%d %H:%M %Z}"
 
 
+def ticket_rows(tickets: list[dict[str, Any]], zone: ZoneInfo) -> Iterator[str]:
+    """`tickets list` for a terminal: a header row, then one line per ticket, local times."""
+    yield (f"{'NUMBER':<11} {'STATUS':<21} {'PRIORITY':<8} {'CUSTOMER':<12} "
+           f"{'RECEIVED':<20} SUBJECT")
+    for t in tickets:
+        yield (f"{t['number']:<11} {t['status']:<21} {t['priority']:<8} "
+               f"{t['customer'] or '-':<12} {local_time(t['received_at'], zone):<20} "
+               f"{t['subject']}")
+
+
 def _size(size: int) -> str:
     for unit in ("B", "KB", "MB"):
         if size < 1024 or unit == "MB":

@@ -20,7 +20,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
     name = args.name or f"{args.scope}-{secrets.token_hex(4)}"
     try:
-        token = create_token(open_engine(loaded_settings(args)), name, args.scope,
+        token = create_token(open_engine(loaded_settings(args), create=True), name, args.scope,
                              SystemClock().now())
     except TokenExists:
         print(f"intake-gateway: a token named {name!r} exists already", file=sys.stderr)

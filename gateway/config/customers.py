@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from parsers.idn import comparable_address, unicode_domain
+from parsers.phones import to_e164
 from rules.config_errors import ConfigError, ConfigProblem, problem_of
 
 # The seed's tiers; a policy file may define others (its tiers are passed to load_customers).
@@ -52,7 +54,20 @@ class CustomerEntry(BaseModel):
     @field_validator("emails")
     @classmethod
     def _comparable_emails(cls, values: list[str]) -> list[str]:
+        # A typo here (a comma for a dot, a missing @) would match nobody, silently.
+        if bad := [f"{v!r} ({problem.rstrip('.')})" for v in values
+                   if (problem := address_problem(v))]:
+            raise ValueError("not an e-mail address: " + "; ".join(bad))
         return [comparable_address(v) for v in values]
+
+    @field_validator("phones")
+    @classmethod
+    def _readable_phones(cls, values: list[str]) -> list[str]:
+        # As written; calls are matched by each number's E.164 form, which these must have.
+        if bad := [repr(v) for v in values if to_e164(v) is None]:
+            raise ValueError(f"not a phone number: {', '.join(bad)} (expected digits, "
+                             "spaces, dashes, brackets, an optional leading +)")
+        return values
 
     @field_validator("domains")
     @classmethod
@@ -110,15 +125,36 @@ def load_customers(path: Path | None, tiers: Collection[str] = TIERS) -> Directo
         raise ConfigError([ConfigProblem(str(path), 0, "", f"cannot read: {error}")]) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([ConfigProblem(str(path), 0, "", f"TOML syntax: {error}")]) from None
+    problems = _duplicate_ids(data, path, text)
     try:
         parsed = CustomersFile.model_validate(data, context={"tiers": tuple(tiers)})
     except ValidationError as error:
-        raise ConfigError([problem_of(str(path), text, tuple(e["loc"]), e["msg"])
-                           for e in error.errors()]) from None
-    seen: set[str] = set()
-    for index, entry in enumerate(parsed.customer):
-        if entry.id in seen:
-            raise ConfigError([problem_of(str(path), text, ("customer", index, "id"),
-                                          f"duplicate id {entry.id!r}")])
-        seen.add(entry.id)
+        problems = [problem_of(str(path), text, tuple(e["loc"]), e["msg"])
+                    for e in error.errors()] + problems
+    if problems:
+        raise ConfigError(problems)
     return Directory.of(list(parsed.customer))
+
+
+def _duplicate_ids(data: dict[str, object], path: Path, text: str) -> list[ConfigProblem]:
+    """A problem for each customer whose id an earlier one has already."""
+    entries = data.get("customer")
+    seen: set[object] = set()
+    problems: list[ConfigProblem] = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        customer_id = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(customer_id, str) and customer_id in seen:
+            problems.append(problem_of(str(path), text, ("customer", index, "id"),
+                                       f"duplicate id {customer_id!r}"))
+        seen.add(customer_id)
+    return problems
+
+
+def address_problem(address: str) -> str | None:
+    """Why ADDRESS is no e-mail address (international ones included), or None."""
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True,
+                       test_environment=True)
+    except EmailNotValidError as error:
+        return str(error)
+    return None

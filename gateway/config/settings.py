@@ -334,14 +334,33 @@ def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
         ca_file = mailbox.get("ca_file") if isinstance(mailbox, dict) else None
         if isinstance(ca_file, str) and not Path(ca_file).is_absolute():
             mailbox["ca_file"] = str(base / ca_file)
-    intake = data.get("intake")
-    state_dir = intake.get("state_dir") if isinstance(intake, dict) else None
+    # The defaults too: without state_dir, the database and the maildir both live in var/
+    # beside the config file, whatever directory a command is run from.
+    intake = data.setdefault("intake", {})
+    state_dir = None
+    if isinstance(intake, dict):
+        intake.setdefault("state_dir", str(base / DEFAULT_STATE_DIR))
+        state_dir = intake["state_dir"]
     outgoing = data.setdefault("outgoing", {})
-    if isinstance(outgoing, dict) and "maildir" not in outgoing:
-        outgoing["maildir"] = str(Path(state_dir or base / DEFAULT_STATE_DIR) / "outgoing")
+    if isinstance(outgoing, dict) and "maildir" not in outgoing and isinstance(state_dir, str):
+        outgoing["maildir"] = str(Path(state_dir) / "outgoing")
     alerts = data.get("alerts")
-    if isinstance(alerts, dict) and "maildir" not in alerts:
-        alerts["maildir"] = str(Path(state_dir or base / DEFAULT_STATE_DIR) / "alerts")
+    if isinstance(alerts, dict) and "maildir" not in alerts and isinstance(state_dir, str):
+        alerts["maildir"] = str(Path(state_dir) / "alerts")
+    database = data.get("database")
+    url = database.get("url") if isinstance(database, dict) else None
+    if isinstance(database, dict) and isinstance(url, str):
+        database["url"] = _sqlite_url_beside(url, base)
+
+
+def _sqlite_url_beside(url: str, base: Path) -> str:
+    """`sqlite:///var/intake.db` (relative) -> the same file under BASE; others unchanged."""
+    if not url.startswith("sqlite:///"):
+        return url
+    file, mark, query = url.removeprefix("sqlite:///").partition("?")
+    if not file or file == ":memory:" or Path(file).is_absolute():
+        return url
+    return f"sqlite:///{base / file}{mark}{query}"
 
 
 def parse_settings(text: str, path: Path | None) -> Settings:

@@ -13,9 +13,10 @@ import structlog
 from gateway.clock import Clock, SystemClock
 from gateway.config.rules_file import RulesWatcher
 from gateway.config.settings import LoadedSettings
+from gateway.daemon.child_start import start_child
+from gateway.daemon.config_reload import reread
 from gateway.daemon.context_files import build_context, sync_customers
 from gateway.daemon.gc_freeze import settle
-from gateway.daemon.logs import configure_process_logging
 from gateway.daemon.mail_logins import MailLogins
 from gateway.daemon.sd_notify import Notifier, reload_notified, running_status
 from gateway.daemon.worker_batches import PackedContext, worker_ready
@@ -220,8 +221,7 @@ class Gateway:
         # more interpreter (see WorkerPool). Workers run at a lower priority: when the cores
         # are busy, the daemon's answers to senders and callers go first, and processing,
         # which nobody waits on, takes what is left.
-        return WorkerPool(workers or self.settings.intake.workers,
-                          configure_process_logging,
+        return WorkerPool(workers or self.settings.intake.workers, start_child,
                           (logging_settings.level, logging_settings.format),
                           niceness=self.settings.intake.worker_niceness)
 
@@ -305,15 +305,21 @@ class Gateway:
             pass
 
     def reload(self) -> bool:
-        """Re-read the policy and customers files; a bad file keeps the previous ones."""
+        """Re-read the config file (what can change safely, daemon/config_reload.py) and the
+        policy, customers and rules files; a bad file keeps the previous ones."""
         try:
-            self.context = build_context(self.loaded, self.clock)
+            config = reread(self.loaded)
+            self.context = build_context(config.loaded, self.clock)
             self._packed_context = None
         except Exception as error:
             log.error("reload.failed", error=str(error))
             return False
+        self.loaded, self.settings = config.loaded, config.loaded.settings
+        if config.need_restart:
+            log.warning("reload.needs_restart", keys=config.need_restart)
         settle()
-        log.info("reload.done", customers=len(self.context.directory.customers),
+        log.info("reload.done", config=config.applied,
+                 customers=len(self.context.directory.customers),
                  policy=self.context.policy.source, rules=len(self.context.ruleset.rules),
                  rules_source=self.context.ruleset.source)
         return True
@@ -377,4 +383,3 @@ async def run_daemon(loaded: LoadedSettings) -> None:
     await gateway.stop()
     watchdog.cancel()
     notifier.close()
-

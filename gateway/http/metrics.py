@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 from gateway.intake.refusals import REFUSALS
 from gateway.store.db import read_transaction
 from gateway.store.models import FAILED, PENDING, SENDING, Input, OutboxItem, Ticket
+from gateway.store.outcomes import outcome_kind_sql
 from gateway.trackers.handover import backlog
 
 # The classic text format every Prometheus and agent reads (what generate_latest writes).
@@ -54,9 +55,11 @@ class GatewayCollector(Collector):
         inputs_t, outbox_t, tickets_t = _INPUTS.c, _OUTBOX.c, _TICKETS.c
         with read_transaction(self.engine) as session:
             conn = session.connection()
-            inputs = conn.execute(select(inputs_t.channel, inputs_t.status, inputs_t.outcome,
-                                         func.count()).group_by(
-                inputs_t.channel, inputs_t.status, inputs_t.outcome)).all()
+            # Label values come from a fixed set only: channels are a handful of names, and
+            # the outcome's kind stands for its text (which names a ticket).
+            kind = outcome_kind_sql(inputs_t.status, inputs_t.outcome).label("kind")
+            inputs = conn.execute(select(inputs_t.channel, kind, func.count())
+                                  .group_by(inputs_t.channel, kind)).all()
             processing = conn.execute(select(inputs_t.received_at, inputs_t.processed_at)
                                       .where(inputs_t.processed_at.is_not(None))
                                       .order_by(inputs_t.id.desc()).limit(WINDOW)).all()
@@ -74,13 +77,13 @@ class GatewayCollector(Collector):
                 tickets_t.reaction_due < self.now() + AT_RISK)).scalar_one()
 
         counts = GaugeMetricFamily(
-            "intake_inputs", "Inputs stored, by channel and outcome (received = not yet "
-            "processed, failed = quarantined)", labels=["channel", "outcome"])
+            "intake_inputs", "Inputs stored, by channel and kind of outcome (received = not "
+            "yet processed, failed = quarantined, held = waiting for a human)",
+            labels=["channel", "outcome"])
         quarantine = 0
-        for channel, status, outcome, n in inputs:
-            counts.add_metric([channel, outcome if status not in (FAILED, "received") and outcome
-                               else status], n)
-            quarantine += n if status == FAILED else 0
+        for channel, outcome, n in inputs:
+            counts.add_metric([channel, outcome], n)
+            quarantine += n if outcome == FAILED else 0
         yield counts
         yield GaugeMetricFamily("intake_quarantine_size", "Inputs parked as failed",
                                 value=quarantine)

@@ -57,6 +57,17 @@ def test_a_pathological_mail_stalls_nobody_and_is_quarantined_with_its_reason(
     within seconds while it is checked and parsed; its parse is stopped at its budget and it
     is quarantined saying so; the others' mail is registered meanwhile."""
     running: RunningGateway = make_gateway(workers=True, intake="parse_budget_s = 2\n")
+    # What an ordinary transaction takes on this machine now, with nothing hostile about: on
+    # a busy machine (other builds, CI neighbours) every answer is slower, and a stall is
+    # judged against that, not against a quiet machine's figure.
+    baseline: list[float] = []
+    for n in range(5):
+        started = time.monotonic()
+        mail = make_mail(message_id=f"<baseline{n}@acme.example>")
+        assert send(running.smtp_port, mail)[0] == 250
+        with urllib.request.urlopen(running.http_url + "/healthz", timeout=60) as answer:
+            assert answer.status == 200
+        baseline.append(time.monotonic() - started)
     hostile = nested_boundaries(8_000_000)
     replies: list[tuple[int, bytes]] = []
     sender = threading.Thread(target=lambda: replies.append(send(running.smtp_port, hostile)))
@@ -82,13 +93,16 @@ def test_a_pathological_mail_stalls_nobody_and_is_quarantined_with_its_reason(
     assert replies and replies[0][0] == 250, replies
     assert hostile_done(), inputs(running)
     assert len(latencies) >= 3
-    print(f"{len(latencies)} transactions, slowest {max(latencies):.3f} s")
-    assert max(latencies) < 5, sorted(latencies)[-5:]
+    print(f"{len(latencies)} transactions, slowest {max(latencies):.3f} s, "
+          f"{max(baseline):.3f} s before the hostile mail")
+    # 5 s on a quiet machine (a stalled loop is stalled for the whole check or parse); on a
+    # loaded one, ten times the slowest ordinary transaction measured just before.
+    assert max(latencies) < max(5.0, 10 * max(baseline)), (sorted(latencies)[-5:], baseline)
     [(_, error)] = [v for v in inputs(running).values() if v[0] == "failed"]
     assert error is not None and error.startswith("OverBudget:"), error
     # The ordinary mail was not held up behind it: all of it is registered.
     wait_until(lambda: sum(s == "processed" for s, _ in inputs(running).values())
-               == len(ordinary), 120, "the ordinary mail processed")
+               == len(ordinary) + len(baseline), 120, "the ordinary mail processed")
 
 
 def test_bare_lf_mail_over_1001_bytes_is_accepted_and_registered(make_gateway) -> None:

@@ -106,10 +106,34 @@ def supervised(config: Path, tmp_path: Path, watchdog_usec: int | None = None
         listener.close()
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def wait_for_listening(port: int, daemon: subprocess.Popen[bytes], log: Path,
+                       timeout: float = 120.0) -> None:
+    """Wait until the daemon accepts connections on PORT, as long as a busy machine needs;
+    if it exits or the deadline passes first, fail with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise AssertionError(f"the daemon exited with {daemon.returncode} before it "
+                                 f"listened on {port}:\n{_log_text(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listened on {port} within {timeout} s:\n{_log_text(log)}")
+
+
+def _log_text(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")
+    except OSError as error:
+        return f"(no log: {error})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.store.write_turns import WriteTurns
@@ -14,6 +15,13 @@ def _take(turns: WriteTurns, urgent: bool, order: list[str], name: str,
     started.set()
     with turns.turn(urgent):
         order.append(name)
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 def test_urgent_turn_goes_before_an_ordinary_writer_already_waiting(tmp_path: Path) -> None:
@@ -28,11 +36,16 @@ def test_urgent_turn_goes_before_an_ordinary_writer_already_waiting(tmp_path: Pa
             thread = threading.Thread(target=_take, args=(turns, urgent, order, name, started))
             thread.start()
             started.wait()
-            time.sleep(0.2)  # now blocked in the kernel, waiting for this turn to end
+            if urgent:
+                _until(turns.urgent_waiting, "the urgent writer never announced itself")
+            else:
+                # Not for correctness (an ordinary writer that comes later waits for the
+                # announced urgent one all the same): lets it reach the kernel's queue first.
+                time.sleep(0.2)
             waiters.append(thread)
         assert order == []
     for thread in waiters:
-        thread.join(10)
+        thread.join(60)
     assert order == ["urgent", "ordinary"]
 
 
@@ -44,7 +57,7 @@ def test_a_nested_turn_reuses_the_lock_held_by_its_thread(tmp_path: Path) -> Non
     order: list[str] = []
     thread = threading.Thread(target=_take, args=(turns, True, order, "next", threading.Event()))
     thread.start()
-    thread.join(5)
+    thread.join(60)
     assert order == ["next"]
 
 
@@ -58,11 +71,8 @@ def test_the_holder_of_a_turn_sees_an_urgent_writer_waiting(tmp_path: Path) -> N
         thread = threading.Thread(target=_take, args=(turns, True, order, "urgent", started))
         thread.start()
         started.wait()
-        deadline = time.monotonic() + 10
-        while not turns.urgent_waiting():
-            assert time.monotonic() < deadline, "the urgent writer never announced itself"
-            time.sleep(0.01)
+        _until(turns.urgent_waiting, "the urgent writer never announced itself")
         assert order == []
-    thread.join(10)
+    thread.join(60)
     assert order == ["urgent"]
     assert not turns.urgent_waiting()

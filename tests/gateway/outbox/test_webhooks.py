@@ -160,7 +160,7 @@ def test_daemon_killed_mid_delivery_loses_nothing(database_url: str, tmp_path: P
                                 make_mail(f"Request {n}"))
         receiver.wait_for(lambda: len(receiver.log) >= 1, 120)
         os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait(30)
+        daemon.wait(120)
         receiver.release.set()
         daemon = start_daemon(path, log)
         wait_until(lambda: count(database_url, "SELECT count(*) FROM feed_events "

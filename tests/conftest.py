@@ -46,17 +46,23 @@ def _ephemeral_low() -> int:
 # a machine busy with other test runs one was ("Address already in use" at a gateway's start).
 _PORTS = range(max(1024, _ephemeral_low() - 12000), _ephemeral_low())
 _random_ports = random.Random()
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, outside the ephemeral range."""
+    """A loopback port nothing listens on now, outside the ephemeral range, and never one
+    handed out before in this run (two asked for at once came back the same: the daemon then
+    bound SMTP to it and failed to bind HTTP)."""
     for _ in range(200):
         port = _random_ports.choice(_PORTS)
+        if port in _handed_out:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port in {_PORTS}")
 

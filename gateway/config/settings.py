@@ -23,6 +23,7 @@ from gateway.config.chat_platforms import ChatPlatformSettings
 from gateway.config.oauth_settings import OAuthSettings
 from gateway.config.portal_settings import PortalSettings
 from gateway.config.report_settings import ReportSettings
+from gateway.config.secret_files import resolve_secrets
 from gateway.config.section import Section
 from gateway.config.subscriptions import SubscriptionSettings
 from gateway.config.tracker_settings import TrackerSettings
@@ -273,51 +274,6 @@ class LoadedSettings:
     path: Path | None
 
 
-# Fields that hold secrets: each may be given inline, as NAME_file or as NAME_env.
-_SECRET_FIELDS = {"password", "admin_token", "secret", "client_secret", "token"}
-
-
-def _resolve_secrets(table: dict[str, Any], where: tuple[str | int, ...],
-                     problems: list[tuple[tuple[str | int, ...], str]], base: Path) -> None:
-    """Replace `x_file` / `x_env` keys by the secret they point at, in place, recursively."""
-    for key in list(table):
-        value = table[key]
-        if isinstance(value, dict):
-            _resolve_secrets(value, (*where, key), problems, base)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, dict):
-                    _resolve_secrets(item, (*where, key, index), problems, base)
-        for suffix in ("_file", "_env"):
-            field_name = key.removesuffix(suffix)
-            if key.endswith(suffix) and field_name in _SECRET_FIELDS:
-                del table[key]
-                secret = _read_secret(suffix, value, base)
-                if isinstance(secret, str):
-                    table[field_name] = secret
-                else:
-                    problems.append(((*where, key), secret.message))
-
-
-@dataclass(frozen=True)
-class _Missing:
-    message: str
-
-
-def _read_secret(suffix: str, reference: object, base: Path) -> str | _Missing:
-    if not isinstance(reference, str) or not reference:
-        return _Missing("expected a non-empty string")
-    if suffix == "_env":
-        value = os.environ.get(reference)
-        return value.strip() if value else _Missing(f"environment variable {reference} is not set")
-    # "${CREDENTIALS_DIRECTORY}/admin.token": systemd's LoadCredential= puts secrets there.
-    reference = os.path.expandvars(reference)
-    try:
-        return (base / reference).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        return _Missing(f"cannot read secret file: {error.strerror}")
-
-
 def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
     """Paths in a config file are relative to the file, as operators expect."""
     for section, keys in {"files": ("policy", "customers", "rules"),
@@ -341,12 +297,11 @@ def _make_relative_paths_absolute(data: dict[str, Any], base: Path) -> None:
     if isinstance(intake, dict):
         intake.setdefault("state_dir", str(base / DEFAULT_STATE_DIR))
         state_dir = intake["state_dir"]
-    outgoing = data.setdefault("outgoing", {})
-    if isinstance(outgoing, dict) and "maildir" not in outgoing and isinstance(state_dir, str):
-        outgoing["maildir"] = str(Path(state_dir) / "outgoing")
-    alerts = data.get("alerts")
-    if isinstance(alerts, dict) and "maildir" not in alerts and isinstance(state_dir, str):
-        alerts["maildir"] = str(Path(state_dir) / "alerts")
+    data.setdefault("outgoing", {})
+    for way_out in ("outgoing", "alerts"):  # [alerts] only when it is there
+        table = data.get(way_out)
+        if isinstance(table, dict) and "maildir" not in table and isinstance(state_dir, str):
+            table["maildir"] = str(Path(state_dir) / way_out)
     database = data.get("database")
     url = database.get("url") if isinstance(database, dict) else None
     if isinstance(database, dict) and isinstance(url, str):
@@ -374,7 +329,7 @@ def parse_settings(text: str, path: Path | None) -> Settings:
     data.setdefault("smtp", None)
     secret_problems: list[tuple[tuple[str | int, ...], str]] = []
     # A relative secret file is relative to the config file, like every other path in it.
-    _resolve_secrets(data, (), secret_problems, path.parent if path else Path.cwd())
+    resolve_secrets(data, (), secret_problems, path.parent if path else Path.cwd())
     if path is not None:
         _make_relative_paths_absolute(data, path.parent)
     problems = [problem_of(name, text, loc, message) for loc, message in secret_problems]

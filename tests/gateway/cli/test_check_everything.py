@@ -50,7 +50,8 @@ def test_every_problem_of_every_file_in_one_run(tmp_path: Path) -> None:
         f"{rules}:3: rule[0].colour: unknown key 'colour'; a rule has name, description, "
         "when, then",
         f"{rules}:2: rule[0].name: expected a name: letters, digits, '-', '_', '.'",
-        f"{rules}:5: rule[0].when.channel: unknown value 'pigeon'; expected email, phone, web, chat",
+        f"{rules}:5: rule[0].when.channel: unknown value 'pigeon'; "
+        "expected email, phone, web, chat",
         f"{rules}:7: rule[0].then.priority: unknown value 'urgent'; expected critical, high, "
         "medium, low, declared",
         f"{rules}:15: rule[2].name: a rule needs a [rule.then] table of actions"]

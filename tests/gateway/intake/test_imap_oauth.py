@@ -289,7 +289,7 @@ def test_server_refusing_fresh_tokens_is_a_login_failure(
     save_grant(running, oauth_server, user="sales")  # the wrong account
     running.call(running.gateway.start_mailboxes)
     worker = running.gateway.mailboxes[0]
-    wait_until(lambda: worker.login_failing is not None and worker.failures >= 5, 60, running)
+    wait_until(lambda: worker.login_failing is not None and worker.failures >= 5, 180, running)
     assert "IMAP server refused the token" in str(worker.login_failing)
     ready = httpx.get(f"{running.http_url}/readyz").json()
     assert "refused the token" in ready["login_failing"]["mailbox:support"]
@@ -298,6 +298,6 @@ def test_server_refusing_fresh_tokens_is_a_login_failure(
 
     save_grant(running, oauth_server)  # the right account
     oauth_dovecot.append(make_mail(message_id="<right@acme.example>"))
-    wait_until(lambda: len(tickets(running)) == 1, 60, running)
+    wait_until(lambda: len(tickets(running)) == 1, 180, running)
     assert worker.login_failing is None
     assert len(duty_alerts(relay_sink)) == 1

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.config.subscriptions import standard_webhooks_secret
+from gateway.config.subscriptions import http_url, standard_webhooks_secret
 
 
 class ChatPlatformSettings(BaseModel):
@@ -25,10 +23,7 @@ class ChatPlatformSettings(BaseModel):
     @field_validator("reply_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value
+        return http_url(value)
 
     @field_validator("secret")
     @classmethod

@@ -11,6 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.store.event_types import EVENT_TYPES
 
 
+def http_url(value: str) -> str:
+    """VALUE when it is an http(s) URL with a host (subscribers, chat platforms, trackers)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value
+
+
 def standard_webhooks_secret(value: SecretStr) -> SecretStr:
     """VALUE if it is a Standard Webhooks secret ("whsec_" and base64 of 16+ bytes)."""
     # The secret itself is never echoed in the error.
@@ -44,10 +52,7 @@ class SubscriptionSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value
+        return http_url(value)
 
     @field_validator("events")
     @classmethod

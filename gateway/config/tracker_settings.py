@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from gateway.config.section import Section
+from gateway.config.subscriptions import http_url
 
 # Request Tracker's own scale (0-100; RT 5 shows 0 as Low, 50 as Medium, 100 as High).
 DEFAULT_PRIORITY_MAP = {"critical": 100, "high": 75, "medium": 50, "low": 0}
@@ -38,10 +38,7 @@ class TrackerSettings(Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+        return http_url(value).rstrip("/")
 
     @field_validator("priority_map")
     @classmethod
